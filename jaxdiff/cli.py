@@ -1,0 +1,44 @@
+"""Command-line plumbing shared by every `python -m jaxdiff.*` entry point.
+
+Bad input is a `UserError`: printed as one line that says what is wrong and how to fix it, exit
+status 2, and (because every writer goes through `jaxdiff.files`) nothing half-written on disk.
+"""
+
+import os
+import sys
+from typing import Callable, Sequence
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Bad input (unknown word, missing dataset, wrong config key, corrupt shard): exit 2."""
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up chatter off the console; tf.data is all we use of it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def hide_accelerators_from_tensorflow() -> None:
+    """tf.data must never take GPU/TPU memory that JAX needs."""
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    try:
+        tf.config.set_visible_devices([], "TPU")
+    except (ValueError, RuntimeError):  # no TPU device type registered, or already initialised
+        pass
+
+
+def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None) -> None:
+    """Runs `main(argv)`; a UserError becomes one line on stderr and exit status 2."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "jaxdiff"
+    if prog in ("__main__.py", "-m", "-c"):
+        prog = "jaxdiff"
+    try:
+        main(list(sys.argv[1:] if argv is None else argv))
+    except UserError as error:
+        message = " ".join(str(error).split("\n"))
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)

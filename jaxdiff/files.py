@@ -1,0 +1,87 @@
+"""Writes that never leave a half-written file behind (temporary name, then rename), and PNGs."""
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from typing import Any, Iterator
+
+import numpy as np
+
+
+def _temporary_sibling(path: str) -> str:
+    head, tail = os.path.split(os.path.abspath(path))
+    return os.path.join(head, f".tmp-{tail}-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path next to `path`; renames it onto `path` only if the block succeeds."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = _temporary_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str) -> Iterator[str]:
+    """Yields a fresh temporary directory that replaces `path` (if any) only when the block succeeds."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = _temporary_sibling(path)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = _temporary_sibling(path)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes `obj` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Maps model-space images in [-1, 1] to uint8 pixels."""
+    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(images_NHWC: np.ndarray, ncols: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+    """Tiles uint8 images (N, H, W, C) into one (rows, ncols) grid image with `pad` pixels between."""
+    n, h, w, c = images_NHWC.shape
+    nrows = max(1, -(-n // ncols))
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), pad_value, np.uint8)
+    for i, image in enumerate(images_NHWC):
+        r, col = divmod(i, ncols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = image
+    return grid
+
+
+def save_png(path: str, image_HWC: np.ndarray, scale: int = 1) -> None:
+    """Saves a uint8 image as PNG atomically, upscaled `scale` times with nearest neighbours."""
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(image_HWC, np.uint8))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
