@@ -28,7 +28,7 @@ setup(
     name="jaxdiff",
     version="0.1.0",
     description=__doc__,
-    packages=find_packages(include=["jaxdiff", "jaxdiff.*"]),
+    packages=find_packages(include=["jaxdiff", "jaxdiff.*", "configs"]),
     package_data={"jaxdiff": ["data/*.npz", "data/*.json", "data/*.md"]},
     python_requires=">=3.10",
     install_requires=CORE,

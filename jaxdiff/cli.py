@@ -18,6 +18,9 @@ class UserError(Exception):
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ start-up chatter off the console; tf.data is all we use of it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF's oneDNN kernels only matter for its own math (we decode and resize images with it); off
+    # they also stop TF from printing a notice about them before its logging is configured.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def hide_accelerators_from_tensorflow() -> None:

@@ -1,0 +1,52 @@
+"""A smoke-test config: everything shrunk so each stage runs in seconds (the test suite uses it).
+
+    python -m jaxdiff.experiment --config=configs/tiny.py --workdir=/tmp/tiny
+
+Not meant to learn anything; it checks that the whole path runs.
+"""
+
+from configs import toy
+
+
+def get_config():
+    """toy.py shrunk to 16x16 images, a two-level UNet and a handful of steps."""
+    config = toy.get_config()
+    config.workdir = "runs/tiny"
+    config.data.dir = "data/portraits_tiny"
+    config.data.image_size = 16
+    config.data.shuffle_buffer = 256
+    config.portraits.per_class = 12
+
+    config.model.channels = 16
+    config.model.channel_mults = (1, 2)
+    config.model.attn_resolutions = (4,)
+    config.model.head_dim = 16
+    config.model.num_groups = 4
+
+    config.train.batch_size = 12
+    config.train.num_steps = 6
+    config.train.warmup_steps = 2
+    config.train.log_every = 2
+    config.train.eval_every = 3
+    config.train.val_examples = 12
+    config.train.val_timesteps = 3
+    config.train.sample_every = 6
+    config.train.samples_per_word = 2
+    config.train.checkpoint_every = 3
+
+    config.sample.ddpm_steps = 20
+    config.sample.ddim_steps = 5
+    config.sample.dpmpp2m_steps = 5
+    config.sample.batch_size = 64
+
+    config.classifier.channels = (8, 16)
+    config.classifier.dense = 16
+    config.classifier.num_steps = 20
+    config.classifier.min_accuracy = 0.0
+
+    config.evaluate.num_samples = 8
+    config.evaluate.num_samples_unseen = 4
+    config.evaluate.num_unseen_words = 4
+    config.evaluate.steps = 3
+    config.evaluate.bootstrap_resamples = 50
+    return config

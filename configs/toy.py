@@ -1,0 +1,48 @@
+"""The embedded default: procedural 32x32 portraits and the bundled word2vec subset, on a CPU.
+
+    python -m jaxdiff.experiment --config=configs/toy.py      # the README's main job, ~20 min on 2 cores
+    python -m jaxdiff.train --config=configs/toy.py --workdir=runs/toy
+
+Same experiment as configs/base.py, scaled to a laptop: a 2x2-patch UNet (the network runs at
+16x16, which roughly halves the CPU cost at equal width), a short run with a fast EMA.
+Expected result: see the README's results table (measured on a 2-core machine).
+"""
+
+from configs import base
+
+
+def get_config():
+    """base.py with the deltas for a CPU-sized run."""
+    config = base.get_config()
+    config.workdir = "runs/toy"
+
+    config.data.dir = "data/portraits"
+    config.data.source = "portraits"
+    config.data.image_size = 32
+    config.data.shuffle_buffer = 16_200  # one full epoch: 5,400 train images x 3 examples
+
+    config.embed.source = "word2vec-subset"
+
+    config.model.patch_size = 2
+    config.model.channels = 48
+    config.model.channel_mults = (1, 2, 2)
+    config.model.num_res_blocks = 1
+    config.model.attn_resolutions = (8, 4)
+    config.model.head_dim = 32
+    config.model.num_groups = 8
+    config.model.dropout = 0.0
+
+    config.train.batch_size = 64
+    config.train.num_steps = 1500
+    config.train.learning_rate = 1e-3
+    config.train.warmup_steps = 100
+    config.train.lr_schedule = "cosine"
+    config.train.ema_decay = 0.995
+    config.train.log_every = 25
+    config.train.eval_every = 250
+    config.train.val_examples = 256
+    config.train.sample_every = 500
+    config.train.checkpoint_every = 500
+
+    config.classifier.num_steps = 600
+    return config

@@ -1,0 +1,165 @@
+"""The word-conditioned pixel-space UNet (Flax linen).
+
+Conditioning follows SEED.md: the vector `concat(sinusoidal(t), word_vector)` goes through an MLP
+and then into every residual block (as a GroupNorm scale and shift, as in improved DDPM). An
+all-zero word part is the null condition of classifier-free guidance.
+
+Shapes are in names: B batch, H/W height/width, C channels, E embedding width, K word dims,
+T tokens (H*W), N heads, D head dims.
+"""
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+_ZERO = nn.initializers.zeros  # zero-initialised output layers: each block starts as the identity
+
+
+def sinusoidal_embedding(t_B: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
+    """Transformer-style sinusoidal features of (possibly fractional) timesteps, (B, dim)."""
+    half = dim // 2
+    freqs_F = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    angles_BF = t_B.astype(jnp.float32)[:, None] * freqs_F[None, :]
+    return jnp.concatenate([jnp.cos(angles_BF), jnp.sin(angles_BF)], axis=-1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-Conv twice, with the condition as a scale and shift of the second norm."""
+
+    channels: int
+    num_groups: int
+    dropout: float
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, emb_BE: jax.Array, train: bool) -> jax.Array:
+        h = nn.silu(nn.GroupNorm(self.num_groups, dtype=self.dtype)(x_BHWC))
+        h = nn.Conv(self.channels, (3, 3), dtype=self.dtype)(h)
+        scale_shift = nn.Dense(2 * self.channels, dtype=self.dtype)(nn.silu(emb_BE))
+        scale_BC, shift_BC = jnp.split(scale_shift, 2, axis=-1)
+        h = nn.GroupNorm(self.num_groups, dtype=self.dtype)(h)
+        h = h * (1 + scale_BC[:, None, None, :]) + shift_BC[:, None, None, :]
+        h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
+        h = nn.Conv(self.channels, (3, 3), dtype=self.dtype, kernel_init=_ZERO)(h)
+        if x_BHWC.shape[-1] != self.channels:
+            x_BHWC = nn.Conv(self.channels, (1, 1), dtype=self.dtype)(x_BHWC)
+        return x_BHWC + h
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over all positions, residual."""
+
+    head_dim: int
+    num_groups: int
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array) -> jax.Array:
+        B, H, W, C = x_BHWC.shape
+        num_heads = max(1, C // self.head_dim)
+        h_BTC = nn.GroupNorm(self.num_groups, dtype=self.dtype)(x_BHWC).reshape(B, H * W, C)
+        qkv = nn.DenseGeneral((3, num_heads, C // num_heads), dtype=self.dtype)(h_BTC)
+        q_BTND, k_BTND, v_BTND = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        out_BTND = jax.nn.dot_product_attention(q_BTND, k_BTND, v_BTND)
+        out_BTC = nn.DenseGeneral(C, axis=(-2, -1), dtype=self.dtype, kernel_init=_ZERO)(out_BTND)
+        return x_BHWC + out_BTC.reshape(B, H, W, C)
+
+
+def patchify(x_BHWC: jax.Array, p: int) -> jax.Array:
+    """Folds p x p pixel patches into channels: (B, H, W, C) -> (B, H/p, W/p, p*p*C)."""
+    if p == 1:
+        return x_BHWC
+    B, H, W, C = x_BHWC.shape
+    x = x_BHWC.reshape(B, H // p, p, W // p, p, C).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(B, H // p, W // p, p * p * C)
+
+
+def unpatchify(x_BhwP: jax.Array, p: int, channels: int) -> jax.Array:
+    """Inverse of `patchify`."""
+    if p == 1:
+        return x_BhwP
+    B, h, w, _ = x_BhwP.shape
+    x = x_BhwP.reshape(B, h, w, p, p, channels).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(B, h * p, w * p, channels)
+
+
+class UNet(nn.Module):
+    """Predicts the noise (or v) of x_t given the timestep and the word vector."""
+
+    channels: int
+    channel_mults: Sequence[int]
+    num_res_blocks: int
+    attn_resolutions: Sequence[int]
+    head_dim: int
+    num_groups: int
+    dropout: float
+    patch_size: int = 1
+    time_embed_dim: int = 128
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, t_B: jax.Array, word_BK: jax.Array, train: bool = False) -> jax.Array:
+        out_channels = x_BHWC.shape[-1]
+        emb_dim = 4 * self.channels
+        # SEED.md: concat(positional encoding of t, word vector), fed forward through an MLP.
+        cond_BF = jnp.concatenate([sinusoidal_embedding(t_B, self.time_embed_dim), word_BK.astype(jnp.float32)], axis=-1)
+        emb_BE = nn.Dense(emb_dim, dtype=self.dtype)(cond_BF)
+        emb_BE = nn.Dense(emb_dim, dtype=self.dtype)(nn.silu(emb_BE))
+
+        block = dict(num_groups=self.num_groups, dropout=self.dropout, dtype=self.dtype)
+        attend = lambda h: AttentionBlock(self.head_dim, self.num_groups, self.dtype)(h)  # noqa: E731
+
+        h = nn.Conv(self.channels, (3, 3), dtype=self.dtype)(patchify(x_BHWC.astype(self.dtype), self.patch_size))
+        skips = [h]
+        for level, mult in enumerate(self.channel_mults):
+            for _ in range(self.num_res_blocks):
+                h = ResBlock(self.channels * mult, **block)(h, emb_BE, train)
+                if h.shape[1] in self.attn_resolutions:
+                    h = attend(h)
+                skips.append(h)
+            if level < len(self.channel_mults) - 1:
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), dtype=self.dtype)(h)
+                skips.append(h)
+
+        h = ResBlock(h.shape[-1], **block)(h, emb_BE, train)
+        h = attend(h)
+        h = ResBlock(h.shape[-1], **block)(h, emb_BE, train)
+
+        for level, mult in reversed(list(enumerate(self.channel_mults))):
+            for _ in range(self.num_res_blocks + 1):
+                h = ResBlock(self.channels * mult, **block)(jnp.concatenate([h, skips.pop()], axis=-1), emb_BE, train)
+                if h.shape[1] in self.attn_resolutions:
+                    h = attend(h)
+            if level > 0:
+                B, H, W, C = h.shape
+                h = jax.image.resize(h, (B, 2 * H, 2 * W, C), "nearest")
+                h = nn.Conv(C, (3, 3), dtype=self.dtype)(h)
+
+        h = nn.silu(nn.GroupNorm(self.num_groups, dtype=self.dtype)(h))
+        h = nn.Conv(self.patch_size**2 * out_channels, (3, 3), dtype=self.dtype, kernel_init=_ZERO)(h)
+        return unpatchify(h, self.patch_size, out_channels).astype(jnp.float32)
+
+
+def create_model(config: ml_collections.ConfigDict) -> UNet:
+    """The UNet a config describes (model.* and cond.time_embed_dim)."""
+    m = config.model
+    if config.data.image_size % (m.patch_size * 2 ** (len(m.channel_mults) - 1)):
+        from jaxdiff.cli import UserError
+
+        raise UserError(f"data.image_size {config.data.image_size} must be divisible by patch_size x 2^(levels-1) "
+                        f"= {m.patch_size * 2 ** (len(m.channel_mults) - 1)}")
+    return UNet(
+        channels=m.channels, channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
+        attn_resolutions=tuple(m.attn_resolutions), head_dim=m.head_dim, num_groups=m.num_groups,
+        dropout=m.dropout, patch_size=m.patch_size, time_embed_dim=config.cond.time_embed_dim,
+        dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[m.dtype],
+    )
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a parameter tree."""
+    return sum(int(x.size) for x in jax.tree.leaves(params))

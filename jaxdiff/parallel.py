@@ -1,0 +1,71 @@
+"""Devices and data parallelism: the one-axis mesh ('data',), global batches, multi-process start-up."""
+
+import os
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxdiff.cli import UserError
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh over `devices` (default: every device of every process)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array (parameters, optimiser state, keys)."""
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """The leading (batch) axis is split over the data axis."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def local_batch_size(global_batch: int, mesh: Mesh) -> int:
+    """This process's share of a global batch; it must split evenly over processes and devices."""
+    if global_batch % mesh.size:
+        raise UserError(f"train.batch_size {global_batch} must be divisible by the {mesh.size} devices; "
+                        f"set --config.train.batch_size to a multiple of {mesh.size}")
+    return global_batch // jax.process_count()
+
+
+def to_global(local_batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+    """Assembles each process's rows into global arrays sharded along the batch axis."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
+
+
+def maybe_initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                                 process_id: int | None = None) -> None:
+    """Starts JAX's multi-controller runtime when this is one process of several.
+
+    Explicit flags (GPU clusters, local tests) win; on a Cloud TPU pod slice with several workers
+    `jax.distributed.initialize()` detects everything itself; a single process does nothing.
+    """
+    if coordinator_address:
+        if num_processes is None or process_id is None:
+            raise UserError("--coordinator_address needs --num_processes and --process_id too")
+        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                                   process_id=process_id)
+    elif _on_multi_worker_tpu():
+        jax.distributed.initialize()
+
+
+def _on_multi_worker_tpu() -> bool:
+    hostnames = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    return len([h for h in hostnames.split(",") if h]) > 1
+
+
+def is_main_process() -> bool:
+    """Only process 0 writes logs, samples and reports."""
+    return jax.process_index() == 0
+
+
+def fetch(tree: Any) -> Any:
+    """Brings (replicated or fully addressable) arrays to the host as numpy."""
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)

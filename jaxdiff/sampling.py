@@ -1,0 +1,170 @@
+"""Samplers: DDPM (ancestral), DDIM and DPM-Solver++(2M), each one jitted `lax.fori_loop`.
+
+Every sampler evaluates the denoiser at N timesteps evenly spaced from T-1 down to 0 and ends on
+clean data (abar = 1). Classifier-free guidance runs the conditional and the null half in one
+batch: out = null + g * (cond - null). Randomness is per example, folded from the key and the
+example's global index, so an image does not depend on the batch it was drawn in, on how many
+images were asked for, or on the number of devices.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxdiff import diffusion
+from jaxdiff.cli import UserError
+
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
+# denoise(x_t, t_B) -> (eps, x0): the network (or an exact predictor in tests) at integer timesteps.
+Denoiser = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def timesteps(num_timesteps: int, steps: int) -> np.ndarray:
+    """The N integer timesteps the denoiser is evaluated at, from T-1 down to 0."""
+    if not 1 <= steps <= num_timesteps:
+        raise UserError(f"sampling steps must be in [1, {num_timesteps}], got {steps}")
+    return np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(np.int32)
+
+
+def _noise_levels(schedule: diffusion.Schedule, steps: int) -> tuple[jax.Array, jax.Array]:
+    """(t_N, abar_{N+1}): the evaluated timesteps and their abar, with abar = 1 appended (clean)."""
+    ts = timesteps(schedule.num_timesteps, steps)
+    abar = jnp.concatenate([schedule.alphas_cumprod[ts], jnp.ones((1,), jnp.float32)])
+    return jnp.asarray(ts), abar
+
+
+def _example_keys(key: jax.Array, first_index: jax.Array, batch: int) -> jax.Array:
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(first_index + jnp.arange(batch))
+
+
+def _normal_per_example(keys_B: jax.Array, step: Any, shape: tuple[int, ...]) -> jax.Array:
+    return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, step), shape))(keys_B)
+
+
+def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array, keys_B: jax.Array, *,
+                sampler: str, steps: int, eta: float = 0.0, clip_x0: bool = False) -> jax.Array:
+    """Integrates from x_T (noise) to data with `sampler`; traceable, so it runs inside jit."""
+    if sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    ts, abar = _noise_levels(schedule, steps)
+    B = x_T.shape[0]
+    example_shape = x_T.shape[1:]
+
+    def predict(x, i):
+        eps, x0 = denoise(x, jnp.full((B,), ts[i], jnp.int32))
+        if clip_x0:  # data live in [-1, 1]; re-derive eps so the update stays consistent
+            x0 = jnp.clip(x0, -1.0, 1.0)
+            eps = (x - jnp.sqrt(abar[i]) * x0) / jnp.sqrt(1.0 - abar[i])
+        return eps, x0
+
+    if sampler in ("ddpm", "ddim"):
+        def body(i, x):
+            a_t, a_s = abar[i], abar[i + 1]
+            eps, x0 = predict(x, i)
+            if sampler == "ddpm":  # ancestral step with the posterior variance of q(x_s | x_t, x_0)
+                beta = 1.0 - a_t / a_s
+                mean = (jnp.sqrt(a_s) * beta / (1 - a_t)) * x0 + (jnp.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t)) * x
+                var = beta * (1 - a_s) / (1 - a_t)
+                return mean + jnp.sqrt(var) * _normal_per_example(keys_B, i, example_shape)
+            sigma = eta * jnp.sqrt((1 - a_s) / (1 - a_t)) * jnp.sqrt(jnp.maximum(1 - a_t / a_s, 0.0))
+            x_next = jnp.sqrt(a_s) * x0 + jnp.sqrt(jnp.maximum(1 - a_s - sigma**2, 0.0)) * eps
+            return x_next + sigma * _normal_per_example(keys_B, i, example_shape)
+
+        return jax.lax.fori_loop(0, steps, body, x_T)
+
+    # DPM-Solver++(2M) (Lu et al. 2022), data-prediction form, first order on the first and last step.
+    lam = 0.5 * (jnp.log(abar[:-1]) - jnp.log1p(-abar[:-1]))  # log(alpha_t / sigma_t) at the N timesteps
+
+    def body(i, carry):
+        x, x0_prev = carry
+        _, x0 = predict(x, i)
+        a_t, a_s = abar[i], abar[i + 1]
+        is_last = i == steps - 1
+        lam_s = jnp.where(is_last, lam[i], lam[jnp.minimum(i + 1, steps - 1)])
+        h = lam_s - lam[i]
+        r = (lam[i] - lam[jnp.maximum(i - 1, 0)]) / jnp.where(h == 0, 1.0, h)
+        second_order = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        use_first = (i == 0) | is_last
+        D = jnp.where(use_first, x0, second_order)
+        sigma_ratio = jnp.sqrt((1 - a_s) / (1 - a_t))
+        x_next = sigma_ratio * x - jnp.sqrt(a_s) * jnp.expm1(-h) * D
+        return jnp.where(is_last, D, x_next), x0
+
+    x, _ = jax.lax.fori_loop(0, steps, body, (x_T, jnp.zeros_like(x_T)))
+    return x
+
+
+def guided_denoiser(apply_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array], schedule: diffusion.Schedule,
+                    prediction: str, cond_BK: jax.Array, guidance: float) -> Denoiser:
+    """The denoiser of a network `apply_fn(x, t, word)`, with classifier-free guidance if guidance != 1."""
+
+    def denoise(x_t, t_B):
+        if guidance == 1.0:
+            out = apply_fn(x_t, t_B, cond_BK)
+        else:  # conditional and null halves in one batch
+            both = apply_fn(jnp.concatenate([x_t, x_t]), jnp.concatenate([t_B, t_B]),
+                            jnp.concatenate([cond_BK, jnp.zeros_like(cond_BK)]))
+            cond_out, null_out = jnp.split(both, 2)
+            out = null_out + guidance * (cond_out - null_out)
+        return diffusion.to_eps_and_x0(prediction, out, x_t, schedule.alphas_cumprod[t_B])
+
+    return denoise
+
+
+class ImageSampler:
+    """Draws images from a trained model: jitted per (sampler, steps, guidance, ...), sharded over a mesh."""
+
+    def __init__(self, model: Any, schedule: diffusion.Schedule, prediction: str, image_shape: tuple[int, int, int],
+                 mesh: jax.sharding.Mesh | None = None):
+        self.model, self.schedule, self.prediction, self.image_shape = model, schedule, prediction, image_shape
+        self.mesh = mesh
+        self._compiled: dict[tuple, Callable] = {}
+
+    def _fn(self, sampler: str, steps: int, guidance: float, eta: float, clip_x0: bool) -> Callable:
+        signature = (sampler, steps, float(guidance), float(eta), bool(clip_x0))
+        if signature not in self._compiled:
+            def generate(params, cond_BK, key, first_index):
+                B = cond_BK.shape[0]
+                keys_B = _example_keys(key, first_index, B)
+                x_T = jax.vmap(lambda k: jax.random.normal(k, self.image_shape))(keys_B)
+                apply_fn = lambda x, t, w: self.model.apply({"params": params}, x, t, w, train=False)  # noqa: E731
+                denoise = guided_denoiser(apply_fn, self.schedule, self.prediction, cond_BK, guidance)
+                return run_sampler(denoise, self.schedule, x_T, jax.vmap(jax.random.fold_in, (0, None))(keys_B, 1),
+                                   sampler=sampler, steps=steps, eta=eta, clip_x0=clip_x0)
+
+            if self.mesh is None:
+                self._compiled[signature] = jax.jit(generate)
+            else:
+                data, repl = NamedSharding(self.mesh, P("data")), NamedSharding(self.mesh, P())
+                self._compiled[signature] = jax.jit(generate, in_shardings=(repl, data, repl, repl), out_shardings=data)
+        return self._compiled[signature]
+
+    def sample(self, params: Any, cond_NK: np.ndarray, seed: int, *, sampler: str, steps: int, guidance: float = 1.0,
+               eta: float = 0.0, clip_x0: bool = True, batch_size: int = 256, first_index: int = 0) -> np.ndarray:
+        """Images (N, H, W, 3) in [-1, 1] for N conditions; example j uses the key (seed, first_index + j)."""
+        fn = self._fn(sampler, steps, guidance, eta, clip_x0)
+        key = jax.random.key(seed)
+        cond_NK = np.asarray(cond_NK, np.float32)
+        n = len(cond_NK)
+        multiple = self.mesh.size if self.mesh is not None else 1
+        batch_size = max(multiple, batch_size // multiple * multiple)
+        out = []
+        # One shape for every chunk (one compilation): the full batch when there are several chunks,
+        # else the next multiple of the device count. Padding rows are dropped.
+        padded = batch_size if n > batch_size else -(-n // multiple) * multiple
+        for start in range(0, n, batch_size):
+            chunk = cond_NK[start:start + batch_size]
+            chunk = np.concatenate([chunk, np.zeros((padded - len(chunk), chunk.shape[1]), np.float32)])
+            images = fn(params, chunk, key, jnp.int32(first_index + start))
+            out.append(np.asarray(jax.device_get(images))[: min(batch_size, n - start)])
+        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+
+
+def default_steps(sample_config: Any, sampler: str) -> int:
+    """A sampler's default number of steps from a config's `sample` section."""
+    if sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    return int(sample_config[f"{sampler}_steps"])

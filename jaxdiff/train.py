@@ -1,0 +1,473 @@
+"""Training: the word-conditioned UNet with AdamW, an EMA in the train state, data-parallel steps.
+
+    python -m jaxdiff.train --config=configs/toy.py --workdir=runs/toy [--config.train.num_steps=N]
+
+A rerun of the same command resumes from the last checkpoint in WORKDIR/checkpoints; SIGTERM
+saves one and exits. The step is `jax.jit` with NamedShardings over a one-axis ('data',) mesh of
+every device: the batch is split, the state replicated, gradients averaged by XLA. Noise,
+timesteps, condition dropout and dropout come from the step's key folded with each example's
+global index, so a step does not depend on how many devices share it.
+"""
+
+import dataclasses
+import functools
+import os
+import signal
+import time
+from typing import Any, Iterator, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import flags as absl_flags
+from flax.training import train_state
+
+from jaxdiff import configuration, diffusion, embed, files, input_pipeline, models, parallel, sampling, vectors
+from jaxdiff.classes import TRAIN_WORDS
+from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
+from jaxdiff.logs import MetricWriter
+
+TABLE_IN_WORKDIR = "embeddings.npz"
+CHECKPOINT_DIR = "checkpoints"
+EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a killed process reports; schedulers restart on it
+# Sections that define the model a checkpoint holds: a resumed run must not change them.
+ARCHITECTURE_SECTIONS = ("data.image_size", "data.cond_kinds", "embed", "cond", "diffusion", "model")
+
+
+class TrainingDiverged(Exception):
+    """The loss or the gradient norm became NaN or Inf."""
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; a checkpoint was saved."""
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState plus an exponential moving average of the parameters."""
+
+    ema_params: Any = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser, EMA, state.
+
+
+def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
+    """Linear warm-up to the peak, then constant or cosine decay to 0 at num_steps."""
+    warmup = optax.linear_schedule(0.0, train.learning_rate, max(1, train.warmup_steps))
+    if train.lr_schedule == "constant":
+        after = optax.constant_schedule(train.learning_rate)
+    elif train.lr_schedule == "cosine":
+        after = optax.cosine_decay_schedule(train.learning_rate, max(1, train.num_steps - train.warmup_steps))
+    else:
+        raise UserError(f"unknown train.lr_schedule {train.lr_schedule!r}; choose 'constant' or 'cosine'")
+    return optax.join_schedules([warmup, after], [train.warmup_steps])
+
+
+def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW on the warm-up schedule."""
+    return optax.chain(
+        optax.clip_by_global_norm(train.grad_clip),
+        optax.adamw(learning_rate_schedule(train), b1=0.9, b2=train.adam_b2, weight_decay=train.weight_decay),
+    )
+
+
+def ema_decay(step: jax.Array, max_decay: float) -> jax.Array:
+    """EMA decay with warm-up, min(max_decay, (1 + step) / (10 + step)): early averages forget fast."""
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(max_decay, (1.0 + step) / (10.0 + step))
+
+
+def ema_update(ema_params: Any, params: Any, decay: jax.Array) -> Any:
+    """ema <- decay * ema + (1 - decay) * params."""
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: models.UNet, key: jax.Array) -> TrainState:
+    """Fresh parameters (EMA = a copy of them) and optimiser state."""
+    size = config.data.image_size
+    variables = model.init(key, jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32),
+                           jnp.zeros((1, config.embed.dim)), train=False)
+    params = variables["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train),
+                             ema_params=jax.tree.map(jnp.copy, params))
+
+
+# ---------------------------------------------------------------------------------------------
+# The step.
+
+
+def per_example_keys(key: jax.Array, batch_size: int) -> jax.Array:
+    """One key per example of the global batch: the key folded with the example's global index."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch_size))
+
+
+def diffusion_loss(params: Any, batch: dict[str, jax.Array], key: jax.Array, *, model: models.UNet,
+                   schedule: diffusion.Schedule, config: ml_collections.ConfigDict, train: bool) -> jax.Array:
+    """Mean over the batch of the per-example MSE between the network output and its target."""
+    x0 = batch["image"]
+    B = x0.shape[0]
+    keys = per_example_keys(key, B)
+    t_B = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0, schedule.num_timesteps))(keys)
+    noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x0.shape[1:]))(keys)
+    keep_word = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 2), 1.0 - config.cond.null_prob))(keys)
+    cond = jnp.where(keep_word[:, None], batch["cond"], 0.0)  # SEED.md: p=0.05 -> all-zero word part
+    x_t = diffusion.q_sample(schedule, x0, t_B, noise)
+    dropout_key = jax.random.fold_in(key, B)  # distinct from every per-example key's stream
+    out = model.apply({"params": params}, x_t, t_B, cond, train=train, rngs={"dropout": dropout_key})
+    target = diffusion.training_target(schedule, config.diffusion.prediction, x0, noise, t_B)
+    return jnp.mean(diffusion.mse_per_example(out, target))
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array, *, model: models.UNet,
+               schedule: diffusion.Schedule, config: ml_collections.ConfigDict) -> tuple[TrainState, dict]:
+    """One AdamW step on the global batch, then the EMA update; returns the new state and metrics."""
+    step_key = jax.random.fold_in(base_key, state.step)
+    loss_fn = functools.partial(diffusion_loss, batch=batch, key=step_key, model=model, schedule=schedule,
+                                config=config, train=True)
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    new_state = state.apply_gradients(grads=grads)
+    new_state = new_state.replace(
+        ema_params=ema_update(state.ema_params, new_state.params, ema_decay(state.step, config.train.ema_decay)))
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+               "learning_rate": learning_rate_schedule(config.train)(state.step)}
+    return new_state, metrics
+
+
+def validation_timesteps(num_timesteps: int, count: int) -> np.ndarray:
+    """The fixed grid of validation timesteps: midpoints of `count` equal bins of [0, T)."""
+    return np.floor((np.arange(count) + 0.5) * num_timesteps / count).astype(np.int32)
+
+
+def validation_mse(params: Any, batch: dict[str, jax.Array], *, model: models.UNet, schedule: diffusion.Schedule,
+                   config: ml_collections.ConfigDict) -> jax.Array:
+    """MSE per grid timestep on fixed validation examples with fixed noise (a smooth curve)."""
+    x0, cond = batch["image"], batch["cond"]
+    keys = per_example_keys(jax.random.key(config.seed + 7_777), x0.shape[0])
+
+    def at(j_and_t):
+        j, t = j_and_t
+        noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, j), x0.shape[1:]))(keys)
+        t_B = jnp.full((x0.shape[0],), t, jnp.int32)
+        out = model.apply({"params": params}, diffusion.q_sample(schedule, x0, t_B, noise), t_B, cond, train=False)
+        target = diffusion.training_target(schedule, config.diffusion.prediction, x0, noise, t_B)
+        return jnp.mean(diffusion.mse_per_example(out, target))
+
+    grid = jnp.asarray(validation_timesteps(schedule.num_timesteps, config.train.val_timesteps))
+    return jax.lax.map(at, (jnp.arange(grid.shape[0]), grid))
+
+
+# ---------------------------------------------------------------------------------------------
+# Workdir, checkpoints.
+
+
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> embed.EmbeddingTable:
+    """Checks a resumed run's config, writes config.json, and returns the run's embedding table."""
+    os.makedirs(workdir, exist_ok=True)
+    saved_path = os.path.join(workdir, configuration.CONFIG_IN_WORKDIR)
+    if os.path.exists(saved_path):
+        check_same_architecture(configuration.load(workdir), config, workdir)
+    table_path = os.path.join(workdir, TABLE_IN_WORKDIR)
+    if os.path.exists(table_path):
+        table = embed.EmbeddingTable.load(table_path)
+    else:
+        source = vectors.load_source(config.embed.source, config.embed.vectors_path or None)
+        table = embed.build_table(source, config.embed.dim, config.embed.seed)
+        if parallel.is_main_process():
+            table.save(table_path)
+    if parallel.is_main_process():
+        configuration.save(config, workdir)
+    return table
+
+
+def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def check_same_architecture(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir's checkpoints only fit the model they were trained with; refuse a different one."""
+    for section in ARCHITECTURE_SECTIONS:
+        before, now = _normalise(_lookup(saved, section)), _normalise(_lookup(current, section))
+        if before != now:
+            if isinstance(before, dict):
+                key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+                section, before, now = f"{section}.{key}", before.get(key), now.get(key)
+            raise UserError(f"{workdir!r} holds a run with {section}={before!r}, not {now!r}; "
+                            f"resume with the same settings or pick another --workdir")
+
+
+class Checkpoints:
+    """Orbax CheckpointManager over WORKDIR/checkpoints/<step>: state and data position together."""
+
+    def __init__(self, workdir: str, train: ml_collections.ConfigDict):
+        self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+        options = ocp.CheckpointManagerOptions(max_to_keep=train.keep_checkpoints, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, state: TrainState, examples_seen: int) -> None:
+        """Saves (asynchronously) at the state's step."""
+        step = int(jax.device_get(state.step))
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(_state_dict(state)),
+            data=ocp.args.JsonSave({"examples_seen": int(examples_seen), "step": step,
+                                    "process_count": jax.process_count()})), force=True)
+
+    def restore(self, template: TrainState, sharding: jax.sharding.Sharding,
+                step: int | None = None) -> tuple[TrainState, dict]:
+        """The state at `step` (default: latest), placed with `sharding`, and its data position."""
+        step = self.latest_step() if step is None else step
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                                _state_dict(template))
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+        s = restored["state"]
+        state = template.replace(step=s["step"], params=s["params"], ema_params=s["ema_params"],
+                                 opt_state=s["opt_state"])
+        return state, dict(restored["data"])
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _state_dict(state: TrainState) -> dict:
+    return {"step": state.step, "params": state.params, "ema_params": state.ema_params, "opt_state": state.opt_state}
+
+
+def restore_params(workdir: str, which: str = "ema", step: int | None = None) -> tuple[Any, int]:
+    """Parameters ('ema' or 'raw') of a trained run, from its latest (or given) checkpoint, on the host."""
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    config = configuration.load(workdir)
+    manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "data"),
+                                    options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise UserError(f"{workdir!r} has no checkpoint yet; train one with: "
+                        f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
+    model = models.create_model(config)
+    template = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0)))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _state_dict(template))
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    manager.close()
+    key = {"ema": "ema_params", "raw": "params"}[which]
+    return restored["state"][key], int(step)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+
+@dataclasses.dataclass
+class _Stop:
+    """Set by the SIGTERM handler; the loop saves and exits at the next step boundary."""
+
+    requested: bool = False
+
+
+def _install_sigterm(stop: _Stop) -> Any:
+    def handler(signum, frame):
+        stop.requested = True
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a notebook worker): no preemption handling
+        return None
+
+
+def _device_batches(config: ml_collections.ConfigDict, table: embed.EmbeddingTable, mesh: jax.sharding.Mesh,
+                    start_example: int) -> Iterator[dict[str, jax.Array]]:
+    """Global, batch-sharded device arrays from this process's share of the training stream."""
+    local_batch = parallel.local_batch_size(config.train.batch_size, mesh)
+    ds = input_pipeline.train_dataset(config, table, local_batch, start_example=start_example,
+                                      process_index=jax.process_index(), process_count=jax.process_count())
+    sharding = parallel.batch_sharded(mesh)
+    for batch in input_pipeline.numpy_batches(ds, config.data.dir):
+        yield parallel.to_global({"image": batch["image"], "cond": batch["cond"]}, sharding)
+
+
+def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.EmbeddingTable,
+                config: ml_collections.ConfigDict, seed: int) -> np.ndarray:
+    """A uint8 grid: one row per training word, `samples_per_word` EMA samples each."""
+    n = config.train.samples_per_word
+    cond = np.repeat(np.stack([table.projected_vector(w) for w in TRAIN_WORDS]), n, axis=0)
+    sampler = config.sample.sampler
+    images = image_sampler.sample(params, cond, seed, sampler=sampler, steps=sampling.default_steps(config.sample, sampler),
+                                  guidance=config.sample.guidance, batch_size=config.sample.batch_size)
+    return files.image_grid(files.to_uint8(images), ncols=n)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
+    """Trains (or resumes) to config.train.num_steps in `workdir`; returns the last logged metrics."""
+    hide_accelerators_from_tensorflow()
+    table = prepare_workdir(config, workdir)
+    mesh = parallel.make_mesh(devices)
+    repl, data_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    model = models.create_model(config)
+    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+    num_steps = int(config.train.num_steps)
+    main_process = parallel.is_main_process()
+    log = print if main_process else (lambda *a, **k: None)
+
+    init_key, base_key = jax.random.split(jax.random.key(config.seed))
+    state = jax.jit(functools.partial(create_train_state, config, model), out_shardings=repl)(init_key)
+    log(f"UNet: {models.count_params(state.params):,} parameters; {mesh.size} device(s) "
+        f"({mesh.devices.flat[0].platform}), {jax.process_count()} process(es); workdir {workdir}")
+
+    checkpoints = Checkpoints(workdir, config.train)
+    examples_seen = 0
+    if checkpoints.latest_step() is not None:
+        state, data_position = checkpoints.restore(state, repl)
+        examples_seen = int(data_position["examples_seen"])
+        log(f"resumed from step {int(state.step)} (checkpoint in {checkpoints.directory})")
+    start_step = int(jax.device_get(state.step))
+    writer = MetricWriter(workdir, enabled=main_process)
+    last: dict[str, float] = {}
+    if start_step >= num_steps:
+        log(f"already trained to step {start_step} >= train.num_steps {num_steps}; nothing to do")
+        checkpoints.close()
+        writer.close()
+        return last
+
+    step_fn = jax.jit(functools.partial(train_step, model=model, schedule=schedule, config=config),
+                      in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl), donate_argnums=(0,))
+    val_fn = jax.jit(functools.partial(validation_mse, model=model, schedule=schedule, config=config),
+                     in_shardings=(repl, data_sharding), out_shardings=repl)
+    val_local = input_pipeline.validation_examples(config, table, config.train.val_examples // jax.process_count(),
+                                                   process_index=jax.process_index(), process_count=jax.process_count())
+    if config.train.val_examples % mesh.size:
+        raise UserError(f"train.val_examples {config.train.val_examples} must be divisible by the {mesh.size} devices")
+    val_batch = parallel.to_global({"image": val_local["image"], "cond": val_local["cond"]}, data_sharding)
+    image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction,
+                                          (config.data.image_size,) * 2 + (3,), mesh)
+    batches = _device_batches(config, table, mesh, start_example=examples_seen // jax.process_count())
+
+    stop = _Stop()
+    previous_handler = _install_sigterm(stop)
+    pending: list[dict] = []  # device metrics since the last host check
+    last_good_step = start_step if start_step > 0 else None
+    global_batch = config.train.batch_size
+
+    def check_finite(step: int) -> list[dict]:
+        values = parallel.fetch(pending)
+        pending.clear()
+        for i, m in enumerate(values):
+            if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+                bad_step = step - len(values) + i + 1
+                kept = f"the last good checkpoint (step {last_good_step}) is kept in {checkpoints.directory}" \
+                    if last_good_step else "no checkpoint was written before it"
+                raise TrainingDiverged(f"loss is {m['loss']} (gradient norm {m['grad_norm']}) at step {bad_step}; "
+                                       f"stopped without saving: {kept}. Lower train.learning_rate or check the data")
+        return values
+
+    try:
+        from tqdm import tqdm
+
+        progress = tqdm(total=num_steps, initial=start_step, disable=not main_process, unit="step",
+                        dynamic_ncols=True, desc="train")
+        window_start, window_steps = time.perf_counter(), 0
+        step = start_step
+        while step < num_steps:
+            batch = next(batches)
+            state, metrics = step_fn(state, batch, base_key)
+            pending.append(metrics)
+            step += 1
+            window_steps += 1
+            examples_seen += global_batch
+            progress.update(1)
+            at_end = step == num_steps
+            if step % config.train.log_every == 0 or at_end or stop.requested:
+                values = check_finite(step)
+                elapsed = time.perf_counter() - window_start
+                throughput = window_steps * global_batch / max(elapsed, 1e-9)
+                mean_loss = float(np.mean([v["loss"] for v in values]))
+                last = {"train/loss": mean_loss, "train/grad_norm": float(values[-1]["grad_norm"]),
+                        "train/learning_rate": float(values[-1]["learning_rate"]),
+                        "train/images_per_s": throughput}
+                writer.scalars(step, last)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{throughput:.0f}")
+                window_start, window_steps = time.perf_counter(), 0
+            if step % config.train.eval_every == 0 or at_end:
+                check_finite(step)
+                mse_ema = np.asarray(jax.device_get(val_fn(state.ema_params, val_batch)))
+                mse_raw = np.asarray(jax.device_get(val_fn(state.params, val_batch)))
+                val = {"val/mse_ema": float(mse_ema.mean()), "val/mse": float(mse_raw.mean())}
+                writer.scalars(step, val)
+                last.update(val)
+                progress.write(f"step {step}: val MSE {val['val/mse']:.4f} (EMA {val['val/mse_ema']:.4f})") \
+                    if main_process else None
+                window_start = time.perf_counter()
+            if config.train.sample_every and (step % config.train.sample_every == 0 or at_end):
+                grid = sample_grid(image_sampler, state.ema_params, table, config, seed=config.seed)
+                if main_process:
+                    files.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid, scale=2)
+                    writer.image(step, "samples/ema (rows: " + ", ".join(TRAIN_WORDS) + ")", grid)
+                window_start = time.perf_counter()
+            if step % config.train.checkpoint_every == 0 or at_end or stop.requested:
+                check_finite(step)
+                checkpoints.save(state, examples_seen)
+                last_good_step = step
+                window_start = time.perf_counter()
+            if stop.requested:
+                raise Preempted(f"received SIGTERM: saved a checkpoint at step {step} in {checkpoints.directory}; "
+                                f"rerun the same command to resume")
+        progress.close()
+        log(f"done: step {num_steps}, train loss {last.get('train/loss', float('nan')):.4f}, "
+            f"val MSE {last.get('val/mse', float('nan')):.4f} (EMA {last.get('val/mse_ema', float('nan')):.4f})")
+        return last
+    finally:
+        checkpoints.wait()
+        checkpoints.close()
+        writer.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """--workdir and the multi-process flags."""
+    absl_flags.DEFINE_string("workdir", None, "run directory (default: the config's workdir)", flag_values=values)
+    absl_flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs off Cloud TPU",
+                             flag_values=values)
+    absl_flags.DEFINE_integer("num_processes", None, "number of processes (with --coordinator_address)", flag_values=values)
+    absl_flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)", flag_values=values)
+
+
+def main(argv: Sequence[str]) -> None:
+    flags = configuration.parse(argv, define_flags)
+    parallel.maybe_initialize_distributed(flags.coordinator_address, flags.num_processes, flags.process_id)
+    try:
+        train_and_evaluate(flags.config, flags.workdir or flags.config.workdir)
+    except TrainingDiverged as error:
+        print(f"error: training diverged: {error}", flush=True)
+        raise SystemExit(1)
+    except Preempted as error:
+        print(str(error), flush=True)
+        raise SystemExit(EXIT_PREEMPTED)
+
+
+if __name__ == "__main__":
+    run(main)
