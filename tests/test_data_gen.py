@@ -109,7 +109,8 @@ def records(out: str, split: str) -> list[dict]:
     """Every record of a split, read through tfds.builder_from_directory, as numpy."""
     import tensorflow_datasets as tfds
 
-    ds = tfds.builder_from_directory(out).as_dataset(split=split, shuffle_files=False)
+    read_config = tfds.ReadConfig(interleave_cycle_length=1)  # shards one after the other: file order
+    ds = tfds.builder_from_directory(out).as_dataset(split=split, shuffle_files=False, read_config=read_config)
     return list(tfds.as_numpy(ds))
 
 
@@ -331,3 +332,20 @@ def test_data_gen_never_imports_jax():
                     module = os.path.join(REPO, *name.split(".")) + ".py"
                     todo.append(module if os.path.exists(module) else os.path.join(REPO, *name.split("."), "__init__.py"))
     assert os.path.join(REPO, "jaxdiff", "schema.py") in done and os.path.join(REPO, "jaxdiff", "classes.py") in done
+
+
+def test_jaxdiff_input_pipeline_reads_the_output(reference):
+    input_pipeline = pytest.importorskip("jaxdiff.input_pipeline")
+    rows = list(input_pipeline.read_split(reference, "train", 16).as_numpy_iterator())
+    stored = records(reference, "train")
+    assert len(rows) == len(stored) == 18
+    for row, raw in zip(rows, stored):
+        np.testing.assert_allclose(row["image"], raw["image"] / 127.5 - 1.0, atol=1e-6)
+        assert list(row["words"]) == list(raw["words"]) and row["class_name"] == raw["class_name"]
+    # Two processes read disjoint halves; the layout interleaves classes, so each half has all six.
+    shares = [list(input_pipeline.read_split(reference, "train", 8, process_index=i, process_count=2).as_numpy_iterator())
+              for i in range(2)]
+    assert [len(share) for share in shares] == [9, 9]
+    assert shares[0][0]["image"].shape == (8, 8, 3)
+    assert all({int(r["class_name"]) for r in share} == set(range(6)) for share in shares)
+    assert input_pipeline.num_images(reference, "validation") == 6
