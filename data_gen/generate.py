@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import signal
-import sys
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -282,7 +281,7 @@ def make_manifest(params: Params, pipe: Any, device: str) -> dict[str, Any]:
             "per_image": "int(numpy.random.SeedSequence([base_seed, class_index, index]).generate_state(1, numpy.uint64)[0]) >> 1",
             "class_index": "position in jaxdiff.classes.CLASS_NAMES",
             "index": f"train 0..{counts['train'] - 1}, validation {counts['train']}..{params.per_class - 1}",
-            "noise": "torch.randn((1, C, gen_size/8, gen_size/8), generator=torch.Generator('cpu').manual_seed(seed), dtype=float32)",
+            "noise": "torch.randn((1, C, gen_size/f, gen_size/f), generator=torch.Generator('cpu').manual_seed(seed), dtype=float32), f the VAE factor (8)",
             "first_of_each_class": {name: image_seed(params.seed, name, 0) for name in CLASS_NAMES},
         },
         # Informational: a worker on another device or dtype makes images equal up to rounding.
@@ -481,6 +480,9 @@ def main(argv: Sequence[str]) -> None:
     args = parse_args(argv)
     if args.finalize:
         report_finalized(args.out, finalize(args.out))
+        lock = os.path.join(args.out, _FINALIZE_LOCK)
+        if os.path.exists(lock):  # left by a worker killed while finalizing; the work is done now
+            os.remove(lock)
         return
     run_worker(args.out, params_from_args(args), args.worker_index, args.num_workers, args.batch_size, args.device)
 
