@@ -79,10 +79,12 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = "dpmpp2m"  # "ddpm" (ancestral), "ddim" or "dpmpp2m" (DPM-Solver++(2M))
-    config.sample.ddpm_steps = 1000  # default steps of each sampler
-    config.sample.ddim_steps = 50
-    config.sample.dpmpp2m_steps = 20
+    config.sample.ddpm_steps = 1000  # default steps of DDPM: its full length
+    config.sample.ddim_steps = 50  # default steps of DDIM
+    config.sample.dpmpp2m_steps = 20  # default steps of DPM-Solver++(2M)
     config.sample.ddim_eta = 0.0  # DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
+    config.sample.spacing = "quadratic"  # timesteps of a short sampler: "quadratic", "uniform" or "logsnr"
+    config.sample.clip_x0 = True  # clip the predicted clean image to [-1, 1] at every step
     config.sample.guidance = 1.0  # classifier-free guidance scale; 1 = the conditional model alone
     config.sample.batch_size = 256  # images per device call when sampling many
 

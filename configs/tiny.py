@@ -23,12 +23,12 @@ def get_config():
     config.model.head_dim = 16
     config.model.num_groups = 4
 
-    config.train.batch_size = 12
+    config.train.batch_size = 16  # divisible by 1, 2, 4 and 8 devices
     config.train.num_steps = 6
     config.train.warmup_steps = 2
     config.train.log_every = 2
     config.train.eval_every = 3
-    config.train.val_examples = 12
+    config.train.val_examples = 16
     config.train.val_timesteps = 3
     config.train.sample_every = 6
     config.train.samples_per_word = 2

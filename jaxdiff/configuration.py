@@ -23,12 +23,19 @@ CONFIG_IN_WORKDIR = "config.json"
 def parse(argv: Sequence[str], define_flags: Callable[[flags.FlagValues], None] | None = None,
           config_required: bool = True) -> flags.FlagValues:
     """Parses `--config=FILE [--config.a.b=V ...]` plus the flags `define_flags` adds."""
+    for arg in argv:
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if path and not os.path.exists(path.split(":", 1)[0]):
+            raise UserError(f"config file {path!r} not found; e.g. --config=configs/toy.py or --config=configs/base.py")
     values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "ml-collections config file, e.g. configs/toy.py", flag_values=values, lock_config=True)
+    full_argv = ["jaxdiff", *argv]
+    # sys_argv: config_flags finds the --config.a.b overrides in it (by default it reads sys.argv).
+    config_flags.DEFINE_config_file("config", None, "ml-collections config file, e.g. configs/toy.py",
+                                    flag_values=values, lock_config=True, sys_argv=full_argv)
     if define_flags is not None:
         define_flags(values)
     try:
-        values(["jaxdiff", *argv])
+        values(full_argv)
     except flags.Error as error:
         raise UserError(_one_line(error)) from error
     except (AttributeError, KeyError) as error:  # an override of a key the config does not have
@@ -37,14 +44,16 @@ def parse(argv: Sequence[str], define_flags: Callable[[flags.FlagValues], None] 
         raise UserError("missing --config; e.g. --config=configs/toy.py (the embedded default) or --config=configs/base.py")
     if config_required:
         try:
-            values.config  # noqa: B018 (a failed load only raises on access)
+            values.config.keys()  # a failed load returns a placeholder that raises on attribute access
         except OSError as error:
             raise UserError(f"cannot load the config: {_one_line(error)}") from error
     return values
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().strip("'\"")
+    text = str(error).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # KeyError's repr-quoted message
+        text = text[1:-1]
     text = text.replace("\\n", " ").replace("\\'", "'")
     return re.sub(r"\s+", " ", text)
 

@@ -220,8 +220,9 @@ def write_dataset(out: str, per_class: int, size: int, seed: int, val_fraction: 
             # Round-robin over classes: every shard, and every process's share of it, stays balanced.
             ordered = [(name, *by_class[name][i]) for i in range(per_class_count) for name in CLASS_NAMES]
             num_shards = max(1, -(-len(ordered) // images_per_shard))
+            bounds = np.linspace(0, len(ordered), num_shards + 1).round().astype(int)
             for shard in range(num_shards):
-                chunk = ordered[shard::num_shards]
+                chunk = ordered[bounds[shard]:bounds[shard + 1]]  # contiguous: stays balanced, like any even split
                 schema.write_shard(
                     tmp,
                     schema.shard_filename("portraits", split, shard, num_shards),

@@ -1,7 +1,7 @@
 """Samplers: DDPM (ancestral), DDIM and DPM-Solver++(2M), each one jitted `lax.fori_loop`.
 
-Every sampler evaluates the denoiser at N timesteps evenly spaced from T-1 down to 0 and ends on
-clean data (abar = 1). Classifier-free guidance runs the conditional and the null half in one
+Every sampler evaluates the denoiser at N timesteps from T-1 down to 0 (`noise_levels`) and ends
+on clean data (abar = 1). Classifier-free guidance runs the conditional and the null half in one
 batch: out = null + g * (cond - null). Randomness is per example, folded from the key and the
 example's global index, so an image does not depend on the batch it was drawn in, on how many
 images were asked for, or on the number of devices.
@@ -18,22 +18,35 @@ from jaxdiff import diffusion
 from jaxdiff.cli import UserError
 
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
-# denoise(x_t, t_B) -> (eps, x0): the network (or an exact predictor in tests) at integer timesteps.
-Denoiser = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+SPACINGS = ("quadratic", "uniform", "logsnr")
+# denoise(x_t, t_B, abar_B) -> (eps, x0): the network (or an exact predictor in tests) at timesteps
+# t (fractional where the spacing asks for it) whose noise level abar is given alongside.
+Denoiser = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def timesteps(num_timesteps: int, steps: int) -> np.ndarray:
-    """The N integer timesteps the denoiser is evaluated at, from T-1 down to 0."""
-    if not 1 <= steps <= num_timesteps:
-        raise UserError(f"sampling steps must be in [1, {num_timesteps}], got {steps}")
-    return np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(np.int32)
+def noise_levels(schedule: diffusion.Schedule, steps: int, spacing: str = "quadratic") -> tuple[np.ndarray, np.ndarray]:
+    """The N timesteps the denoiser sees, from T-1 down to 0, and abar there with abar = 1 appended.
 
-
-def _noise_levels(schedule: diffusion.Schedule, steps: int) -> tuple[jax.Array, jax.Array]:
-    """(t_N, abar_{N+1}): the evaluated timesteps and their abar, with abar = 1 appended (clean)."""
-    ts = timesteps(schedule.num_timesteps, steps)
-    abar = jnp.concatenate([schedule.alphas_cumprod[ts], jnp.ones((1,), jnp.float32)])
-    return jnp.asarray(ts), abar
+    "uniform" spaces t evenly; "quadratic" (DDIM paper, DPM-Solver's time_quadratic) puts more
+    steps at low noise; "logsnr" spaces log(alpha/sigma) evenly. At steps == T every spacing is the
+    T integer timesteps, the exact ancestral chain. Between integers abar is interpolated in log-SNR.
+    """
+    T = schedule.num_timesteps
+    if not 1 <= steps <= T:
+        raise UserError(f"sampling steps must be in [1, {T}], got {steps}")
+    if spacing not in SPACINGS:
+        raise UserError(f"unknown sample.spacing {spacing!r}; choose one of {SPACINGS}")
+    abar = np.asarray(schedule.alphas_cumprod, np.float64)
+    log_snr = np.log(abar) - np.log1p(-abar)  # decreasing in t
+    grid = np.arange(T, dtype=np.float64)
+    if steps == T or spacing == "uniform":
+        ts = np.linspace(T - 1, 0, steps)
+    elif spacing == "quadratic":
+        ts = (T - 1) * np.linspace(1.0, 0.0, steps) ** 2
+    else:
+        ts = np.interp(np.linspace(log_snr[-1], log_snr[0], steps), log_snr[::-1], grid[::-1])
+    abar_t = 1.0 / (1.0 + np.exp(-np.interp(ts, grid, log_snr)))
+    return ts.astype(np.float32), np.append(abar_t, 1.0).astype(np.float32)
 
 
 def _example_keys(key: jax.Array, first_index: jax.Array, batch: int) -> jax.Array:
@@ -45,16 +58,18 @@ def _normal_per_example(keys_B: jax.Array, step: Any, shape: tuple[int, ...]) ->
 
 
 def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array, keys_B: jax.Array, *,
-                sampler: str, steps: int, eta: float = 0.0, clip_x0: bool = False) -> jax.Array:
+                sampler: str, steps: int, spacing: str = "quadratic", eta: float = 0.0,
+                clip_x0: bool = False) -> jax.Array:
     """Integrates from x_T (noise) to data with `sampler`; traceable, so it runs inside jit."""
     if sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
-    ts, abar = _noise_levels(schedule, steps)
+    ts_np, abar_np = noise_levels(schedule, steps, spacing)
+    ts, abar = jnp.asarray(ts_np), jnp.asarray(abar_np)
     B = x_T.shape[0]
     example_shape = x_T.shape[1:]
 
     def predict(x, i):
-        eps, x0 = denoise(x, jnp.full((B,), ts[i], jnp.int32))
+        eps, x0 = denoise(x, jnp.full((B,), ts[i]), jnp.full((B,), abar[i]))
         if clip_x0:  # data live in [-1, 1]; re-derive eps so the update stays consistent
             x0 = jnp.clip(x0, -1.0, 1.0)
             eps = (x - jnp.sqrt(abar[i]) * x0) / jnp.sqrt(1.0 - abar[i])
@@ -97,11 +112,11 @@ def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array,
     return x
 
 
-def guided_denoiser(apply_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array], schedule: diffusion.Schedule,
-                    prediction: str, cond_BK: jax.Array, guidance: float) -> Denoiser:
+def guided_denoiser(apply_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array], prediction: str,
+                    cond_BK: jax.Array, guidance: float) -> Denoiser:
     """The denoiser of a network `apply_fn(x, t, word)`, with classifier-free guidance if guidance != 1."""
 
-    def denoise(x_t, t_B):
+    def denoise(x_t, t_B, abar_B):
         if guidance == 1.0:
             out = apply_fn(x_t, t_B, cond_BK)
         else:  # conditional and null halves in one batch
@@ -109,7 +124,7 @@ def guided_denoiser(apply_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Ar
                             jnp.concatenate([cond_BK, jnp.zeros_like(cond_BK)]))
             cond_out, null_out = jnp.split(both, 2)
             out = null_out + guidance * (cond_out - null_out)
-        return diffusion.to_eps_and_x0(prediction, out, x_t, schedule.alphas_cumprod[t_B])
+        return diffusion.to_eps_and_x0(prediction, out, x_t, abar_B)
 
     return denoise
 
@@ -123,17 +138,17 @@ class ImageSampler:
         self.mesh = mesh
         self._compiled: dict[tuple, Callable] = {}
 
-    def _fn(self, sampler: str, steps: int, guidance: float, eta: float, clip_x0: bool) -> Callable:
-        signature = (sampler, steps, float(guidance), float(eta), bool(clip_x0))
+    def _fn(self, sampler: str, steps: int, spacing: str, guidance: float, eta: float, clip_x0: bool) -> Callable:
+        signature = (sampler, steps, spacing, float(guidance), float(eta), bool(clip_x0))
         if signature not in self._compiled:
             def generate(params, cond_BK, key, first_index):
                 B = cond_BK.shape[0]
                 keys_B = _example_keys(key, first_index, B)
                 x_T = jax.vmap(lambda k: jax.random.normal(k, self.image_shape))(keys_B)
                 apply_fn = lambda x, t, w: self.model.apply({"params": params}, x, t, w, train=False)  # noqa: E731
-                denoise = guided_denoiser(apply_fn, self.schedule, self.prediction, cond_BK, guidance)
+                denoise = guided_denoiser(apply_fn, self.prediction, cond_BK, guidance)
                 return run_sampler(denoise, self.schedule, x_T, jax.vmap(jax.random.fold_in, (0, None))(keys_B, 1),
-                                   sampler=sampler, steps=steps, eta=eta, clip_x0=clip_x0)
+                                   sampler=sampler, steps=steps, spacing=spacing, eta=eta, clip_x0=clip_x0)
 
             if self.mesh is None:
                 self._compiled[signature] = jax.jit(generate)
@@ -142,10 +157,11 @@ class ImageSampler:
                 self._compiled[signature] = jax.jit(generate, in_shardings=(repl, data, repl, repl), out_shardings=data)
         return self._compiled[signature]
 
-    def sample(self, params: Any, cond_NK: np.ndarray, seed: int, *, sampler: str, steps: int, guidance: float = 1.0,
-               eta: float = 0.0, clip_x0: bool = True, batch_size: int = 256, first_index: int = 0) -> np.ndarray:
+    def sample(self, params: Any, cond_NK: np.ndarray, seed: int, *, sampler: str, steps: int,
+               spacing: str = "quadratic", guidance: float = 1.0, eta: float = 0.0, clip_x0: bool = True,
+               batch_size: int = 256, first_index: int = 0) -> np.ndarray:
         """Images (N, H, W, 3) in [-1, 1] for N conditions; example j uses the key (seed, first_index + j)."""
-        fn = self._fn(sampler, steps, guidance, eta, clip_x0)
+        fn = self._fn(sampler, steps, spacing, guidance, eta, clip_x0)
         key = jax.random.key(seed)
         cond_NK = np.asarray(cond_NK, np.float32)
         n = len(cond_NK)

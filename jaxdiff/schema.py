@@ -73,13 +73,19 @@ def write_shard(data_dir: str, filename: str, examples: Iterable[dict[str, Any]]
     try:
         with tf.io.TFRecordWriter(tmp_path) as writer:
             for example in examples:
-                writer.write(spec.serialize_example(example))
+                writer.write(_deterministic(spec.serialize_example(example)))
                 count += 1
         tf.io.gfile.rename(tmp_path, os.path.join(data_dir, filename), overwrite=True)
     finally:
         if tf.io.gfile.exists(tmp_path):
             tf.io.gfile.remove(tmp_path)
     return count
+
+
+def _deterministic(record: bytes) -> bytes:
+    """The record with its features in sorted order: the same example is the same bytes in any process."""
+    # protobuf (upb) writes map entries, the feature names, in an order seeded per process.
+    return tf.train.Example.FromString(record).SerializeToString(deterministic=True)
 
 
 def write_metadata(data_dir: str, description: str) -> None:

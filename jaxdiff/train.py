@@ -312,7 +312,8 @@ def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.
     cond = np.repeat(np.stack([table.projected_vector(w) for w in TRAIN_WORDS]), n, axis=0)
     sampler = config.sample.sampler
     images = image_sampler.sample(params, cond, seed, sampler=sampler, steps=sampling.default_steps(config.sample, sampler),
-                                  guidance=config.sample.guidance, batch_size=config.sample.batch_size)
+                                  spacing=config.sample.spacing, guidance=config.sample.guidance,
+                                  clip_x0=config.sample.clip_x0, batch_size=config.sample.batch_size)
     return files.image_grid(files.to_uint8(images), ncols=n)
 
 
