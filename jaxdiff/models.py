@@ -105,8 +105,12 @@ class UNet(nn.Module):
     def __call__(self, x_BHWC: jax.Array, t_B: jax.Array, word_BK: jax.Array, train: bool = False) -> jax.Array:
         out_channels = x_BHWC.shape[-1]
         emb_dim = 4 * self.channels
-        # SEED.md: concat(positional encoding of t, word vector), fed forward through an MLP.
-        cond_BF = jnp.concatenate([sinusoidal_embedding(t_B, self.time_embed_dim), word_BK.astype(jnp.float32)], axis=-1)
+        # SEED.md: concat(positional encoding of t, word vector), fed forward through an MLP. The
+        # projected word vectors have unit norm, entries ~N(0, 1/K); scaling by sqrt(K) gives them
+        # unit variance like the sinusoidal features, so the word is not drowned out at init. The
+        # null condition (zeros) stays zero.
+        word_BK = word_BK.astype(jnp.float32) * math.sqrt(word_BK.shape[-1])
+        cond_BF = jnp.concatenate([sinusoidal_embedding(t_B, self.time_embed_dim), word_BK], axis=-1)
         emb_BE = nn.Dense(emb_dim, dtype=self.dtype)(cond_BF)
         emb_BE = nn.Dense(emb_dim, dtype=self.dtype)(nn.silu(emb_BE))
 

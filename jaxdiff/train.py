@@ -57,15 +57,17 @@ class TrainState(train_state.TrainState):
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warm-up to the peak, then constant or cosine decay to 0 at num_steps."""
-    warmup = optax.linear_schedule(0.0, train.learning_rate, max(1, train.warmup_steps))
+    """Linear warm-up to the peak (step i gets peak * (i + 1) / warmup, so no step is wasted at
+    a zero rate), then constant or cosine decay to 0 at num_steps."""
+    warmup_steps = max(1, train.warmup_steps)
+    warmup = optax.linear_schedule(train.learning_rate / warmup_steps, train.learning_rate, warmup_steps - 1)
     if train.lr_schedule == "constant":
         after = optax.constant_schedule(train.learning_rate)
     elif train.lr_schedule == "cosine":
         after = optax.cosine_decay_schedule(train.learning_rate, max(1, train.num_steps - train.warmup_steps))
     else:
         raise UserError(f"unknown train.lr_schedule {train.lr_schedule!r}; choose 'constant' or 'cosine'")
-    return optax.join_schedules([warmup, after], [train.warmup_steps])
+    return optax.join_schedules([warmup, after], [warmup_steps])
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -133,7 +135,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Arr
     new_state = state.apply_gradients(grads=grads)
     new_state = new_state.replace(
         ema_params=ema_update(state.ema_params, new_state.params, ema_decay(state.step, config.train.ema_decay)))
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                "learning_rate": learning_rate_schedule(config.train)(state.step)}
     return new_state, metrics
 

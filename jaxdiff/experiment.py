@@ -1,0 +1,124 @@
+"""The whole experiment in one command: data, embedding table, training, classifier, evaluation.
+
+    python -m jaxdiff.experiment --config=configs/toy.py [--workdir runs/toy]
+
+Runs every stage that is not done yet and skips the rest, so a rerun (after an interruption, or
+to extend --config.train.num_steps) does only what is missing. With configs/base.py the same
+stages run on the SD-2.1 dataset, which data_gen/ makes on GPUs beforehand.
+"""
+
+import json
+import os
+import time
+from typing import Sequence
+
+import ml_collections
+from absl import flags as absl_flags
+
+from jaxdiff import configuration, evaluate, input_pipeline, parallel, portraits, train
+from jaxdiff.cli import UserError, run
+
+STAGES = ("dataset", "training", "classifier + evaluation")
+TIMINGS_FILE = "experiment_timings.json"
+
+
+def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
+    """Makes the portraits dataset if missing; an SD-2.1 dataset must exist (data_gen makes it)."""
+    data = config.data
+    if os.path.exists(os.path.join(data.dir, "dataset_info.json")):
+        return f"found {data.dir}"
+    if data.source != "portraits":
+        raise UserError(f"dataset {data.dir!r} is missing; {input_pipeline.how_to_make(data)} "
+                        f"(on GPU machines; see data_gen/README.md), then rerun this command")
+    if os.path.exists(data.dir):
+        raise UserError(f"{data.dir!r} exists but is not a finished dataset; delete it or pass another --config.data.dir")
+    p = config.portraits
+    log(f"drawing {p.per_class} portraits per class at {data.image_size}x{data.image_size} into {data.dir}")
+    portraits.write_dataset(data.dir, p.per_class, data.image_size, p.seed, p.val_fraction)
+    return f"made {data.dir}"
+
+
+def report_is_current(workdir: str) -> bool:
+    """True if report.json exists and was made from the run's latest checkpoint."""
+    path = os.path.join(workdir, evaluate.REPORT_JSON)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        step = json.load(f).get("config", {}).get("step")
+    latest = _latest_checkpoint_step(workdir)
+    return latest is not None and step == latest
+
+
+def _latest_checkpoint_step(workdir: str) -> int | None:
+    directory = os.path.join(workdir, train.CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return None
+    steps = [int(d) for d in os.listdir(directory) if d.isdigit()]
+    return max(steps) if steps else None
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Runs the stages that are not done; returns report.json's content."""
+    timings = {}
+    start = time.perf_counter()
+    log(f"[1/3] {STAGES[0]}: {ensure_dataset(config, log)}")
+    timings["dataset_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    latest = _latest_checkpoint_step(workdir)
+    if latest is not None and latest >= config.train.num_steps:
+        log(f"[2/3] {STAGES[1]}: done (step {latest} in {workdir})")
+    else:
+        log(f"[2/3] {STAGES[1]}: {config.train.num_steps} steps into {workdir}")
+        train.train_and_evaluate(config, workdir)
+    timings["training_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if report_is_current(workdir):
+        log(f"[3/3] {STAGES[2]}: done ({os.path.join(workdir, evaluate.REPORT_MD)} is from the latest checkpoint)")
+        with open(os.path.join(workdir, evaluate.REPORT_JSON)) as f:
+            report = json.load(f)
+    else:
+        log(f"[3/3] {STAGES[2]}")
+        report = evaluate.evaluate(workdir, log)
+    timings["evaluation_s"] = time.perf_counter() - start
+    if parallel.is_main_process():
+        _record_timings(workdir, timings)
+    return report
+
+
+def _record_timings(workdir: str, timings: dict) -> None:
+    """Appends this invocation's stage times to WORKDIR/experiment_timings.json."""
+    from jaxdiff import files
+
+    path = os.path.join(workdir, TIMINGS_FILE)
+    history = json.load(open(path)) if os.path.exists(path) else []
+    history.append({**{k: round(v, 1) for k, v in timings.items()}, "total_s": round(sum(timings.values()), 1),
+                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    files.write_json(path, history)
+
+
+def main(argv: Sequence[str]) -> None:
+    flags = configuration.parse(argv, lambda fv: absl_flags.DEFINE_string(
+        "workdir", None, "run directory (default: the config's workdir)", flag_values=fv))
+    config = flags.config
+    workdir = flags.workdir or config.workdir
+    start = time.perf_counter()
+    try:
+        report = run_experiment(config, workdir)
+    except evaluate.ClassifierTooWeak as error:
+        print(f"error: {error}", flush=True)
+        raise SystemExit(1)
+    except train.TrainingDiverged as error:
+        print(f"error: training diverged: {error}", flush=True)
+        raise SystemExit(1)
+    except train.Preempted as error:
+        print(str(error), flush=True)
+        raise SystemExit(train.EXIT_PREEMPTED)
+    minutes = (time.perf_counter() - start) / 60
+    print(f"\nreport: {os.path.join(workdir, evaluate.REPORT_MD)} ({minutes:.1f} min this invocation)")
+    print("\n".join(evaluate.reading(report)))
+
+
+if __name__ == "__main__":
+    run(main)

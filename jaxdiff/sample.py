@@ -1,0 +1,98 @@
+"""Draw images for words from a trained run.
+
+    python -m jaxdiff.sample --word nurse [--word philosopher ...] [--num 16] [--sampler dpmpp2m]
+        [--steps 20] [--guidance 1.0] [--seed 0] [--out DIR] [--workdir W] [--params ema|raw]
+    python -m jaxdiff.sample --words-mean man nurse     # the composite condition of two words
+    python -m jaxdiff.sample --null                     # the unconditional model
+
+Without --workdir it uses the latest trained run under runs/. A word may be a training word, any
+word of the run's embedding table, or any word of the source vectors when they are at hand
+(projected with the run's matrix). Every word gets the same starting noise for the same --seed,
+so grids of different words are paired image for image.
+
+Writes, per condition, OUT/LABEL_grid.png, OUT/LABEL/NNN.png and OUT/LABEL.npz (the images, the
+condition vector and the sampling settings). OUT defaults to WORKDIR/samples/cli.
+"""
+
+import argparse
+import os
+import time
+from typing import Sequence
+
+import numpy as np
+
+from jaxdiff import files, sampling, workdirs
+from jaxdiff.cli import UserError, run
+
+
+def conditions(trained: workdirs.TrainedRun, words: Sequence[str], means: Sequence[Sequence[str]], null: bool,
+               vectors_path: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """(label, projected condition vector) for each requested word, composite and the null condition."""
+    needs_source = [w for w in list(words) + [w for pair in means for w in pair] if w not in trained.table]
+    source = trained.source(vectors_path) if needs_source else None
+    out = [(word, trained.table.projected_vector(word, source)) for word in words]
+    for pair in means:
+        vecs = [trained.table.projected_vector(w, source) for w in pair]
+        out.append(("+".join(pair), np.mean(vecs, axis=0)))
+    if null:
+        out.append(("null", np.zeros(trained.table.dim, np.float32)))
+    if not out:
+        raise UserError("nothing to sample: pass --word WORD (repeatable), --words-mean W1 W2, or --null")
+    return out
+
+
+def main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m jaxdiff.sample", description=__doc__.split("\n")[0])
+    parser.add_argument("--word", action="append", default=[], help="a word to condition on (repeatable)")
+    parser.add_argument("--words-mean", nargs=2, action="append", default=[], metavar=("W1", "W2"),
+                        help="condition on the mean of two words' vectors (repeatable)")
+    parser.add_argument("--null", action="store_true", help="also sample the null (unconditional) condition")
+    parser.add_argument("--num", type=int, default=16, help="images per condition")
+    parser.add_argument("--sampler", choices=sampling.SAMPLERS, default=None, help="default: the config's")
+    parser.add_argument("--steps", type=int, default=None, help="default: the sampler's default in the config")
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance; default: the config's")
+    parser.add_argument("--eta", type=float, default=None, help="DDIM stochasticity; default: the config's")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    parser.add_argument("--params", choices=("ema", "raw"), default="ema", help="EMA or raw parameters")
+    parser.add_argument("--workdir", default=None, help="a trained run (default: the latest under runs/)")
+    parser.add_argument("--out", default=None, help="output directory (default: WORKDIR/samples/cli)")
+    parser.add_argument("--vectors", default=None, help="source vectors file, for words outside the run's table")
+    args = parser.parse_args(argv)
+    if args.num < 1:
+        raise UserError(f"--num must be at least 1, got {args.num}")
+
+    trained = workdirs.TrainedRun.load(workdirs.resolve(args.workdir), args.params)
+    conds = conditions(trained, args.word, args.words_mean, args.null, args.vectors)
+    s = trained.config.sample
+    sampler = args.sampler or s.sampler
+    steps = args.steps or sampling.default_steps(s, sampler)
+    guidance = s.guidance if args.guidance is None else args.guidance
+    eta = s.ddim_eta if args.eta is None else args.eta
+    out = args.out or os.path.join(trained.workdir, "samples", "cli")
+    image_sampler, params = trained.image_sampler(), trained.device_params()
+
+    for label, vector in conds:
+        start = time.perf_counter()
+        images = image_sampler.sample(params, np.repeat(vector[None], args.num, axis=0), args.seed, sampler=sampler,
+                                      steps=steps, spacing=s.spacing, guidance=guidance, eta=eta, clip_x0=s.clip_x0,
+                                      batch_size=s.batch_size)
+        seconds = time.perf_counter() - start
+        pixels = files.to_uint8(images)
+        write_condition(out, label, pixels, vector, dict(sampler=sampler, steps=steps, guidance=guidance, eta=eta,
+                                                          seed=args.seed, params=args.params, step=trained.step))
+        print(f"{label}: {args.num} images ({sampler}, {steps} steps, guidance {guidance}) in {seconds:.1f} s "
+              f"({args.num / seconds:.1f} images/s) -> {os.path.join(out, label + '_grid.png')}")
+
+
+def write_condition(out: str, label: str, pixels: np.ndarray, vector: np.ndarray, settings: dict) -> None:
+    """The grid, the single images and the .npz of one condition."""
+    ncols = int(np.ceil(np.sqrt(len(pixels))))
+    files.save_png(os.path.join(out, f"{label}_grid.png"), files.image_grid(pixels, ncols), scale=2)
+    for i, image in enumerate(pixels):
+        files.save_png(os.path.join(out, label, f"{i:03d}.png"), image)
+    with files.atomic_path(os.path.join(out, f"{label}.npz")) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=pixels, condition=vector, label=label, **{k: np.asarray(v) for k, v in settings.items()})
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,90 @@
+"""Trained runs on disk: finding the latest one and loading what sampling and evaluation need."""
+
+import dataclasses
+import glob
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from jaxdiff import configuration, diffusion, embed, models, parallel, sampling, vectors
+from jaxdiff.cli import UserError
+
+RUNS_ROOT = "runs"
+
+
+def latest_trained(root: str = RUNS_ROOT) -> str | None:
+    """The workdir under `root` whose newest checkpoint is the most recent, or None."""
+    candidates = []
+    for checkpoints in glob.glob(os.path.join(root, "*", "checkpoints")):
+        steps = [d for d in glob.glob(os.path.join(checkpoints, "*")) if os.path.basename(d).isdigit()]
+        if steps:
+            candidates.append((max(os.path.getmtime(d) for d in steps), os.path.dirname(checkpoints)))
+    return max(candidates)[1] if candidates else None
+
+
+def resolve(workdir: str | None) -> str:
+    """The --workdir given, else the latest trained run under runs/ (said aloud), else a UserError."""
+    if workdir:
+        if not os.path.isdir(workdir):
+            raise UserError(f"--workdir {workdir!r} does not exist; train a run there first: "
+                            f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
+        return workdir
+    found = latest_trained()
+    if found is None:
+        raise UserError(f"no trained run under {RUNS_ROOT}/; run the main job first "
+                        f"(python -m jaxdiff.experiment --config=configs/toy.py) or pass --workdir")
+    print(f"using {found} (the latest trained run under {RUNS_ROOT}/; --workdir picks another)")
+    return found
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A workdir's config, embedding table, model and restored parameters."""
+
+    workdir: str
+    config: ml_collections.ConfigDict
+    table: embed.EmbeddingTable
+    model: models.UNet
+    schedule: diffusion.Schedule
+    params: Any
+    step: int
+
+    @classmethod
+    def load(cls, workdir: str, which: str = "ema") -> "TrainedRun":
+        """Loads a run; `which` picks the EMA ('ema') or the raw ('raw') parameters."""
+        from jaxdiff import train  # heavy (orbax, optax); only what loading needs
+
+        if which not in ("ema", "raw"):
+            raise UserError(f"--params must be 'ema' or 'raw', got {which!r}")
+        config = configuration.load(workdir)
+        table = embed.EmbeddingTable.load(os.path.join(workdir, train.TABLE_IN_WORKDIR))
+        params, step = train.restore_params(workdir, which)
+        return cls(workdir, config, table, models.create_model(config),
+                   diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps), params, step)
+
+    def source(self, vectors_path: str | None = None) -> vectors.VectorSource | None:
+        """The run's word-vector source when it is at hand (bundled, or a given/configured file)."""
+        name = self.config.embed.source
+        if name == "word2vec-subset":
+            return vectors.load_source(name)
+        path = vectors_path or self.config.embed.vectors_path
+        if name == "word2vec-google-news-300" and path and os.path.exists(path):
+            return vectors.load_source(name, path)
+        if name == "glove-6b-50d":
+            try:
+                return vectors.load_source(name)
+            except UserError:
+                return None
+        return None
+
+    def image_sampler(self) -> sampling.ImageSampler:
+        """A sampler over every device of this process's mesh."""
+        size = self.config.data.image_size
+        return sampling.ImageSampler(self.model, self.schedule, self.config.diffusion.prediction, (size, size, 3),
+                                     parallel.make_mesh())
+
+    def device_params(self) -> Any:
+        """The parameters, replicated on every device."""
+        return jax.device_put(self.params, parallel.replicated(parallel.make_mesh()))

@@ -1,0 +1,111 @@
+"""Evaluation: statistics against known values, the classifier, the report files, the refusal."""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, tiny_config
+from jaxdiff import classifier, embed, evaluate, vectors
+
+
+def test_wilson_interval_matches_the_closed_form():
+    z = 1.959963984540054
+    for k, n in ((40, 100), (0, 20), (400, 400), (7, 9)):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        low, high = evaluate.wilson_interval(k, n)
+        assert low == pytest.approx(max(0.0, centre - half), abs=1e-9)
+        assert high == pytest.approx(min(1.0, centre + half), abs=1e-9)
+    # 400 samples keep a worst-case (p = 0.5) interval within +-0.05: the default num_samples.
+    low, high = evaluate.wilson_interval(200, 400)
+    assert high - low < 0.1
+
+
+def test_bootstrap_correlation_intervals():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    strong = evaluate.correlation_with_interval(x, x + 0.3 * rng.normal(size=40), "pearson", 2000, seed=0)
+    assert strong["r"] > 0.9 and strong["ci95"][0] < strong["r"] < strong["ci95"][1] <= 1.0
+    assert strong["ci95"][0] > 0.8
+    none = evaluate.correlation_with_interval(x, rng.normal(size=40), "spearman", 2000, seed=0)
+    assert none["ci95"][0] < 0 < none["ci95"][1]
+    monotone = evaluate.correlation_with_interval(np.arange(10), np.arange(10) ** 3, "spearman", 500, seed=0)
+    assert monotone["r"] == pytest.approx(1.0) and monotone["ci95"] == pytest.approx([1.0, 1.0])
+    flat = evaluate.correlation_with_interval(np.arange(5), np.ones(5), "pearson", 100, seed=0)
+    assert flat["r"] is None  # a constant share has no correlation; reported, not crashed
+
+
+def test_unseen_words_span_the_gender_score():
+    table = embed.build_table(vectors.load_source("word2vec-subset"), 128, 0)
+    directions = embed.GenderDirections.of(table)
+    words = evaluate.pick_unseen_words(table, directions, 24)
+    assert len(words) == 24 and not set(words) & {"man", "woman", "person", "nurse", "philosopher"}
+    scores = [float(table.raw_vector(w) @ directions.she_he_raw) for w in words]
+    assert scores == sorted(scores) and scores[0] < -0.15 and scores[-1] > 0.25
+
+
+@pytest.fixture(scope="module")
+def classifier_dataset(tmp_path_factory):
+    from jaxdiff import portraits
+
+    out = str(tmp_path_factory.mktemp("clf") / "portraits")
+    portraits.write_dataset(out, per_class=40, size=16, seed=5, val_fraction=0.25)
+    return out
+
+
+def test_classifier_learns_the_portraits(classifier_dataset):
+    config = tiny_config(classifier_dataset, classifier__num_steps=250, classifier__batch_size=64,
+                         classifier__learning_rate=3e-3)
+    _, accuracy = classifier.train(config, log=lambda *a: None)
+    assert accuracy["validation_images"] == 60
+    assert accuracy["gender_accuracy"] >= 0.9 and accuracy["profession_accuracy"] >= 0.95, accuracy
+
+
+REPORT_KEYS = {"classifier", "words", "dose_response", "controls", "config", "timings"}
+WORD_KEYS = {"n", "share_woman", "ci95", "profession", "score_raw", "score_projected"}
+
+
+def test_evaluate_writes_every_file(tiny_run):
+    result = run_cli("jaxdiff.evaluate", "--workdir", tiny_run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.load(open(os.path.join(tiny_run, "report.json")))
+    assert REPORT_KEYS <= set(report)
+    assert {"gender_accuracy", "profession_accuracy"} <= set(report["classifier"])
+    assert {"philosopher", "person", "nurse", "man", "woman"} <= set(report["words"])
+    unseen = [w for w, e in report["words"].items() if e["group"] == "unseen"]
+    assert len(unseen) == 4  # tiny config; the default is 24
+    for entry in list(report["words"].values()) + list(report["controls"].values()):
+        assert WORD_KEYS <= set(entry)
+        assert entry["ci95"][0] <= entry["share_woman"] <= entry["ci95"][1]
+        assert set(entry["profession"]) == {"person", "nurse", "philosopher"}
+        assert sum(entry["profession"].values()) == pytest.approx(1.0)
+    assert report["words"]["nurse"]["n"] == 8 and report["words"]["nurse"]["score_raw"] > 0
+    assert set(report["controls"]) == {"null", "random vector", "nurse (hard-debiased)", "philosopher (hard-debiased)"}
+    assert abs(report["controls"]["nurse (hard-debiased)"]["score_pc1_raw"]) < 1e-5
+    for key in ("spearman", "pearson"):
+        assert {"r", "ci95", "p_value"} <= set(report["dose_response"][key])
+    for name in ("report.md", "shares.png", "dose_response.png", "eval/grids/nurse.png", "eval/grids/null.png"):
+        assert os.path.exists(os.path.join(tiny_run, name)), name
+    assert "## Reading" in open(os.path.join(tiny_run, "report.md")).read()
+    assert "report: " in result.stdout
+
+
+def test_refuses_to_report_with_a_weak_classifier(tiny_run, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run, workdir)
+    config_path = os.path.join(workdir, "config.json")
+    config = json.load(open(config_path))
+    config["classifier"]["min_accuracy"] = 1.01  # no classifier can pass
+    json.dump(config, open(config_path, "w"))
+    for stale in ("report.json", "report.md"):
+        if os.path.exists(os.path.join(workdir, stale)):
+            os.remove(os.path.join(workdir, stale))
+    result = run_cli("jaxdiff.evaluate", "--workdir", workdir)
+    assert result.returncode == 1
+    assert "below classifier.min_accuracy 1.01, so no shares are reported" in result.stdout
+    assert not os.path.exists(os.path.join(workdir, "report.json"))

@@ -1,0 +1,201 @@
+"""Training: the model, the data-parallel step, the EMA, checkpoint/resume, divergence, the CLI."""
+
+import functools
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli, tiny_config
+from jaxdiff import diffusion, logs, models, parallel, train
+
+
+def _trees_close(a, b, rtol=1e-5, atol=1e-6):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def test_unet_output_shape_and_parameter_count(tiny_dataset):
+    config = tiny_config(tiny_dataset)
+    model = models.create_model(config)
+    x = jnp.ones((3, 16, 16, 3))
+    params = model.init(jax.random.key(0), x, jnp.zeros((3,)), jnp.zeros((3, 128)))["params"]
+    out = model.apply({"params": params}, x, jnp.array([0, 10, 999]), jnp.ones((3, 128)))
+    assert out.shape == (3, 16, 16, 3) and out.dtype == jnp.float32
+    assert models.count_params(params) == 208_908  # pinned: a change in the architecture shows here
+    # Output layers start at zero, so the untrained network predicts exactly zero.
+    assert float(jnp.abs(out).max()) == 0.0
+
+
+def test_patchify_round_trip():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    patched = models.patchify(x, 2)
+    assert patched.shape == (2, 4, 4, 12)
+    np.testing.assert_array_equal(models.unpatchify(patched, 2, 3), x)
+    np.testing.assert_array_equal(patched[0, 0, 0].reshape(2, 2, 3), x[0, :2, :2])  # a patch is a 2x2 block
+
+
+def test_bfloat16_compute_keeps_float32_parameters(tiny_dataset):
+    config = tiny_config(tiny_dataset, model__dtype="bfloat16")
+    model = models.create_model(config)
+    params = model.init(jax.random.key(0), jnp.ones((1, 16, 16, 3)), jnp.zeros((1,)), jnp.zeros((1, 128)))["params"]
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+    out = model.apply({"params": params}, jnp.ones((1, 16, 16, 3)), jnp.zeros((1,)), jnp.zeros((1, 128)))
+    assert out.dtype == jnp.float32
+
+
+def test_ema_update_matches_its_formula():
+    assert float(train.ema_decay(0, 0.999)) == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    assert float(train.ema_decay(90, 0.999)) == pytest.approx(0.91)
+    assert float(train.ema_decay(10**6, 0.999)) == pytest.approx(0.999)
+    ema, params = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([3.0, -2.0])}
+    new = train.ema_update(ema, params, jnp.float32(0.75))
+    np.testing.assert_allclose(new["w"], 0.75 * np.array([1.0, 2.0]) + 0.25 * np.array([3.0, -2.0]))
+
+
+def _one_step(config, devices, batch, state_init):
+    model = models.create_model(config)
+    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+    mesh = parallel.make_mesh(devices)
+    repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    step = jax.jit(functools.partial(train.train_step, model=model, schedule=schedule, config=config),
+                   in_shardings=(repl, data, repl), out_shardings=(repl, repl))
+    state = jax.device_put(state_init, repl)
+    return step(state, jax.device_put(batch, data), jax.random.key(7))
+
+
+def test_step_on_8_devices_equals_1_device(tiny_dataset):
+    config = tiny_config(tiny_dataset)
+    assert config.model.dropout == 0.0
+    model = models.create_model(config)
+    state = train.create_train_state(config, model, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.uniform(-1, 1, (16, 16, 16, 3)).astype(np.float32),
+             "cond": rng.normal(0, 0.1, (16, 128)).astype(np.float32)}
+    one, m1 = _one_step(config, jax.devices()[:1], batch, state)
+    eight, m8 = _one_step(config, jax.devices()[:8], batch, state)
+    assert len(jax.devices()) == 8
+    assert float(m1["loss"]) == pytest.approx(float(m8["loss"]), rel=1e-5)
+    _trees_close(one.params, eight.params)
+    _trees_close(one.ema_params, eight.ema_params)
+    # And the step really changed the parameters.
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(state.params)))
+
+
+def test_first_step_loss_is_pinned(tiny_dataset):
+    """A reference value (nanodo-style): any change to init, noise, conditioning or loss shows here."""
+    config = tiny_config(tiny_dataset)
+    model = models.create_model(config)
+    state = train.create_train_state(config, model, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.uniform(-1, 1, (16, 16, 16, 3)).astype(np.float32),
+             "cond": rng.normal(0, 0.1, (16, 128)).astype(np.float32)}
+    _, metrics = _one_step(config, jax.devices()[:1], batch, state)
+    assert float(metrics["loss"]) == pytest.approx(PINNED_FIRST_LOSS, rel=1e-4)
+
+
+PINNED_FIRST_LOSS = 0.6484511  # configs/tiny.py, seed 0, v-prediction; measured with JAX 0.10.2 on CPU
+
+
+def test_loss_goes_down(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, train__num_steps=80, train__log_every=10, train__eval_every=80,
+                         train__sample_every=0, train__checkpoint_every=80, train__learning_rate=2e-3)
+    train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+    losses = [m["train/loss"] for m in logs.read_metrics(str(tmp_path)) if "train/loss" in m]
+    assert len(losses) == 8
+    assert np.mean(losses[-2:]) < 0.85 * np.mean(losses[:2]), losses
+
+
+def test_resume_equals_uninterrupted_run(tiny_dataset, tmp_path):
+    """2N steps in one run equal N steps, a stop, and N resumed steps: parameters, EMA, data order.
+
+    A constant rate after warm-up: with a cosine decay a 4-step run has a different schedule from
+    an 8-step one (that is the schedule's doing, not the resumption's; a preempted run keeps its
+    num_steps, see the SIGTERM test)."""
+    overrides = dict(train__sample_every=0, train__checkpoint_every=4, train__eval_every=100,
+                     train__lr_schedule="constant", train__warmup_steps=2)
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    devices = jax.devices()[:2]
+    train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=8, **overrides), whole, devices=devices)
+    train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=4, **overrides), split, devices=devices)
+    train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=8, **overrides), split, devices=devices)
+    for which in ("raw", "ema"):
+        a, step_a = train.restore_params(whole, which)
+        b, step_b = train.restore_params(split, which)
+        assert step_a == step_b == 8
+        _trees_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    original = train._device_batches
+
+    def poisoned(*args, **kwargs):
+        for i, batch in enumerate(original(*args, **kwargs)):
+            if i == 4:  # the fifth step (after the checkpoint at step 3)
+                batch = dict(batch, image=batch["image"] * jnp.nan)
+            yield batch
+
+    monkeypatch.setattr(train, "_device_batches", poisoned)
+    config = tiny_config(tiny_dataset, train__num_steps=9, train__checkpoint_every=3, train__log_every=100,
+                         train__sample_every=0, train__eval_every=100)
+    with pytest.raises(train.TrainingDiverged, match=r"at step 5.*last good checkpoint \(step 3\)"):
+        train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+    params, step = train.restore_params(str(tmp_path), "raw")
+    assert step == 3 and all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_resume_refuses_a_different_architecture(tiny_dataset, tmp_path):
+    from jaxdiff.cli import UserError
+
+    config = tiny_config(tiny_dataset, train__num_steps=1, train__sample_every=0)
+    train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+    with pytest.raises(UserError, match="model.channels=16, not 32"):
+        train.train_and_evaluate(tiny_config(tiny_dataset, model__channels=32), str(tmp_path), devices=jax.devices()[:1])
+
+
+def test_cli_trains_resumes_and_writes_logs(tiny_dataset, tmp_path):
+    """As a new user runs it: the run ends; the same command again says it resumed and stops at once."""
+    workdir = str(tmp_path / "run")
+    args = ("--config=configs/tiny.py", f"--workdir={workdir}", f"--config.data.dir={tiny_dataset}")
+    first = run_cli("jaxdiff.train", *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "parameters" in first.stdout and "done: step 6" in first.stdout
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
+    assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+    assert os.path.exists(os.path.join(workdir, "samples", "step_0000006.png"))
+    for name in ("config.json", "embeddings.npz", "metrics.jsonl"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert json.load(open(os.path.join(workdir, "config.json")))["train"]["num_steps"] == 6
+    scalars = {k for m in logs.read_metrics(workdir) for k in m}
+    assert {"train/loss", "train/grad_norm", "train/learning_rate", "train/images_per_s", "val/mse", "val/mse_ema"} <= scalars
+    again = run_cli("jaxdiff.train", *args)
+    assert again.returncode == 0 and "resumed from step 6" in again.stdout and "nothing to do" in again.stdout
+
+
+def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(tiny_dataset, tmp_path):
+    workdir = str(tmp_path / "run")
+    args = ["--config=configs/tiny.py", f"--workdir={workdir}", f"--config.data.dir={tiny_dataset}",
+            "--config.train.num_steps=100000", "--config.train.checkpoint_every=100000", "--config.train.sample_every=0",
+            "--config.train.eval_every=100000", "--config.train.log_every=10"]
+    proc = subprocess.Popen([sys.executable, "-m", "jaxdiff.train", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.time() + 300
+    while time.time() < deadline and not logs.read_metrics(workdir):
+        time.sleep(0.5)  # wait until it is really training (first log line at step 10)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == train.EXIT_PREEMPTED, output[-2000:]
+    assert "received SIGTERM: saved a checkpoint at step" in output
+    saved = int(os.listdir(os.path.join(workdir, "checkpoints"))[0])
+    assert saved >= 10
+    resumed = run_cli("jaxdiff.train", *args[:3], f"--config.train.num_steps={saved + 2}", "--config.train.sample_every=0")
+    assert resumed.returncode == 0 and f"resumed from step {saved}" in resumed.stdout
