@@ -50,9 +50,9 @@ def correlation_with_interval(x: Sequence[float], y: Sequence[float], method: st
 
     fn = {"spearman": stats.spearmanr, "pearson": stats.pearsonr}[method]
     x, y = np.asarray(x, float), np.asarray(y, float)
-    result = fn(x, y)
-    if np.std(y) == 0 or np.std(x) == 0:
+    if np.std(y) == 0 or np.std(x) == 0:  # e.g. every unseen word at 0% women: no correlation to speak of
         return {"r": None, "p_value": None, "ci95": [None, None], "n": len(x)}
+    result = fn(x, y)
     boot = stats.bootstrap((x, y), lambda a, b: fn(a, b).statistic, paired=True, vectorized=False,
                            n_resamples=resamples, confidence_level=0.95, method="percentile",
                            random_state=np.random.default_rng(seed))
@@ -273,7 +273,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                        ("spearman_projected", "she-he score, projected (Spearman)"),
                        ("pearson_projected", "she-he score, projected (Pearson)")):
         d = dose[key]
-        lines.append(f"| {label} | {_fmt(d['r'])} | {_ci(d['ci95'])} | {'n/a' if d['p_value'] is None else f'{d['p_value']:.3g}'} |")
+        p_value = "n/a" if d["p_value"] is None else f"{d['p_value']:.3g}"
+        lines.append(f"| {label} | {_fmt(d['r'])} | {_ci(d['ci95'])} | {p_value} |")
     c = report["conditioning"]
     lines += ["", "## Conditioning check", "",
               f"Samples must show their own training word at least {_pct(c['threshold'])} of the time before "

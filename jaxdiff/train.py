@@ -260,8 +260,11 @@ def restore_params(workdir: str, which: str = "ema", step: int | None = None) ->
     """Parameters ('ema' or 'raw') of a trained run, from its latest (or given) checkpoint, on the host."""
     directory = os.path.join(workdir, CHECKPOINT_DIR)
     config = configuration.load(workdir)
+    if not os.path.isdir(directory):
+        raise UserError(f"{workdir!r} has no checkpoint yet; train one with: "
+                        f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
     manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "data"),
-                                    options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+                                    options=ocp.CheckpointManagerOptions(create=False))
     step = manager.latest_step() if step is None else step
     if step is None:
         raise UserError(f"{workdir!r} has no checkpoint yet; train one with: "

@@ -1,6 +1,7 @@
 """Trained runs on disk: finding the latest one and loading what sampling and evaluation need."""
 
 import dataclasses
+import functools
 import glob
 import os
 from typing import Any
@@ -41,28 +42,42 @@ def resolve(workdir: str | None) -> str:
 
 @dataclasses.dataclass
 class TrainedRun:
-    """A workdir's config, embedding table, model and restored parameters."""
+    """A workdir's config, embedding table and model; its parameters are restored on first use."""
 
     workdir: str
     config: ml_collections.ConfigDict
     table: embed.EmbeddingTable
     model: models.UNet
     schedule: diffusion.Schedule
-    params: Any
-    step: int
+    which: str = "ema"
 
     @classmethod
     def load(cls, workdir: str, which: str = "ema") -> "TrainedRun":
-        """Loads a run; `which` picks the EMA ('ema') or the raw ('raw') parameters."""
+        """Opens a run; `which` picks the EMA ('ema') or the raw ('raw') parameters."""
         from jaxdiff import train  # heavy (orbax, optax); only what loading needs
 
         if which not in ("ema", "raw"):
             raise UserError(f"--params must be 'ema' or 'raw', got {which!r}")
         config = configuration.load(workdir)
         table = embed.EmbeddingTable.load(os.path.join(workdir, train.TABLE_IN_WORKDIR))
-        params, step = train.restore_params(workdir, which)
         return cls(workdir, config, table, models.create_model(config),
-                   diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps), params, step)
+                   diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps), which)
+
+    @functools.cached_property
+    def _restored(self) -> tuple[Any, int]:
+        from jaxdiff import train
+
+        return train.restore_params(self.workdir, self.which)
+
+    @property
+    def params(self) -> Any:
+        """The restored parameters (host arrays)."""
+        return self._restored[0]
+
+    @property
+    def step(self) -> int:
+        """The training step of the restored checkpoint."""
+        return self._restored[1]
 
     def source(self, vectors_path: str | None = None) -> vectors.VectorSource | None:
         """The run's word-vector source when it is at hand (bundled, or a given/configured file)."""
