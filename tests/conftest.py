@@ -9,22 +9,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(data_dir: str, **overrides):
-    """configs/tiny.py pointed at `data_dir`, with dotted overrides (e.g. train__num_steps=4)."""
-    from configs import tiny
-
-    config = tiny.get_config()
-    config.data.dir = data_dir
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split("__")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return config
+from helpers import REPO, run_cli, tiny_config  # noqa: E402,F401 (re-exported for the tests)
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +31,3 @@ def tiny_run(tmp_path_factory, tiny_dataset) -> str:
     workdir = str(tmp_path_factory.mktemp("runs") / "tiny")
     train.train_and_evaluate(tiny_config(tiny_dataset), workdir, devices=jax.devices()[:1])
     return workdir
-
-
-def run_cli(module: str, *args: str, cwd: str = REPO, env_extra: dict | None = None, timeout: int = 600):
-    """Runs `python -m module args` as a user would; returns the CompletedProcess (text)."""
-    import subprocess
-    import sys
-
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 from jaxdiff import configuration
 from jaxdiff.cli import UserError
 

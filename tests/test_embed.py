@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from jaxdiff import embed, vectors
 from jaxdiff.cli import UserError
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_config
+from helpers import run_cli, tiny_config
 from jaxdiff import classifier, embed, evaluate, vectors
 
 

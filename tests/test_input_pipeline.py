@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from helpers import tiny_config
 from jaxdiff import embed, input_pipeline, vectors
 from jaxdiff.classes import CLASSES, CLASS_NAMES
 from jaxdiff.cli import UserError

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from jaxdiff import portraits, schema
 from jaxdiff.classes import CLASS_NAMES
 

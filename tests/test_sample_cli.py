@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from jaxdiff import sampling
 
 

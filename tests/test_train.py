@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli, tiny_config
+from helpers import REPO, run_cli, tiny_config
 from jaxdiff import diffusion, logs, models, parallel, train
 
 

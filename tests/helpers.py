@@ -1,0 +1,30 @@
+"""Test helpers without side effects (conftest.py sets up the 8-device session and imports these)."""
+
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(data_dir: str, **overrides):
+    """configs/tiny.py pointed at `data_dir`, with dotted overrides (e.g. train__num_steps=4)."""
+    from configs import tiny
+
+    config = tiny.get_config()
+    config.data.dir = data_dir
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def run_cli(module: str, *args: str, cwd: str = REPO, env_extra: dict | None = None, timeout: int = 600):
+    """Runs `python -m module args` as a user would; returns the CompletedProcess (text)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
