@@ -44,7 +44,9 @@ def read_split(data_dir: str, split: str, image_size: int, *, hint: str = "",
     if process_count > builder.info.splits[split].num_examples:
         raise UserError(f"{process_count} processes but only {builder.info.splits[split].num_examples} {split} images in {data_dir}")
     subsplit = tfds.even_splits(split, process_count)[process_index] if process_count > 1 else split
-    read_config = tfds.ReadConfig(shuffle_seed=None, interleave_cycle_length=1)  # file order = record order
+    # File order = record order. No TFDS auto-cache: callers cache decoded images themselves (or
+    # read only the first records, which would leave TFDS's cache half-filled and warn).
+    read_config = tfds.ReadConfig(shuffle_seed=None, interleave_cycle_length=1, try_autocache=False)
     ds = builder.as_dataset(split=subsplit, shuffle_files=False, read_config=read_config)
 
     def decode(example):

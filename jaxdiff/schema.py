@@ -7,7 +7,10 @@ write through `write_shard` + `write_metadata`; every reader goes through `open_
 Imports TensorFlow but never JAX: data_gen/ uses it from a PyTorch environment.
 """
 
+import contextlib
+import io
 import os
+import sys
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -93,7 +96,15 @@ def write_metadata(data_dir: str, description: str) -> None:
     tmp_dir = os.path.join(data_dir, _TMP_SUBDIR)
     if tf.io.gfile.isdir(tmp_dir) and not tf.io.gfile.listdir(tmp_dir):
         tf.io.gfile.rmtree(tmp_dir)
-    tfds.folder_dataset.write_metadata(data_dir=data_dir, features=features(), split_infos=None, description=description)
+    # TFDS narrates split detection (prints and a progress bar); keep it off the console unless it fails.
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            tfds.folder_dataset.write_metadata(data_dir=data_dir, features=features(), split_infos=None,
+                                               description=description)
+    except Exception:
+        sys.stderr.write(chatter.getvalue())
+        raise
 
 
 def open_dataset(data_dir: str, how_to_make: str) -> tfds.core.DatasetBuilder:
