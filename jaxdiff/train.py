@@ -271,7 +271,9 @@ def restore_params(workdir: str, which: str = "ema", step: int | None = None) ->
                         f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
     model = models.create_model(config)
     template = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0)))
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _state_dict(template))
+    # Any topology can read it: ask for this process's first device, not the saved sharding.
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), _state_dict(template))
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     manager.close()
     key = {"ema": "ema_params", "raw": "params"}[which]

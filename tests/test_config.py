@@ -49,3 +49,14 @@ def test_cli_unknown_key_is_one_line_exit_2():
     result = run_cli("jaxdiff.train", "--config=configs/tiny.py", "--config.model.channelz=3")
     assert result.returncode == 2 and "channelz" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_jaxdiff_never_imports_torch():
+    """DESIGN.md: only the benchmark's peer (jaxdiff/benchmark_peer.py, the [bench] extra) touches torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import jaxdiff.train, jaxdiff.sample, jaxdiff.evaluate, jaxdiff.experiment, "
+            "jaxdiff.benchmark; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
