@@ -69,7 +69,8 @@ class JaxdiffTrainer:
         compiled = self.step_fn.lower(self.state, self.batch, self.key).compile()
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        self.flops_per_step = float(cost.get("flops", 0.0)) if cost else None
+        # The compiled module is one device's share of the SPMD program: scale to the whole step.
+        self.flops_per_step = float(cost.get("flops", 0.0)) * mesh.size if cost else None
         self.params = models.count_params(self.state.params)
 
     def time(self, steps: int) -> float:
