@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_groups = 32  # GroupNorm groups
     config.model.dropout = 0.1  # inside residual blocks, training only
     config.model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
+    config.model.remat = False  # recompute residual blocks in the backward pass: less memory, more compute
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 128  # global batch of examples (3 per image), split over all devices

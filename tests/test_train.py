@@ -199,3 +199,18 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(tiny_dataset, tmp_path):
     assert saved >= 10
     resumed = run_cli("jaxdiff.train", *args[:3], f"--config.train.num_steps={saved + 2}", "--config.train.sample_every=0")
     assert resumed.returncode == 0 and f"resumed from step {saved}" in resumed.stdout
+
+
+def test_remat_gives_the_same_parameters_and_gradients(tiny_dataset):
+    """model.remat trades compute for memory only: same parameter tree (checkpoints interchange), same gradients."""
+    grads, names = [], []
+    x = jax.random.normal(jax.random.key(3), (2, 16, 16, 3))
+    for remat in (False, True):
+        model = models.create_model(tiny_config(tiny_dataset, model__remat=remat))
+        params = model.init(jax.random.key(0), x, jnp.zeros((2,)), jnp.zeros((2, 128)))["params"]
+        params = jax.tree.map(lambda a: a + 0.01 * jax.random.normal(jax.random.key(5), a.shape), params)
+        loss = lambda p: (model.apply({"params": p}, x, jnp.ones((2,)), jnp.ones((2, 128)), train=True) ** 2).sum()  # noqa: E731
+        grads.append(jax.jit(jax.grad(loss))(params))
+        names.append(jax.tree_util.tree_structure(params))
+    assert names[0] == names[1]
+    _trees_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
