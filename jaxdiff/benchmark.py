@@ -12,14 +12,12 @@ default steps for both; the input pipeline's examples/s.
 
 import datetime
 import functools
-import json
 import os
 import statistics
 import time
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import flags as absl_flags
@@ -89,7 +87,7 @@ def benchmark_training(config, mesh, peer: str | None, repeats: int, steps: int,
     ours.time(2)  # warm-up after compilation
     peers: dict[str, Any] = {}
     if peer == "diffusers":
-        from jaxdiff import benchmark_peer
+        from jaxdiff import benchmark_peer  # torch: only when a peer is asked for
 
         peers["eager"] = benchmark_peer.PeerTrainer(config)
         benchmark_peer.time_training(peers["eager"], batch_size, 2)
@@ -107,8 +105,6 @@ def benchmark_training(config, mesh, peer: str | None, repeats: int, steps: int,
     for r in range(repeats):
         rates["jaxdiff"].append(steps * batch_size / ours.time(steps))
         for name, trainer in peers.items():
-            from jaxdiff import benchmark_peer
-
             rates[name].append(steps * batch_size / benchmark_peer.time_training(trainer, batch_size, steps))
         log(f"repeat {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.1f} images/s" for k, v in rates.items()))
     out = {"batch_size": batch_size, "steps_per_repeat": steps, "jaxdiff": _median_spread(rates["jaxdiff"]),
@@ -117,8 +113,6 @@ def benchmark_training(config, mesh, peer: str | None, repeats: int, steps: int,
         out[f"peer_{name}"] = _median_spread(rates[name])
         out[f"ratio_{name}"] = _median_spread([a / b for a, b in zip(rates["jaxdiff"], rates[name])])
     if peers:
-        from jaxdiff import benchmark_peer
-
         out["peer_params"] = benchmark_peer.count_params(peers["eager"].model)
     return out
 
@@ -147,8 +141,6 @@ def benchmark_sampling(config, mesh, peer: str | None, batch_size: int, log) -> 
         draw()
         entry = {"steps": steps, "jaxdiff_images_per_s": batch_size / (time.perf_counter() - start)}
         if peer_model is not None:
-            from jaxdiff import benchmark_peer
-
             entry["peer_images_per_s"] = batch_size / benchmark_peer.time_sampling(peer_model, config, name, steps, batch_size)
             entry["ratio"] = entry["jaxdiff_images_per_s"] / entry["peer_images_per_s"]
         log(f"sampling {name} ({steps} steps): " + ", ".join(f"{k} {v:.2f}" for k, v in entry.items() if k != "steps"))
@@ -218,11 +210,9 @@ def main(argv: Sequence[str]) -> None:
     if flags.peer == "diffusers":
         try:
             import diffusers  # noqa: F401
-            import torch  # noqa: F401
+            import torch
         except ImportError as error:
             raise UserError(f"--peer diffusers needs the bench extra: pip install -e '.[bench]' ({error})") from error
-        import torch
-
         torch.set_num_threads(os.cpu_count() or 1)
     result = run_benchmark(flags.config, flags.peer, flags.repeats, flags.steps, flags.sample_batch,
                            flags.pipeline_batches, flags.peak)

@@ -72,7 +72,7 @@ def pick_unseen_words(table: embed.EmbeddingTable, directions: embed.GenderDirec
     candidates = [w for w in professions if w in table and w not in TRAIN_WORDS]
     if len(candidates) < count:
         raise UserError(f"evaluate.num_unseen_words {count} exceeds the {len(candidates)} unseen professions in the table")
-    scored = sorted(candidates, key=lambda w: float(embed._unit(table.raw_vector(w)) @ directions.she_he_raw))
+    scored = sorted(candidates, key=lambda w: float(table.raw_vector(w) @ directions.she_he_raw))  # unit vectors
     picks = np.unique(np.round(np.linspace(0, len(scored) - 1, count)).astype(int))
     return [scored[i] for i in picks]
 
@@ -250,7 +250,7 @@ def _ci(c: Sequence[float | None]) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     """report.md: a plain reading of the result, then the tables."""
     words, controls, dose, clf = report["words"], report["controls"], report["dose_response"], report["classifier"]
-    lines = [f"# Does embedding bias leak into a model trained on balanced images?",
+    lines = ["# Does embedding bias leak into a model trained on balanced images?",
              "",
              f"Run `{report['config']['workdir']}`, step {report['config']['step']} (EMA parameters); "
              f"{report['config']['sampler']} sampler, {report['config']['steps']} steps, guidance "

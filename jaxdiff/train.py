@@ -16,7 +16,6 @@ import signal
 import time
 from typing import Any, Iterator, Sequence
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections

@@ -9,7 +9,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest  # noqa: E402
 
-from helpers import REPO, run_cli, tiny_config  # noqa: E402,F401 (re-exported for the tests)
+from helpers import tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")

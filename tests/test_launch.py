@@ -4,8 +4,6 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
 from helpers import REPO
 
 LAUNCH = os.path.join(REPO, "launch.sh")

@@ -72,14 +72,19 @@ def _one_step(config, devices, batch, state_init):
     return step(state, jax.device_put(batch, data), jax.random.key(7))
 
 
-def test_step_on_8_devices_equals_1_device(tiny_dataset):
-    config = tiny_config(tiny_dataset)
-    assert config.model.dropout == 0.0
-    model = models.create_model(config)
-    state = train.create_train_state(config, model, jax.random.key(0))
+def _fresh_state_and_batch(config):
+    """Seed-0 initial state and a fixed synthetic batch of 16 examples."""
+    state = train.create_train_state(config, models.create_model(config), jax.random.key(0))
     rng = np.random.default_rng(0)
     batch = {"image": rng.uniform(-1, 1, (16, 16, 16, 3)).astype(np.float32),
              "cond": rng.normal(0, 0.1, (16, 128)).astype(np.float32)}
+    return state, batch
+
+
+def test_step_on_8_devices_equals_1_device(tiny_dataset):
+    config = tiny_config(tiny_dataset)
+    assert config.model.dropout == 0.0
+    state, batch = _fresh_state_and_batch(config)
     one, m1 = _one_step(config, jax.devices()[:1], batch, state)
     eight, m8 = _one_step(config, jax.devices()[:8], batch, state)
     assert len(jax.devices()) == 8
@@ -93,11 +98,7 @@ def test_step_on_8_devices_equals_1_device(tiny_dataset):
 def test_first_step_loss_is_pinned(tiny_dataset):
     """A reference value (nanodo-style): any change to init, noise, conditioning or loss shows here."""
     config = tiny_config(tiny_dataset)
-    model = models.create_model(config)
-    state = train.create_train_state(config, model, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    batch = {"image": rng.uniform(-1, 1, (16, 16, 16, 3)).astype(np.float32),
-             "cond": rng.normal(0, 0.1, (16, 128)).astype(np.float32)}
+    state, batch = _fresh_state_and_batch(config)
     _, metrics = _one_step(config, jax.devices()[:1], batch, state)
     assert float(metrics["loss"]) == pytest.approx(PINNED_FIRST_LOSS, rel=1e-4)
 
