@@ -29,7 +29,7 @@ def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
         return f"found {data.dir}"
     if data.source != "portraits":
         raise UserError(f"dataset {data.dir!r} is missing; {input_pipeline.how_to_make(data)} "
-                        f"(on GPU machines; see data_gen/README.md), then rerun this command")
+                        f"on a GPU machine, then rerun this command")
     if os.path.exists(data.dir):
         raise UserError(f"{data.dir!r} exists but is not a finished dataset; delete it or pass another --config.data.dir")
     p = config.portraits
