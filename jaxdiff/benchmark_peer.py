@@ -92,7 +92,7 @@ class PeerTrainer:
         self.optimizer.step()
         with torch.no_grad():
             torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - c.train.ema_decay)
-        return float(loss)
+        return loss.item()
 
 
 def time_training(trainer: PeerTrainer, batch_size: int, steps: int, seed: int = 0) -> float:

@@ -84,11 +84,3 @@ PROFESSION_WORDS: tuple[str, ...] = ("person", "nurse", "philosopher")  # second
 TRAIN_WORDS: tuple[str, ...] = GENDER_WORDS + PROFESSION_WORDS  # the 5 words ever conditioned on
 # SEED.md: "We evaluate on philosopher (bias male), person (balanced), nurse (biased female)".
 SEED_EVAL_WORDS: tuple[str, ...] = ("philosopher", "person", "nurse")
-
-
-def class_for_words(gender: str, profession: str) -> str:
-    """The class name whose word pair is (gender, profession)."""
-    for name, spec in CLASSES.items():
-        if spec.words == (gender, profession):
-            return name
-    raise KeyError(f"no class has words ({gender!r}, {profession!r})")

@@ -15,7 +15,7 @@ from typing import Sequence
 import ml_collections
 from absl import flags as absl_flags
 
-from jaxdiff import configuration, evaluate, input_pipeline, parallel, portraits, train
+from jaxdiff import configuration, evaluate, input_pipeline, parallel, portraits, train, workdirs
 from jaxdiff.cli import UserError, run
 
 STAGES = ("dataset", "training", "classifier + evaluation")
@@ -45,16 +45,8 @@ def report_is_current(workdir: str) -> bool:
         return False
     with open(path) as f:
         step = json.load(f).get("config", {}).get("step")
-    latest = _latest_checkpoint_step(workdir)
-    return latest is not None and step == latest
-
-
-def _latest_checkpoint_step(workdir: str) -> int | None:
-    directory = os.path.join(workdir, train.CHECKPOINT_DIR)
-    if not os.path.isdir(directory):
-        return None
-    steps = [int(d) for d in os.listdir(directory) if d.isdigit()]
-    return max(steps) if steps else None
+    steps = workdirs.checkpoint_steps(workdir)
+    return bool(steps) and step == steps[-1]
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
@@ -65,9 +57,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
     timings["dataset_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    latest = _latest_checkpoint_step(workdir)
-    if latest is not None and latest >= config.train.num_steps:
-        log(f"[2/3] {STAGES[1]}: done (step {latest} in {workdir})")
+    steps = workdirs.checkpoint_steps(workdir)
+    if steps and steps[-1] >= config.train.num_steps:
+        log(f"[2/3] {STAGES[1]}: done (step {steps[-1]} in {workdir})")
     else:
         log(f"[2/3] {STAGES[1]}: {config.train.num_steps} steps into {workdir}")
         train.train_and_evaluate(config, workdir)

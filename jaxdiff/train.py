@@ -26,12 +26,12 @@ from absl import flags as absl_flags
 from flax.training import train_state
 
 from jaxdiff import configuration, diffusion, embed, files, input_pipeline, models, parallel, sampling, vectors
+from jaxdiff.workdirs import CHECKPOINT_DIR, checkpoint_steps
 from jaxdiff.classes import TRAIN_WORDS
 from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
 from jaxdiff.logs import MetricWriter
 
 TABLE_IN_WORKDIR = "embeddings.npz"
-CHECKPOINT_DIR = "checkpoints"
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a killed process reports; schedulers restart on it
 # Sections that define the model a checkpoint holds: a resumed run must not change them.
 ARCHITECTURE_SECTIONS = ("data.image_size", "data.cond_kinds", "embed", "cond", "diffusion", "model")
@@ -235,10 +235,8 @@ class Checkpoints:
                 step: int | None = None) -> tuple[TrainState, dict]:
         """The state at `step` (default: latest), placed with `sharding`, and its data position."""
         step = self.latest_step() if step is None else step
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                                _state_dict(template))
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+            state=ocp.args.StandardRestore(_abstract_state(template, sharding)), data=ocp.args.JsonRestore()))
         s = restored["state"]
         state = template.replace(step=s["step"], params=s["params"], ema_params=s["ema_params"],
                                  opt_state=s["opt_state"])
@@ -255,25 +253,26 @@ def _state_dict(state: TrainState) -> dict:
     return {"step": state.step, "params": state.params, "ema_params": state.ema_params, "opt_state": state.opt_state}
 
 
+def _abstract_state(template: TrainState, sharding: jax.sharding.Sharding) -> dict:
+    """The checkpointed tree's shapes and dtypes, to be restored with `sharding`."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), _state_dict(template))
+
+
 def restore_params(workdir: str, which: str = "ema", step: int | None = None) -> tuple[Any, int]:
     """Parameters ('ema' or 'raw') of a trained run, from its latest (or given) checkpoint, on the host."""
-    directory = os.path.join(workdir, CHECKPOINT_DIR)
     config = configuration.load(workdir)
-    if not os.path.isdir(directory):
+    steps = checkpoint_steps(workdir)
+    if not steps:
         raise UserError(f"{workdir!r} has no checkpoint yet; train one with: "
                         f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
-    manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "data"),
-                                    options=ocp.CheckpointManagerOptions(create=False))
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise UserError(f"{workdir!r} has no checkpoint yet; train one with: "
-                        f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
+    step = steps[-1] if step is None else step
+    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+                                    item_names=("state", "data"), options=ocp.CheckpointManagerOptions(create=False))
     model = models.create_model(config)
     template = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0)))
     # Any topology can read it: ask for this process's first device, not the saved sharding.
     local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), _state_dict(template))
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract_state(template, local))))
     manager.close()
     key = {"ema": "ema_params", "raw": "params"}[which]
     return restored["state"][key], int(step)

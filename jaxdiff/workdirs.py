@@ -13,15 +13,25 @@ from jaxdiff import configuration, diffusion, embed, models, parallel, sampling,
 from jaxdiff.cli import UserError
 
 RUNS_ROOT = "runs"
+CHECKPOINT_DIR = "checkpoints"  # Orbax step directories: WORKDIR/checkpoints/<step>
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    """The steps of a workdir's finished checkpoints, ascending (Orbax's in-progress saves have other names)."""
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
 def latest_trained(root: str = RUNS_ROOT) -> str | None:
     """The workdir under `root` whose newest checkpoint is the most recent, or None."""
     candidates = []
-    for checkpoints in glob.glob(os.path.join(root, "*", "checkpoints")):
-        steps = [d for d in glob.glob(os.path.join(checkpoints, "*")) if os.path.basename(d).isdigit()]
+    for workdir in glob.glob(os.path.join(root, "*")):
+        steps = checkpoint_steps(workdir)
         if steps:
-            candidates.append((max(os.path.getmtime(d) for d in steps), os.path.dirname(checkpoints)))
+            newest = os.path.getmtime(os.path.join(workdir, CHECKPOINT_DIR, str(steps[-1])))
+            candidates.append((newest, workdir))
     return max(candidates)[1] if candidates else None
 
 
