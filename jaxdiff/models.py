@@ -46,7 +46,10 @@ class ResBlock(nn.Module):
         h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
         h = nn.Conv(self.channels, (3, 3), dtype=self.dtype, kernel_init=_ZERO)(h)
         if x_BHWC.shape[-1] != self.channels:
-            x_BHWC = nn.Conv(self.channels, (1, 1), dtype=self.dtype)(x_BHWC)
+            # A 1x1 convolution, written as a Dense on the channel axis: the same function and
+            # initialisation, but its weight gradient is one matmul, where XLA:CPU would
+            # transpose both operands for a convolution's weight gradient.
+            x_BHWC = nn.Dense(self.channels, dtype=self.dtype)(x_BHWC)
         return x_BHWC + h
 
 
@@ -76,6 +79,12 @@ def patchify(x_BHWC: jax.Array, p: int) -> jax.Array:
     B, H, W, C = x_BHWC.shape
     x = x_BHWC.reshape(B, H // p, p, W // p, p, C).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(B, H // p, W // p, p * p * C)
+
+
+def upsample_nearest(x_BHWC: jax.Array) -> jax.Array:
+    """Doubles height and width by repeating pixels: a broadcast and a reshape (no gather)."""
+    B, H, W, C = x_BHWC.shape
+    return jnp.broadcast_to(x_BHWC[:, :, None, :, None, :], (B, H, 2, W, 2, C)).reshape(B, 2 * H, 2 * W, C)
 
 
 def unpatchify(x_BhwP: jax.Array, p: int, channels: int) -> jax.Array:
@@ -150,9 +159,8 @@ class UNet(nn.Module):
                 if h.shape[1] in self.attn_resolutions:
                     h = attend(h)
             if level > 0:
-                B, H, W, C = h.shape
-                h = jax.image.resize(h, (B, 2 * H, 2 * W, C), "nearest")
-                h = nn.Conv(C, (3, 3), dtype=self.dtype)(h)
+                h = upsample_nearest(h)
+                h = nn.Conv(h.shape[-1], (3, 3), dtype=self.dtype)(h)
 
         h = nn.silu(nn.GroupNorm(self.num_groups, dtype=self.dtype)(h))
         h = nn.Conv(self.patch_size**2 * out_channels, (3, 3), dtype=self.dtype, kernel_init=_ZERO)(h)

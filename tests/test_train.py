@@ -35,6 +35,12 @@ def test_unet_output_shape_and_parameter_count(tiny_dataset):
     assert float(jnp.abs(out).max()) == 0.0
 
 
+def test_upsample_nearest_matches_image_resize():
+    x = jax.random.normal(jax.random.key(0), (2, 3, 5, 4))
+    expected = jax.image.resize(x, (2, 6, 10, 4), "nearest")
+    np.testing.assert_array_equal(models.upsample_nearest(x), expected)
+
+
 def test_patchify_round_trip():
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
     patched = models.patchify(x, 2)
