@@ -55,8 +55,7 @@ class JaxdiffTrainer:
         repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
         self.state = jax.jit(functools.partial(train.create_train_state, config, self.model),
                              out_shardings=repl)(jax.random.key(seed))
-        self.step_fn = jax.jit(functools.partial(train.train_step, model=self.model, schedule=schedule, config=config),
-                               in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=(0,))
+        self.step_fn = train.jit_train_step(config, self.model, schedule, mesh)
         rng = np.random.default_rng(seed)
         size = config.data.image_size
         self.batch = jax.device_put({

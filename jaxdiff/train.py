@@ -26,10 +26,10 @@ from absl import flags as absl_flags
 from flax.training import train_state
 
 from jaxdiff import configuration, diffusion, embed, files, input_pipeline, models, parallel, sampling, vectors
-from jaxdiff.workdirs import CHECKPOINT_DIR, checkpoint_steps
 from jaxdiff.classes import TRAIN_WORDS
 from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
 from jaxdiff.logs import MetricWriter
+from jaxdiff.workdirs import CHECKPOINT_DIR, checkpoint_steps
 
 TABLE_IN_WORKDIR = "embeddings.npz"
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a killed process reports; schedulers restart on it
@@ -137,6 +137,19 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Arr
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                "learning_rate": learning_rate_schedule(config.train)(state.step)}
     return new_state, metrics
+
+
+def jit_train_step(config: ml_collections.ConfigDict, model: models.UNet, schedule: diffusion.Schedule,
+                   mesh: jax.sharding.Mesh, donate: bool = True):
+    """`train_step` compiled for `mesh`: state and key replicated, the batch split over 'data'.
+
+    With `donate` the input state's buffers are reused for the output (the caller must not touch
+    the old state again); tests that compare against the initial state turn it off.
+    """
+    repl = parallel.replicated(mesh)
+    return jax.jit(functools.partial(train_step, model=model, schedule=schedule, config=config),
+                   in_shardings=(repl, parallel.batch_sharded(mesh), repl), out_shardings=(repl, repl),
+                   donate_argnums=(0,) if donate else ())
 
 
 def validation_timesteps(num_timesteps: int, count: int) -> np.ndarray:
@@ -355,8 +368,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         writer.close()
         return state, last
 
-    step_fn = jax.jit(functools.partial(train_step, model=model, schedule=schedule, config=config),
-                      in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl), donate_argnums=(0,))
+    step_fn = jit_train_step(config, model, schedule, mesh)
     val_fn = jax.jit(functools.partial(validation_mse, model=model, schedule=schedule, config=config),
                      in_shardings=(repl, data_sharding), out_shardings=repl)
     val_local = input_pipeline.validation_examples(config, table, config.train.val_examples // jax.process_count(),

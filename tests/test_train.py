@@ -1,6 +1,5 @@
 """Training: the model, the data-parallel step, the EMA, checkpoint/resume, divergence, the CLI."""
 
-import functools
 import glob
 import json
 import os
@@ -71,11 +70,9 @@ def _one_step(config, devices, batch, state_init):
     model = models.create_model(config)
     schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     mesh = parallel.make_mesh(devices)
-    repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    step = jax.jit(functools.partial(train.train_step, model=model, schedule=schedule, config=config),
-                   in_shardings=(repl, data, repl), out_shardings=(repl, repl))
-    state = jax.device_put(state_init, repl)
-    return step(state, jax.device_put(batch, data), jax.random.key(7))
+    step = train.jit_train_step(config, model, schedule, mesh, donate=False)
+    state = jax.device_put(state_init, parallel.replicated(mesh))
+    return step(state, jax.device_put(batch, parallel.batch_sharded(mesh)), jax.random.key(7))
 
 
 def _fresh_state_and_batch(config):
