@@ -204,15 +204,15 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
         "controls": controls,
         "conditioning": conditioning_check(words),
         "config": {"workdir": workdir, "step": trained.step, "params": "ema", "embed": config.embed.to_dict(),
-                   **{k: v for k, v in e.to_dict().items()}},
+                   **e.to_dict()},
         "timings": timings,
     }
     start = time.perf_counter()
-    files.write_json(os.path.join(workdir, REPORT_JSON), report)
     files.write_text(os.path.join(workdir, REPORT_MD), render_markdown(report))
     plot_shares(report, os.path.join(workdir, "shares.png"))
     plot_dose_response(report, os.path.join(workdir, "dose_response.png"))
-    report["timings"]["report_s"] = time.perf_counter() - start
+    timings["report_s"] = time.perf_counter() - start
+    # Last: report.json marks the evaluation as finished (jaxdiff.experiment skips a current one).
     files.write_json(os.path.join(workdir, REPORT_JSON), report)
     return report
 
@@ -310,20 +310,39 @@ def reading(report: dict[str, Any]) -> list[str]:
     return out
 
 
-def plot_shares(report: dict[str, Any], path: str) -> None:
-    """Share of women per word with Wilson intervals, grouped, with 50% marked."""
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save_figure(fig, path: str) -> None:
+    """Writes a figure as PNG atomically and frees it."""
+    fig.tight_layout()
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    _pyplot().close(fig)
+
+
+def _interval_bars(entry: dict[str, Any]) -> list[list[float]]:
+    """A word's Wilson interval as matplotlib's (below, above) error-bar lengths around its share."""
+    share, (low, high) = entry["share_woman"], entry["ci95"]
+    return [[share - low], [high - share]]
+
+
+def plot_shares(report: dict[str, Any], path: str) -> None:
+    """Share of women per word with Wilson intervals, grouped, with 50% marked."""
+    plt = _pyplot()
     entries = list(report["words"].items()) + list(report["controls"].items())
     colours = {"seed": "tab:red", "training": "tab:gray", "unseen": "tab:blue", "control": "tab:green"}
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(entries) + 1.2))
     for i, (name, e) in enumerate(entries):
         y = len(entries) - 1 - i
-        ax.errorbar(e["share_woman"], y, xerr=[[e["share_woman"] - e["ci95"][0]], [e["ci95"][1] - e["share_woman"]]],
-                    fmt="o", color=colours[e["group"]], capsize=2, ms=4)
+        ax.errorbar(e["share_woman"], y, xerr=_interval_bars(e), fmt="o", color=colours[e["group"]], capsize=2, ms=4)
     ax.axvline(0.5, color="k", lw=0.8, ls="--")
     ax.set_yticks(range(len(entries)))
     ax.set_yticklabels([name for name, _ in entries][::-1], fontsize=7)
@@ -331,24 +350,16 @@ def plot_shares(report: dict[str, Any], path: str) -> None:
     ax.set_xlabel("share of samples classified woman (95% Wilson interval)")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=g) for g, c in colours.items()]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
-    fig.tight_layout()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def plot_dose_response(report: dict[str, Any], path: str) -> None:
     """Gender score (raw she-he) against share of women, unseen words labelled, training words marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for name, e in report["words"].items():
         colour = "tab:blue" if e["group"] == "unseen" else "tab:red"
-        ax.errorbar(e["score_raw"], e["share_woman"], yerr=[[e["share_woman"] - e["ci95"][0]], [e["ci95"][1] - e["share_woman"]]],
-                    fmt="o", color=colour, ms=4, capsize=2, alpha=0.8)
+        ax.errorbar(e["score_raw"], e["share_woman"], yerr=_interval_bars(e), fmt="o", color=colour, ms=4, capsize=2, alpha=0.8)
         ax.annotate(name, (e["score_raw"], e["share_woman"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     s = report["dose_response"]["spearman"]
     title = "share of women vs embedding gender score"
@@ -359,10 +370,7 @@ def plot_dose_response(report: dict[str, Any], path: str) -> None:
     ax.set_xlabel("she-he score of the word vector (raw space; + leans female)")
     ax.set_ylabel("share of samples classified woman")
     ax.set_ylim(0, 1)
-    fig.tight_layout()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Sequence
 import ml_collections
 from absl import flags as absl_flags
 
-from jaxdiff import configuration, evaluate, input_pipeline, parallel, portraits, train, workdirs
+from jaxdiff import configuration, evaluate, files, input_pipeline, parallel, portraits, train, workdirs
 from jaxdiff.cli import UserError, run
 
 STAGES = ("dataset", "training", "classifier + evaluation")
@@ -38,15 +38,15 @@ def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
     return f"made {data.dir}"
 
 
-def report_is_current(workdir: str) -> bool:
-    """True if report.json exists and was made from the run's latest checkpoint."""
+def current_report(workdir: str) -> dict | None:
+    """report.json's content if it exists and was made from the run's latest checkpoint, else None."""
     path = os.path.join(workdir, evaluate.REPORT_JSON)
     if not os.path.exists(path):
-        return False
+        return None
     with open(path) as f:
-        step = json.load(f).get("config", {}).get("step")
+        report = json.load(f)
     steps = workdirs.checkpoint_steps(workdir)
-    return bool(steps) and step == steps[-1]
+    return report if steps and report.get("config", {}).get("step") == steps[-1] else None
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
@@ -66,10 +66,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    if report_is_current(workdir):
+    report = current_report(workdir)
+    if report is not None:
         log(f"[3/3] {STAGES[2]}: done ({os.path.join(workdir, evaluate.REPORT_MD)} is from the latest checkpoint)")
-        with open(os.path.join(workdir, evaluate.REPORT_JSON)) as f:
-            report = json.load(f)
     else:
         log(f"[3/3] {STAGES[2]}")
         report = evaluate.evaluate(workdir, log)
@@ -81,10 +80,11 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
 
 def _record_timings(workdir: str, timings: dict) -> None:
     """Appends this invocation's stage times to WORKDIR/experiment_timings.json."""
-    from jaxdiff import files
-
     path = os.path.join(workdir, TIMINGS_FILE)
-    history = json.load(open(path)) if os.path.exists(path) else []
+    history = []
+    if os.path.exists(path):
+        with open(path) as f:
+            history = json.load(f)
     history.append({**{k: round(v, 1) for k, v in timings.items()}, "total_s": round(sum(timings.values()), 1),
                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     files.write_json(path, history)
