@@ -6,8 +6,8 @@
 
 Hyperparameters follow DDPM (Ho et al. 2020) and improved DDPM (Nichol & Dhariwal 2021) for a
 64x64 pixel-space UNet: AdamW at 1e-4 after a 5k-step warm-up, clipping at 1, EMA 0.9999, dropout
-0.1, a cosine schedule over 1000 steps; v-prediction as in SD 2.x (Salimans & Ho 2022). Expect (GPU/TPU, not measured here): validation MSE near
-0.03 after 100k steps. Accelerator variants (bf16, batch per device) derive from this file.
+0.1, a cosine schedule over 1000 steps; v-prediction as in SD 2.x (Salimans & Ho 2022). Expect
+(GPU/TPU, not measured here): validation MSE near 0.03 after 100k steps. Accelerator variants (bf16, batch per device) derive from this file.
 """
 
 import ml_collections

@@ -7,6 +7,7 @@ classifier that counts them, so evaluation refuses to report when either head is
 """
 
 import functools
+import json
 import os
 from typing import Any
 
@@ -146,8 +147,6 @@ def load(workdir: str, config: ml_collections.ConfigDict) -> tuple[AttributeClas
     params_path, metrics_path = os.path.join(workdir, PARAMS_FILE), os.path.join(workdir, METRICS_FILE)
     if not (os.path.exists(params_path) and os.path.exists(metrics_path)):
         return None
-    import json
-
     model = create(config)
     size = config.data.image_size
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])

@@ -8,6 +8,7 @@ Shapes are in names: B batch, H/W height/width, C channels, E embedding width, K
 T tokens (H*W), N heads, D head dims.
 """
 
+import itertools
 import math
 from typing import Any, Sequence
 
@@ -127,13 +128,11 @@ class UNet(nn.Module):
         block = dict(num_groups=self.num_groups, dropout=self.dropout, dtype=self.dtype)
         # static_argnums counts `self`: index 3 is `train`, a Python bool.
         block_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
-        num_blocks = [0]
+        block_ids = itertools.count()
 
         def res_block(channels: int, h: jax.Array) -> jax.Array:
             # Named as linen would name ResBlock itself, so remat on or off gives the same parameter tree.
-            name = f"ResBlock_{num_blocks[0]}"
-            num_blocks[0] += 1
-            return block_cls(channels, name=name, **block)(h, emb_BE, train)
+            return block_cls(channels, name=f"ResBlock_{next(block_ids)}", **block)(h, emb_BE, train)
 
         attend = lambda h: AttentionBlock(self.head_dim, self.num_groups, self.dtype)(h)  # noqa: E731
 
