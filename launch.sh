@@ -61,18 +61,14 @@ run() {
   fi
 }
 
-common_flags() {
-  local flags=(--zone="$ZONE")
-  if [[ -n "$PROJECT" ]]; then flags+=(--project="$PROJECT"); fi
-  printf '%s\n' "${flags[@]}"
-}
+# Where the TPU VM lives: every gcloud command takes these.
+GCLOUD_FLAGS=(--zone="$ZONE")
+if [[ -n "$PROJECT" ]]; then GCLOUD_FLAGS+=(--project="$PROJECT"); fi
 
 # gcloud compute tpus tpu-vm ssh on the given worker(s) with one remote command.
 on_workers() {
   local worker="$1" command="$2"
-  local flags
-  mapfile -t flags < <(common_flags)
-  run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${flags[@]}" --worker="$worker" --command="$command"
+  run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${GCLOUD_FLAGS[@]}" --worker="$worker" --command="$command"
 }
 
 # Shell-quotes the pass-through arguments for the remote command line.
@@ -82,11 +78,9 @@ quoted_args() {
 }
 
 cmd_create() {
-  local flags
-  mapfile -t flags < <(common_flags)
   local extra=()
   if [[ -n "$SPOT" ]]; then extra+=(--spot); fi
-  run gcloud compute tpus tpu-vm create "$TPU_NAME" "${flags[@]}" --accelerator-type="$ACCELERATOR_TYPE" \
+  run gcloud compute tpus tpu-vm create "$TPU_NAME" "${GCLOUD_FLAGS[@]}" --accelerator-type="$ACCELERATOR_TYPE" \
     --version="$RUNTIME_VERSION" "${extra[@]}"
 }
 
@@ -98,9 +92,7 @@ cmd_setup() {
     local archive
     archive="$(mktemp -d)/jaxdiff.tar.gz"
     run git -C "$(dirname "$0")" archive --format=tar.gz -o "$archive" HEAD
-    local flags
-    mapfile -t flags < <(common_flags)
-    run gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME:~/jaxdiff.tar.gz" "${flags[@]}" --worker=all
+    run gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME:~/jaxdiff.tar.gz" "${GCLOUD_FLAGS[@]}" --worker=all
     on_workers all "mkdir -p ~/$REMOTE_DIR && tar -xzf ~/jaxdiff.tar.gz -C ~/$REMOTE_DIR && $install"
   fi
 }
@@ -118,26 +110,20 @@ cmd_sample() {
 }
 
 cmd_status() {
-  local flags
-  mapfile -t flags < <(common_flags)
-  run gcloud compute tpus tpu-vm describe "$TPU_NAME" "${flags[@]}" --format="value(state,acceleratorType)"
+  run gcloud compute tpus tpu-vm describe "$TPU_NAME" "${GCLOUD_FLAGS[@]}" --format="value(state,acceleratorType)"
   on_workers all "tail -n 3 ~/$LOG_PREFIX-*.log 2>/dev/null | tr '\r' '\n' | tail -n 3 || echo 'no training log yet'"
 }
 
 cmd_ssh() {
-  local flags
-  mapfile -t flags < <(common_flags)
   if (($# > 0)); then
     on_workers "${WORKER:-0}" "$*"
   else
-    run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${flags[@]}" --worker="${WORKER:-0}"
+    run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${GCLOUD_FLAGS[@]}" --worker="${WORKER:-0}"
   fi
 }
 
 cmd_delete() {
-  local flags
-  mapfile -t flags < <(common_flags)
-  run gcloud compute tpus tpu-vm delete "$TPU_NAME" "${flags[@]}" --quiet
+  run gcloud compute tpus tpu-vm delete "$TPU_NAME" "${GCLOUD_FLAGS[@]}" --quiet
 }
 
 main() {
