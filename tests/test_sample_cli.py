@@ -55,11 +55,17 @@ def test_default_workdir_is_the_latest_run(tiny_run, tmp_path):
     assert os.path.exists(os.path.join(tiny_run, "samples", "cli", "nurse_grid.png"))
 
 
-def test_any_word_of_the_source_can_be_sampled(tiny_run, tmp_path):
-    # 'doctor' is in the run's table; 'engineer' too; a word of the bundled source works the same way.
+def test_a_word_never_trained_on_is_sampled_with_its_table_vector(tiny_run, tmp_path):
+    """'doctor' is no training word but is in the run's table (every word of the bundled source is)."""
+    from jaxdiff import embed, train
+
     result = run_cli("jaxdiff.sample", "--workdir", tiny_run, "--word", "doctor", "--num", "1", "--steps", "2",
                      "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
+    table = embed.EmbeddingTable.load(os.path.join(tiny_run, train.TABLE_IN_WORKDIR))
+    with np.load(os.path.join(str(tmp_path), "doctor.npz")) as data:
+        assert data["images"].shape == (1, 16, 16, 3)
+        np.testing.assert_array_equal(data["condition"], table.projected_vector("doctor"))
 
 
 @pytest.mark.parametrize("args, message", [
