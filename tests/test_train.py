@@ -34,10 +34,21 @@ def test_unet_output_shape_and_parameter_count(tiny_dataset):
     assert float(jnp.abs(out).max()) == 0.0
 
 
-def test_upsample_nearest_matches_image_resize():
-    x = jax.random.normal(jax.random.key(0), (2, 3, 5, 4))
-    expected = jax.image.resize(x, (2, 6, 10, 4), "nearest")
-    np.testing.assert_array_equal(models.upsample_nearest(x), expected)
+def test_conv_of_upsampled_matches_conv_after_resize():
+    """The fused upsample-conv equals nearest upsampling then a SAME 3x3 conv, in value and gradient."""
+    x = jax.random.normal(jax.random.key(0), (2, 3, 5, 4))  # odd sizes: every border case
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 6))
+    weights = jax.random.normal(jax.random.key(2), (2, 6, 10, 6))
+
+    def reference(x, kernel):
+        upsampled = jax.image.resize(x, (2, 6, 10, 4), "nearest")
+        return jax.lax.conv_general_dilated(upsampled, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    np.testing.assert_allclose(models.conv3x3_of_upsampled(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda x, k, f=f: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, kernel)
+             for f in (models.conv3x3_of_upsampled, reference)]
+    for fused, expected in zip(*grads):
+        np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_patchify_round_trip():
