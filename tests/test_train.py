@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,6 +50,24 @@ def test_conv_of_upsampled_matches_conv_after_resize():
              for f in (models.conv3x3_of_upsampled, reference)]
     for fused, expected in zip(*grads):
         np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_group_norm_matches_flax(dtype):
+    """models.GroupNorm (own backward pass) equals nn.GroupNorm: parameters, values and gradients."""
+    x = jax.random.normal(jax.random.key(0), (3, 4, 6, 24)) * 3 + 1
+    weights = jax.random.normal(jax.random.key(1), (3, 4, 6, 24))
+    ours, reference = models.GroupNorm(8, dtype=dtype), nn.GroupNorm(8, dtype=dtype)
+    params = reference.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == jax.tree.map(jnp.shape, params)
+    params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(3), p.shape), params)  # not the identity
+    tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+    out = ours.apply(params, x)
+    assert out.dtype == dtype
+    _trees_close(out.astype(jnp.float32), reference.apply(params, x).astype(jnp.float32), rtol=tolerance, atol=tolerance)
+    loss = lambda module: lambda p, x: jnp.sum(module.apply(p, x).astype(jnp.float32) * weights)  # noqa: E731
+    _trees_close(jax.grad(loss(ours), argnums=(0, 1))(params, x), jax.grad(loss(reference), argnums=(0, 1))(params, x),
+                       rtol=tolerance, atol=tolerance * 10)
 
 
 def test_patchify_round_trip():
