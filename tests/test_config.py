@@ -60,3 +60,40 @@ def test_jaxdiff_never_imports_torch():
             "jaxdiff.benchmark; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+def test_huge_page_restart_only_for_package_commands():
+    """jaxdiff/__init__.py restarts `python -m jaxdiff.x` (only that) with glibc's huge-page malloc."""
+    import sys
+
+    import jaxdiff
+
+    command = [sys.executable, "-m", "jaxdiff.train", "--config=configs/toy.py"]
+    environment = jaxdiff.huge_page_restart_environment(["-m"], command, {"GLIBC_TUNABLES": "glibc.foo=1", "A": "b"})
+    if environment is None:  # not Linux with glibc >= 2.35 and transparent huge pages
+        pytest.skip("this host has no glibc >= 2.35 with transparent huge pages")
+    assert environment == {"GLIBC_TUNABLES": "glibc.foo=1:glibc.malloc.hugetlb=1", "A": "b"}
+    assert jaxdiff.huge_page_restart_environment(["-m"], command, {})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    for argv, original, environ in [
+        (["-c"], [sys.executable, "-c", "import jaxdiff"], {}),                       # an import, not a command
+        (["-m"], [sys.executable, "-m", "pytest"], {}),                               # someone else's command
+        (["-m"], command, {"JAXDIFF_HUGE_PAGES": "0"}),                               # turned off
+        (["-m"], command, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}),              # the user's choice stands
+    ]:
+        assert jaxdiff.huge_page_restart_environment(argv, original, environ) is None
+
+
+def test_package_command_restarts_once_with_huge_pages(tmp_path):
+    """End to end: the command's interpreter starts twice, the second time with the tunable, same pid."""
+    import jaxdiff
+
+    if jaxdiff.huge_page_restart_environment(["-m"], ["python", "-m", "jaxdiff.x"], {}) is None:
+        pytest.skip("this host has no glibc >= 2.35 with transparent huge pages")
+    log = tmp_path / "starts.txt"
+    (tmp_path / "sitecustomize.py").write_text(  # runs at every interpreter start-up
+        "import os\n"
+        f"with open({str(log)!r}, 'a') as f: f.write(f\"{{os.getpid()}} {{os.environ.get('GLIBC_TUNABLES')}}\\n\")\n")
+    result = run_cli("jaxdiff.sample", "--help", env_extra={"PYTHONPATH": str(tmp_path), "GLIBC_TUNABLES": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (pid_before, before), (pid_after, after) = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert pid_before == pid_after and before == "" and after == "glibc.malloc.hugetlb=1"
