@@ -1,7 +1,9 @@
 """jaxdiff: a word-conditioned pixel diffusion model, trained from scratch on balanced images.
 
 Importing the package is cheap and JAX-free: `jaxdiff.classes` and `jaxdiff.schema` are shared
-with the PyTorch generator in data_gen/, which never imports JAX.
+with the PyTorch generator in data_gen/, which never imports JAX. It sets up the process before
+JAX starts: one XLA CPU device per core, and for `python -m jaxdiff.<command>` a one-time restart
+with glibc's malloc on huge pages (both explained below).
 """
 
 import os
