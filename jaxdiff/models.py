@@ -157,7 +157,7 @@ def _merge_taps(kernel: jax.Array, phase: int, axis: int) -> jax.Array:
 
 
 def conv3x3_of_upsampled(x_BHWC: jax.Array, kernel_33IO: jax.Array, precision: Any = None) -> jax.Array:
-    """SAME 3x3 convolution of x upsampled 2x by nearest neighbour, computed at x's resolution with 4/9 of the FLOPs.
+    """SAME 3x3 convolution of x upsampled 2x (nearest), run at x's resolution: 4/9 of the FLOPs.
 
     Output pixel (2i + a, 2j + b) sees upsampled rows 2i + a - 1 .. 2i + a + 1, which are input rows
     i - 1, i, i (a = 0) or i, i, i + 1 (a = 1), and likewise for columns. So each of the four output
