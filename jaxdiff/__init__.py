@@ -8,6 +8,7 @@ with glibc's malloc on huge pages (both explained below).
 
 import os
 import sys
+from collections.abc import Mapping
 
 __version__ = "0.1.0"
 
@@ -61,11 +62,11 @@ def _reexec_with_huge_page_malloc() -> None:
     glibc.malloc.hugetlb already in GLIBC_TUNABLES is left as it is.
     """
     environment = huge_page_restart_environment(sys.argv, getattr(sys, "orig_argv", []), os.environ)
-    if environment is not None:
+    if environment is not None and sys.executable:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
 
 
-def huge_page_restart_environment(argv: list[str], original_argv: list[str], environ: dict) -> dict | None:
+def huge_page_restart_environment(argv: list[str], original_argv: list[str], environ: Mapping[str, str]) -> dict | None:
     """The environment to restart this process with (see above), or None to go on as it is."""
     tunables = environ.get("GLIBC_TUNABLES", "")
     # While `python -m jaxdiff.x` locates its module, sys.argv[0] is "-m": this is that command.
