@@ -61,9 +61,10 @@ def _reexec_with_huge_page_malloc() -> None:
     with glibc >= 2.35 and huge pages not disabled; JAXDIFF_HUGE_PAGES=0 turns it off, and a
     glibc.malloc.hugetlb already in GLIBC_TUNABLES is left as it is.
     """
-    environment = huge_page_restart_environment(sys.argv, getattr(sys, "orig_argv", []), os.environ)
+    original_argv = sys.orig_argv  # the interpreter's own command line (Python >= 3.10, as setup.py requires)
+    environment = huge_page_restart_environment(sys.argv, original_argv, os.environ)
     if environment is not None and sys.executable:
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+        os.execve(sys.executable, [sys.executable, *original_argv[1:]], environment)
 
 
 def huge_page_restart_environment(argv: list[str], original_argv: list[str], environ: Mapping[str, str]) -> dict | None:

@@ -32,15 +32,20 @@ def sinusoidal_embedding(t_B: jax.Array, dim: int, max_period: float = 10_000.0)
 
 def _group_stats(x_BHWC: jax.Array, num_groups: int) -> tuple[jax.Array, jax.Array]:
     """Per-(example, group) mean and 1/std of x, shaped (B, 1, 1, C) to broadcast back; float32."""
-    B, _, _, C = x_BHWC.shape
+    C = x_BHWC.shape[-1]
     x = x_BHWC.astype(jnp.float32)
-    # One pass over x: per-channel sums of x and x^2, then summed within each group (tiny).
+    # One pass over x: per-channel sums of x and x^2, then averaged within each group (tiny).
     sums_B2C = jnp.stack([jnp.sum(x, axis=(1, 2)), jnp.sum(x * x, axis=(1, 2))], axis=1)
-    count = x_BHWC.shape[1] * x_BHWC.shape[2] * (C // num_groups)
-    group_B2G = sums_B2C.reshape(B, 2, num_groups, C // num_groups).sum(-1) / count
-    mean_BG, mean_sq_BG = group_B2G[:, 0], group_B2G[:, 1]
+    mean_BG, mean_sq_BG = _group_means(sums_B2C, x_BHWC.shape, num_groups)
     rstd_BG = jax.lax.rsqrt(jnp.maximum(mean_sq_BG - mean_BG**2, 0.0) + GROUP_NORM_EPSILON)
     return _per_channel(mean_BG, C), _per_channel(rstd_BG, C)
+
+
+def _group_means(sums_B2C: jax.Array, shape_BHWC: tuple[int, ...], num_groups: int) -> tuple[jax.Array, jax.Array]:
+    """Two per-(example, channel) sums over H and W turned into per-(example, group) means, (B, G) each."""
+    B, H, W, C = shape_BHWC
+    means_B2G = sums_B2C.reshape(B, 2, num_groups, C // num_groups).sum(-1) / (H * W * (C // num_groups))
+    return means_B2G[:, 0], means_B2G[:, 1]
 
 
 def _per_channel(v_BG: jax.Array, channels: int) -> jax.Array:
@@ -65,13 +70,13 @@ def _group_norm_bwd(num_groups, residuals, dy_BHWC):
     # Both group means and the scale/bias gradients come from one reduction pass: per-(example,
     # channel) sums of dy and dy * x_hat. The second pass writes dx.
     x_BHWC, scale_C, mean, rstd = residuals
-    B, H, W, C = x_BHWC.shape
+    C = x_BHWC.shape[-1]
     x_hat = (x_BHWC.astype(jnp.float32) - mean) * rstd
     dy = dy_BHWC.astype(jnp.float32)
     sums_B2C = jnp.stack([jnp.sum(dy, axis=(1, 2)), jnp.sum(dy * x_hat, axis=(1, 2))], axis=1)
     dbias_C, dscale_C = sums_B2C[:, 0].sum(0), sums_B2C[:, 1].sum(0)
-    group_B2G = (sums_B2C * scale_C).reshape(B, 2, num_groups, C // num_groups).sum(-1) / (H * W * (C // num_groups))
-    dx = rstd * (dy * scale_C - _per_channel(group_B2G[:, 0], C) - x_hat * _per_channel(group_B2G[:, 1], C))
+    mean_g_BG, mean_g_x_hat_BG = _group_means(sums_B2C * scale_C, x_BHWC.shape, num_groups)
+    dx = rstd * (dy * scale_C - _per_channel(mean_g_BG, C) - x_hat * _per_channel(mean_g_x_hat_BG, C))
     return dx.astype(x_BHWC.dtype), dscale_C.astype(scale_C.dtype), dbias_C.astype(scale_C.dtype)
 
 
