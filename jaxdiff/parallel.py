@@ -1,9 +1,10 @@
 """Devices and data parallelism: the one-axis mesh ('data',), global batches, multi-process start-up."""
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxdiff.cli import UserError
@@ -24,6 +25,31 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     """The leading (batch) axis is split over the data axis."""
     return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def data_parallel_value_and_grad(shard_loss: Callable[[Any, Any, jax.Array], jax.Array],
+                                 mesh: Mesh) -> Callable[[Any, Any], tuple[jax.Array, Any]]:
+    """`(params, batch) -> (loss, grads)` for the mean loss over a batch split along 'data'.
+
+    `shard_loss(params, rows, first_index)` is the mean loss of one device's rows, `first_index`
+    the global index of its first row. Each device differentiates its own share; the losses and
+    gradients are then averaged over the devices (the shares are equal, so this is the mean over
+    the global batch). The gradients travel as one flat vector: XLA:CPU all-reduces the toy UNet's
+    184 parameter arrays as a tuple in 10.8 ms and the same numbers as one buffer in 0.4 ms, and
+    one large all-reduce is what gradient bucketing aims for on accelerators too.
+    """
+    def on_each_device(params, rows):
+        num_rows = jax.tree.leaves(rows)[0].shape[0]
+        first_index = jax.lax.axis_index(DATA_AXIS) * num_rows
+        loss, grads = jax.value_and_grad(shard_loss)(params, rows, first_index)
+        flat_grads, unravel = ravel_pytree(grads)
+        return jax.lax.pmean(loss, DATA_AXIS), unravel(jax.lax.pmean(flat_grads, DATA_AXIS))
+
+    # check_vma=False: with it, JAX would require custom-VJP layers (models.GroupNorm) to psum their
+    # parameters' gradients themselves; without it every layer returns this device's own gradient
+    # for a replicated parameter, and the one pmean above averages them all.
+    return jax.shard_map(on_each_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
+                         check_vma=False)
 
 
 def local_batch_size(global_batch: int, mesh: Mesh) -> int:

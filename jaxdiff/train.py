@@ -4,9 +4,11 @@
 
 A rerun of the same command resumes from the last checkpoint in WORKDIR/checkpoints; SIGTERM
 saves one and exits. The step is `jax.jit` with NamedShardings over a one-axis ('data',) mesh of
-every device: the batch is split, the state replicated, gradients averaged by XLA. Noise,
-timesteps, condition dropout and dropout come from the step's key folded with each example's
-global index, so a step does not depend on how many devices share it.
+every device: the batch is split, the state replicated; each device differentiates the loss of its
+own rows and the gradients are averaged in one all-reduce (parallel.data_parallel_value_and_grad).
+Noise, timesteps and condition dropout come from the step's key folded with each example's global
+index, so without dropout (configs/toy.py) a step does not depend on how many devices share it;
+dropout masks (configs/base.py) are drawn per device.
 """
 
 import dataclasses
@@ -102,35 +104,47 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.UNet, ke
 # The step.
 
 
-def per_example_keys(key: jax.Array, batch_size: int) -> jax.Array:
-    """One key per example of the global batch: the key folded with the example's global index."""
-    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch_size))
+def per_example_keys(key: jax.Array, batch_size: int, first_index: jax.Array | int = 0) -> jax.Array:
+    """One key per example: the key folded with the example's global index (`first_index` onwards)."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, first_index + i))(jnp.arange(batch_size))
 
 
 def diffusion_loss(params: Any, batch: dict[str, jax.Array], key: jax.Array, *, model: models.UNet,
-                   schedule: diffusion.Schedule, config: ml_collections.ConfigDict, train: bool) -> jax.Array:
-    """Mean over the batch of the per-example MSE between the network output and its target."""
+                   schedule: diffusion.Schedule, config: ml_collections.ConfigDict, train: bool,
+                   first_index: jax.Array | int = 0, global_batch_size: int | None = None) -> jax.Array:
+    """Mean over the batch of the per-example MSE between the network output and its target.
+
+    `batch` may be one device's rows of a global batch of `global_batch_size` examples, starting at
+    global index `first_index`: each example's noise, timestep and condition dropout come from its
+    global index, so they do not depend on how the batch is split.
+    """
     x0 = batch["image"]
     B = x0.shape[0]
-    keys = per_example_keys(key, B)
+    global_batch_size = global_batch_size or B
+    keys = per_example_keys(key, B, first_index)
     t_B = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0, schedule.num_timesteps))(keys)
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x0.shape[1:]))(keys)
     keep_word = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 2), 1.0 - config.cond.null_prob))(keys)
     cond = jnp.where(keep_word[:, None], batch["cond"], 0.0)  # SEED.md: p=0.05 -> all-zero word part
     x_t = diffusion.q_sample(schedule, x0, t_B, noise)
-    dropout_key = jax.random.fold_in(key, B)  # distinct from every per-example key's stream
+    # One dropout key per shard of the batch, distinct from every per-example key's stream.
+    dropout_key = jax.random.fold_in(key, global_batch_size + first_index // B)
     out = model.apply({"params": params}, x_t, t_B, cond, train=train, rngs={"dropout": dropout_key})
     target = diffusion.training_target(schedule, config.diffusion.prediction, x0, noise, t_B)
     return jnp.mean(diffusion.mse_per_example(out, target))
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array, *, model: models.UNet,
-               schedule: diffusion.Schedule, config: ml_collections.ConfigDict) -> tuple[TrainState, dict]:
+               schedule: diffusion.Schedule, config: ml_collections.ConfigDict,
+               mesh: jax.sharding.Mesh) -> tuple[TrainState, dict]:
     """One AdamW step on the global batch, then the EMA update; returns the new state and metrics."""
     step_key = jax.random.fold_in(base_key, state.step)
-    loss_fn = functools.partial(diffusion_loss, batch=batch, key=step_key, model=model, schedule=schedule,
-                                config=config, train=True)
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+
+    def shard_loss(params, rows, first_index):
+        return diffusion_loss(params, rows, step_key, model=model, schedule=schedule, config=config, train=True,
+                              first_index=first_index, global_batch_size=batch["image"].shape[0])
+
+    loss, grads = parallel.data_parallel_value_and_grad(shard_loss, mesh)(state.params, batch)
     new_state = state.apply_gradients(grads=grads)
     new_state = new_state.replace(
         ema_params=ema_update(state.ema_params, new_state.params, ema_decay(state.step, config.train.ema_decay)))
@@ -147,7 +161,7 @@ def jit_train_step(config: ml_collections.ConfigDict, model: models.UNet, schedu
     the old state again); tests that compare against the initial state turn it off.
     """
     repl = parallel.replicated(mesh)
-    return jax.jit(functools.partial(train_step, model=model, schedule=schedule, config=config),
+    return jax.jit(functools.partial(train_step, model=model, schedule=schedule, config=config, mesh=mesh),
                    in_shardings=(repl, parallel.batch_sharded(mesh), repl), out_shardings=(repl, repl),
                    donate_argnums=(0,) if donate else ())
 

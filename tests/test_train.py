@@ -96,6 +96,25 @@ def test_ema_update_matches_its_formula():
     np.testing.assert_allclose(new["w"], 0.75 * np.array([1.0, 2.0]) + 0.25 * np.array([3.0, -2.0]))
 
 
+def test_data_parallel_value_and_grad_is_the_global_batch_mean():
+    """Each device sees its own rows and their global index; loss and gradients average to the
+    full batch's, with parameters of mixed shapes going through the one flat all-reduce."""
+    mesh = parallel.make_mesh(jax.devices()[:8])
+    rows = {"x": jnp.arange(16.0).reshape(16, 1) / 16}
+    params = {"w": jnp.array([[0.5, -1.0]]), "b": jnp.array(0.25)}
+
+    def shard_loss(p, shard, first_index):  # row i weighted by its global index i
+        index = first_index + jnp.arange(shard["x"].shape[0])
+        return jnp.mean(index[:, None] * (shard["x"] @ p["w"] + p["b"]) ** 2)
+
+    rows_sharded = jax.device_put(rows, parallel.batch_sharded(mesh))
+    loss, grads = jax.jit(parallel.data_parallel_value_and_grad(shard_loss, mesh))(params, rows_sharded)
+    expected_loss, expected_grads = jax.value_and_grad(shard_loss)(params, rows, 0)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-6)
+    _trees_close(grads, expected_grads)
+    assert grads["w"].shape == (1, 2) and grads["b"].shape == ()
+
+
 def _one_step(config, devices, batch, state_init):
     model = models.create_model(config)
     schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
