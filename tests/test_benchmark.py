@@ -45,3 +45,13 @@ def test_without_a_peer_and_with_a_given_peak(tiny_dataset, tmp_path):
     assert report["train_ratio"] is None and report["peer_train_images_per_s"] is None  # no peer asked for
     assert report["peak_flops_per_s"] == pytest.approx(1e12 * report["num_devices"])  # --peak is per device
     assert 0 < report["mfu"] == pytest.approx(report["achieved_flops_per_s"] / (1e12 * report["num_devices"]))
+
+
+def test_a_missing_dataset_stops_the_benchmark_before_any_timing(tmp_path):
+    out = str(tmp_path / "bench.json")
+    missing = str(tmp_path / "no_such_dataset")
+    result = run_cli("jaxdiff.benchmark", "--config=configs/tiny.py", f"--config.data.dir={missing}", f"--json={out}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: dataset directory {missing!r} does not exist; make it with: python -m jaxdiff.portraits --out {missing}")
+    assert "device:" not in result.stdout and not os.path.exists(out)  # nothing was measured or written
