@@ -22,8 +22,7 @@ import ml_collections
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff import (configuration, diffusion, embed, files, input_pipeline, models, parallel, sampling, schema, train,
-                     vectors)
+from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling, train, vectors
 from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
 
 # Dense bf16 peaks (FLOP/s) by device kind, from the vendors' data sheets. float32 runs get no
@@ -157,6 +156,8 @@ def benchmark_sampling(config, mesh, peer: str | None, batch_size: int, log) -> 
 def run_benchmark(config: ml_collections.ConfigDict, peer: str | None, repeats: int, steps: int, sample_batch: int,
                   pipeline_batches: int, peak: float | None, log: Callable = print) -> dict[str, Any]:
     """Every measurement of the module docstring, as the JSON the command writes."""
+    from jaxdiff import input_pipeline, schema  # TensorFlow: only this function reads the dataset
+
     hide_accelerators_from_tensorflow()
     # The input pipeline is measured last: a missing dataset should stop the run before minutes of timing.
     schema.open_dataset(config.data.dir, input_pipeline.how_to_make(config.data))

@@ -24,8 +24,11 @@ def quiet_tensorflow() -> None:
 
 
 def hide_accelerators_from_tensorflow() -> None:
-    """tf.data must never take GPU/TPU memory that JAX needs."""
-    import tensorflow as tf
+    """tf.data must never take GPU/TPU memory that JAX needs (nothing to do where TensorFlow is absent)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return
 
     tf.config.set_visible_devices([], "GPU")
     try:

@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 from absl import flags as absl_flags
 from flax.training import train_state
 
-from jaxdiff import configuration, diffusion, embed, files, input_pipeline, models, parallel, sampling, vectors
+from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling, vectors
 from jaxdiff.classes import TRAIN_WORDS
 from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
 from jaxdiff.logs import MetricWriter
@@ -329,6 +329,7 @@ def _install_sigterm(stop: _Stop) -> Any:
 def _device_batches(config: ml_collections.ConfigDict, table: embed.EmbeddingTable, mesh: jax.sharding.Mesh,
                     start_example: int) -> Iterator[dict[str, jax.Array]]:
     """Global, batch-sharded device arrays from this process's share of the training stream."""
+    from jaxdiff import input_pipeline  # tf.data only where data is read: see train_and_evaluate
     local_batch = parallel.local_batch_size(config.train.batch_size, mesh)
     ds = input_pipeline.train_dataset(config, table, local_batch, start_example=start_example,
                                       process_index=jax.process_index(), process_count=jax.process_count())
@@ -352,6 +353,10 @@ def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        devices: Sequence[jax.Device] | None = None) -> tuple[TrainState, dict[str, float]]:
     """Trains (or resumes) to config.train.num_steps in `workdir`; returns the state and last metrics."""
+    # TensorFlow (tf.data) is imported here and not at the top: the state, step and checkpoint
+    # code above runs where TensorFlow is not installed (accelerator images often lack it).
+    from jaxdiff import input_pipeline
+
     hide_accelerators_from_tensorflow()
     table = prepare_workdir(config, workdir)
     mesh = parallel.make_mesh(devices)

@@ -24,6 +24,7 @@ from helpers import tiny_config  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> str:
     """A 16x16 portraits dataset: 12 images per class (11 train, 1 validation)."""
+    pytest.importorskip("tensorflow", reason="the dataset is written with TensorFlow (absent on some accelerator images)")
     from jaxdiff import portraits
 
     out = str(tmp_path_factory.mktemp("data") / "portraits_tiny")
