@@ -1,0 +1,145 @@
+"""Statistics pooled over the members of a sweep (independent training runs and projections).
+
+A member's share of women for a word is one estimate with a binomial sampling variance; the
+members differ by more than that (training seed, projection seed), so shares are pooled with a
+random-effects model whose between-member variance tau^2 widens the interval. Everything comes
+from statsmodels and scipy:
+
+- `random_effects`: statsmodels' `combine_effects` with the Paule-Mandel tau^2 (its "iterated"
+  method, which stays >= 0; the DerSimonian-Laird "chi2" method returns negative tau^2 there).
+- `equivalence`: two one-sided z-tests (TOST) of a pooled estimate against +-margin.
+- `variance_components`: REML of a crossed random-effects model (statsmodels MixedLM with one
+  variance component per seed kind): how much of the between-member variance each seed brings.
+- `pooled_spearman`: per-member Spearman correlations (scipy) pooled on Fisher's z scale, with the
+  Fieller-Hartley-Pearson variance 1.06 / (n - 3).
+- `logistic_mixed_slope`: a logistic model of each image's label on the word's score with a
+  random intercept per member (statsmodels' BinomialBayesMixedGLM, variational Bayes).
+"""
+
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def binomial_variance(women: int | np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """Sampling variance of a share k/n, with k + 0.5 of n + 1 so that 0/n and n/n keep a finite weight."""
+    k, n = np.asarray(women, float), np.asarray(n, float)
+    p = (k + 0.5) / (n + 1.0)
+    return p * (1.0 - p) / n
+
+
+def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> dict[str, Any]:
+    """Random-effects pooled estimate, its 95% interval, z-test p-value against 0, tau^2 and tau."""
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    effect, variance = np.asarray(estimates, float), np.asarray(variances, float)
+    if len(effect) == 1:  # one member: its own estimate and interval; nothing to say about tau
+        se = float(np.sqrt(variance[0]))
+        z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+        return {"estimate": float(effect[0]), "se": se, "ci95": [float(effect[0] - z * se), float(effect[0] + z * se)],
+                "p_value": float(2 * stats.norm.sf(abs(effect[0]) / se)) if se > 0 else None,
+                "tau2": None, "tau": None, "k": 1}
+    result = combine_effects(effect, variance, method_re="iterated", alpha=1 - CONFIDENCE)
+    low, high = result.conf_int(alpha=1 - CONFIDENCE)[1]  # rows: fixed, random, fixed-wls, random-wls
+    estimate, se = float(result.mean_effect_re), float(result.sd_eff_w_re)
+    tau2 = max(float(result.tau2), 0.0)
+    return {"estimate": estimate, "se": se, "ci95": [float(low), float(high)],
+            "p_value": float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else None,
+            "tau2": tau2, "tau": float(np.sqrt(tau2)), "k": len(effect)}
+
+
+def equivalence(estimate: float, se: float, margin: float) -> dict[str, Any]:
+    """TOST of |effect| < margin (z-tests), and which of the three readings the 95% interval supports."""
+    p_lower = float(stats.norm.sf((estimate + margin) / se))  # H0: effect <= -margin
+    p_upper = float(stats.norm.cdf((estimate - margin) / se))  # H0: effect >= +margin
+    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    low, high = estimate - z * se, estimate + z * se
+    tost_p = max(p_lower, p_upper)
+    if low > margin or high < -margin:
+        verdict = "leakage"
+    elif tost_p < 1 - CONFIDENCE:
+        verdict = "no leakage"
+    else:
+        verdict = "undecided"
+    return {"margin": margin, "tost_p_value": tost_p, "verdict": verdict}
+
+
+VERDICT_SENTENCES = {
+    "leakage": "leakage of at least {m} points: the 95% interval of the contrast lies beyond +-{m} points",
+    "no leakage": "no leakage larger than {m} points: the equivalence test (TOST) at +-{m} points rejects both sides",
+    "undecided": "undecided: the interval neither excludes +-{m} points nor lies within them",
+}
+
+
+def verdict_sentence(verdict: str, margin: float) -> str:
+    """The one-sentence reading of an `equivalence` verdict."""
+    return VERDICT_SENTENCES[verdict].format(m=f"{100 * margin:g}")
+
+
+def variance_components(values: Sequence[float], train_seeds: Sequence[int], embed_seeds: Sequence[int]) -> dict[str, Any]:
+    """REML variances of the training seed, the projection seed and the rest, from a crossed model."""
+    import warnings
+
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    frame = pd.DataFrame({"y": np.asarray(values, float), "train": np.asarray(train_seeds),
+                          "embed": np.asarray(embed_seeds), "all": 1})
+    if frame["train"].nunique() < 2 or frame["embed"].nunique() < 2:
+        return {"train_seed": None, "embed_seed": None, "residual": None,
+                "note": "needs at least two training seeds and two projection seeds"}
+    model = smf.mixedlm("y ~ 1", frame, groups="all",
+                        vc_formula={"train": "0 + C(train)", "embed": "0 + C(embed)"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # boundary (zero-variance) fits warn; the estimate is still the REML one
+        fit = model.fit(reml=True, method=["lbfgs", "powell"])
+    names = list(model.exog_vc.names)
+    vc = dict(zip(names, map(float, fit.vcomp)))
+    out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "residual": float(fit.scale)}
+    total = sum(out.values())
+    out["share"] = {k: (v / total if total > 0 else None) for k, v in list(out.items())}
+    return out
+
+
+def pooled_spearman(per_member_scores: Sequence[Sequence[float]],
+                    per_member_shares: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Each member's Spearman rho of share on score, pooled on Fisher's z scale (random effects)."""
+    rhos, ns = [], []
+    for x, y in zip(per_member_scores, per_member_shares):
+        rhos.append(float(stats.spearmanr(x, y).statistic))
+        ns.append(len(x))
+    z = np.arctanh(np.clip(rhos, -0.999999, 0.999999))
+    variance = 1.06 / (np.asarray(ns, float) - 3.0)
+    pooled = random_effects(z, variance)
+    return {"spearman": float(np.tanh(pooled["estimate"])), "ci95": [float(np.tanh(c)) for c in pooled["ci95"]],
+            "p_value": pooled["p_value"], "tau_z": pooled["tau"], "per_member": rhos, "n_words": ns}
+
+
+def logistic_mixed_slope(women: Sequence[int], n: Sequence[int], scores: Sequence[float],
+                         members: Sequence[Any]) -> dict[str, Any]:
+    """Log-odds of 'woman' per unit score, with a random intercept per member (variational Bayes)."""
+    import pandas as pd
+    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+
+    rows = []  # one row per image: the model is for binary outcomes
+    for k, total, score, member in zip(women, n, scores, members):
+        rows += [(1, score, member)] * int(k) + [(0, score, member)] * int(total - k)
+    frame = pd.DataFrame(rows, columns=["woman", "score", "member"])
+    model = BinomialBayesMixedGLM.from_formula("woman ~ score", {"member": "0 + C(member)"}, frame)
+    fit = model.fit_vb()
+    index = list(model.exog_names).index("score")
+    mean, sd = float(fit.fe_mean[index]), float(fit.fe_sd[index])
+    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    return {"slope_log_odds": mean, "sd": sd, "ci95": [float(mean - z * sd), float(mean + z * sd)],
+            "member_sd_log_odds": float(np.exp(fit.vcp_mean[0])), "images": len(frame)}
+
+
+def slope(x: Sequence[float], y: Sequence[float], variances: Sequence[float]) -> dict[str, float]:
+    """Weighted least-squares slope of y on x (weights 1/variance) with its standard error."""
+    import statsmodels.api as sm
+
+    fit = sm.WLS(np.asarray(y, float), sm.add_constant(np.asarray(x, float)), weights=1 / np.asarray(variances)).fit()
+    return {"slope": float(fit.params[1]), "se": float(fit.bse[1])}
