@@ -77,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.samples_per_word = 8  # columns of the sample grid; one row per training word
     config.train.checkpoint_every = 5000  # steps between Orbax checkpoints (and one at the end)
     config.train.keep_checkpoints = 3  # keep the last K checkpoints
+    config.train.keep_period = 0  # also keep every checkpoint whose step this divides (0 = none); the sweep sets it
 
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = "dpmpp2m"  # "ddpm" (ancestral), "ddim" or "dpmpp2m" (DPM-Solver++(2M))
@@ -108,4 +109,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.evaluate.guidance = 1.0  # 1 reads the learned conditional distribution itself
     config.evaluate.bootstrap_resamples = 2000  # resamples for the correlation intervals
     config.evaluate.seed = 1  # seeds the evaluation samples and the random control vector
+
+    config.sweep = ml_collections.ConfigDict()  # python -m jaxdiff.sweep: a grid of independent runs, pooled
+    config.sweep.workdir = "runs/base-sweep"  # members (SEEDt-embedE/), the shared classifier and the summary
+    config.sweep.train_seeds = (0, 1, 2)  # config.seed of the members: initialisation, noise, dropout, data order
+    config.sweep.embed_seeds = (0, 1, 2)  # embed.seed of the members: the random JL projection
+    config.sweep.equivalence_margin = 0.05  # +- share points of the nurse - philosopher equivalence test (TOST)
+    config.sweep.num_unseen_words = 100  # unseen professions of the pooled dose-response
+    config.sweep.samples_per_unseen_word = 10  # images per unseen profession and member (they pool over members)
+    config.sweep.checkpoints_over_training = 5  # evenly spaced checkpoints kept and evaluated along training
+    config.sweep.samples_over_training = 50  # images per word (nurse, philosopher, person) and earlier checkpoint
+    config.sweep.intervention_alphas = 7  # values of a in v + a * g, evenly over +-(largest |she-he| of the training words)
+    config.sweep.samples_per_alpha = 50  # images per word and a
     return config

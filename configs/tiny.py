@@ -49,4 +49,14 @@ def get_config():
     config.evaluate.num_unseen_words = 4
     config.evaluate.steps = 3
     config.evaluate.bootstrap_resamples = 50
+
+    config.sweep.workdir = "runs/tiny-sweep"
+    config.sweep.train_seeds = (0, 1)
+    config.sweep.embed_seeds = (0,)
+    config.sweep.num_unseen_words = 6
+    config.sweep.samples_per_unseen_word = 2
+    config.sweep.checkpoints_over_training = 2
+    config.sweep.samples_over_training = 2
+    config.sweep.intervention_alphas = 3
+    config.sweep.samples_per_alpha = 2
     return config

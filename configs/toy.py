@@ -17,6 +17,7 @@ def get_config():
     """base.py with the deltas for a CPU-sized run."""
     config = base.get_config()
     config.workdir = "runs/toy"
+    config.sweep.workdir = "runs/toy-sweep"
 
     config.data.dir = "data/portraits"
     config.data.source = "portraits"

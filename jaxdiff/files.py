@@ -85,3 +85,15 @@ def save_png(path: str, image_HWC: np.ndarray, scale: int = 1) -> None:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def read_json(path: str) -> Any:
+    """A JSON file's content; a damaged one is a UserError naming the file."""
+    from jaxdiff.cli import UserError
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is damaged ({type(error).__name__}: {error}); delete it and rerun the step that "
+                        f"writes it") from error

@@ -16,6 +16,7 @@ from statsmodels and scipy:
   random intercept per member (statsmodels' BinomialBayesMixedGLM, variational Bayes).
 """
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,7 +43,9 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
         return {"estimate": float(effect[0]), "se": se, "ci95": [float(effect[0] - z * se), float(effect[0] + z * se)],
                 "p_value": float(2 * stats.norm.sf(abs(effect[0]) / se)) if se > 0 else None,
                 "tau2": None, "tau": None, "k": 1}
-    result = combine_effects(effect, variance, method_re="iterated", alpha=1 - CONFIDENCE)
+    with warnings.catch_warnings():  # I^2 divides by zero when all members agree exactly; tau^2 is still 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = combine_effects(effect, variance, method_re="iterated", alpha=1 - CONFIDENCE)
     low, high = result.conf_int(alpha=1 - CONFIDENCE)[1]  # rows: fixed, random, fixed-wls, random-wls
     estimate, se = float(result.mean_effect_re), float(result.sd_eff_w_re)
     tau2 = max(float(result.tau2), 0.0)
@@ -81,8 +84,6 @@ def verdict_sentence(verdict: str, margin: float) -> str:
 
 def variance_components(values: Sequence[float], train_seeds: Sequence[int], embed_seeds: Sequence[int]) -> dict[str, Any]:
     """REML variances of the training seed, the projection seed and the rest, from a crossed model."""
-    import warnings
-
     import pandas as pd
     import statsmodels.formula.api as smf
 
@@ -109,8 +110,11 @@ def pooled_spearman(per_member_scores: Sequence[Sequence[float]],
     """Each member's Spearman rho of share on score, pooled on Fisher's z scale (random effects)."""
     rhos, ns = [], []
     for x, y in zip(per_member_scores, per_member_shares):
-        rhos.append(float(stats.spearmanr(x, y).statistic))
-        ns.append(len(x))
+        if np.ptp(x) > 0 and np.ptp(y) > 0:  # a constant share (every image one way) has no rank correlation
+            rhos.append(float(stats.spearmanr(x, y).statistic))
+            ns.append(len(x))
+    if not rhos:
+        return {"spearman": None, "ci95": None, "p_value": None, "note": "every member's shares are constant"}
     z = np.arctanh(np.clip(rhos, -0.999999, 0.999999))
     variance = 1.06 / (np.asarray(ns, float) - 3.0)
     pooled = random_effects(z, variance)
@@ -128,6 +132,8 @@ def logistic_mixed_slope(women: Sequence[int], n: Sequence[int], scores: Sequenc
     for k, total, score, member in zip(women, n, scores, members):
         rows += [(1, score, member)] * int(k) + [(0, score, member)] * int(total - k)
     frame = pd.DataFrame(rows, columns=["woman", "score", "member"])
+    if frame["woman"].nunique() < 2:
+        return {"slope_log_odds": None, "sd": None, "ci95": None, "note": "every image got the same label"}
     model = BinomialBayesMixedGLM.from_formula("woman ~ score", {"member": "0 + C(member)"}, frame)
     fit = model.fit_vb()
     index = list(model.exog_names).index("score")

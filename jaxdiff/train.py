@@ -244,7 +244,9 @@ class Checkpoints:
 
     def __init__(self, workdir: str, train: ml_collections.ConfigDict):
         self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-        options = ocp.CheckpointManagerOptions(max_to_keep=train.keep_checkpoints, create=True)
+        # keep_period also keeps every checkpoint whose step it divides (the sweep's over-training points).
+        options = ocp.CheckpointManagerOptions(max_to_keep=train.keep_checkpoints, keep_period=train.keep_period or None,
+                                               create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
 
     def latest_step(self) -> int | None:

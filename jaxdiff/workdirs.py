@@ -60,10 +60,11 @@ class TrainedRun:
     model: models.UNet
     schedule: diffusion.Schedule
     which: str = "ema"
+    at_step: int | None = None  # a kept checkpoint's step; None = the latest
 
     @classmethod
-    def load(cls, workdir: str, which: str = "ema") -> "TrainedRun":
-        """Opens a run; `which` picks the EMA ('ema') or the raw ('raw') parameters."""
+    def load(cls, workdir: str, which: str = "ema", at_step: int | None = None) -> "TrainedRun":
+        """Opens a run; `which` picks the EMA ('ema') or the raw ('raw') parameters, `at_step` the checkpoint."""
         from jaxdiff import train  # heavy (orbax, optax); only what loading needs
 
         if which not in ("ema", "raw"):
@@ -71,13 +72,13 @@ class TrainedRun:
         config = configuration.load(workdir)
         table = embed.EmbeddingTable.load(os.path.join(workdir, train.TABLE_IN_WORKDIR))
         return cls(workdir, config, table, models.create_model(config),
-                   diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps), which)
+                   diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps), which, at_step)
 
     @functools.cached_property
     def _restored(self) -> tuple[Any, int]:
         from jaxdiff import train
 
-        return train.restore_params(self.workdir, self.which)
+        return train.restore_params(self.workdir, self.which, self.at_step)
 
     @property
     def params(self) -> Any:

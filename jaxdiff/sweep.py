@@ -1,0 +1,207 @@
+"""A grid of independent runs (training seeds x projection seeds), one measuring instrument, pooled statistics.
+
+    python -m jaxdiff.sweep --config=configs/toy.py [--workdir runs/toy-sweep] [--member I --of N] [--aggregate]
+
+Each member is an ordinary run directory, SWEEP/seedT-embedE/, that jaxdiff.sample and
+jaxdiff.evaluate accept as it is. Its stages (training, evaluation, probes) are skipped once
+done, so an interrupted sweep resumes where it stopped. The attribute classifier depends only on
+the dataset: it is trained once, in SWEEP/, and every member is measured with it. `--member I
+--of N` runs members I, I+N, I+2N, ... (0 <= I < N), so N machines or a job array split one
+sweep; the summary (SWEEP/summary.{json,md} and plots, jaxdiff.sweep_summary) is written when
+every member is done, or alone with --aggregate.
+"""
+
+import dataclasses
+import os
+import shutil
+import time
+from typing import Callable, Sequence
+
+import ml_collections
+from absl import flags as absl_flags
+
+from jaxdiff import (classifier, configuration, evaluate, experiment, files, parallel, probes, sweep_summary, train,
+                     workdirs)
+from jaxdiff.cli import UserError, run
+
+MEMBER_JSON = "member.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One run of the grid."""
+
+    train_seed: int
+    embed_seed: int
+    workdir: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.workdir)
+
+
+def members(config: ml_collections.ConfigDict, sweep_dir: str) -> list[Member]:
+    """The grid, training seed major: seed0-embed0, seed0-embed1, ..."""
+    s = config.sweep
+    if not s.train_seeds or not s.embed_seeds:
+        raise UserError("sweep.train_seeds and sweep.embed_seeds must each name at least one seed")
+    return [Member(int(t), int(e), os.path.join(sweep_dir, f"seed{t}-embed{e}")) for t in s.train_seeds
+            for e in s.embed_seeds]
+
+
+def keep_period(train_config: ml_collections.ConfigDict, points: int) -> int:
+    """A multiple of checkpoint_every that keeps about `points` checkpoints along training."""
+    every = int(train_config.checkpoint_every)
+    return max(every, round(train_config.num_steps / max(points, 1) / every) * every)
+
+
+def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_collections.ConfigDict:
+    """The sweep's config with the member's seeds, workdir and kept checkpoints."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.seed = member.train_seed
+    c.embed.seed = member.embed_seed
+    c.workdir = member.workdir
+    c.train.keep_period = keep_period(c.train, c.sweep.checkpoints_over_training)
+    return c
+
+
+def ensure_classifier(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print) -> dict:
+    """The sweep's one attribute classifier (trained on the dataset once, then loaded); its accuracy."""
+    loaded = classifier.load(sweep_dir, config)
+    if loaded is None:
+        log(f"training the attribute classifier once for the whole sweep, in {sweep_dir}")
+        params, accuracy = classifier.train(config, log=log)
+        if parallel.is_main_process():
+            classifier.save(sweep_dir, params, accuracy)
+        return accuracy
+    return loaded[2]
+
+
+def _share_classifier(sweep_dir: str, workdir: str) -> None:
+    """Puts the sweep's classifier files in the member's directory, where jaxdiff.evaluate looks for them."""
+    for name in (classifier.PARAMS_FILE, classifier.METRICS_FILE):
+        if not os.path.exists(os.path.join(workdir, name)):
+            with files.atomic_path(os.path.join(workdir, name)) as tmp:
+                shutil.copyfile(os.path.join(sweep_dir, name), tmp)
+
+
+def probes_current(workdir: str) -> bool:
+    """Whether probes.json exists and was made from the member's latest checkpoint."""
+    path = os.path.join(workdir, probes.PROBES_JSON)
+    steps = workdirs.checkpoint_steps(workdir)
+    return bool(steps) and os.path.exists(path) and files.read_json(path).get("step") == steps[-1]
+
+
+def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
+    """Trained to num_steps, evaluated and probed from that last checkpoint."""
+    steps = workdirs.checkpoint_steps(member.workdir)
+    return (bool(steps) and steps[-1] >= config.train.num_steps and experiment.current_report(member.workdir) is not None
+            and probes_current(member.workdir))
+
+
+def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str, log: Callable = print) -> dict:
+    """Trains, evaluates and probes one member, skipping finished stages; returns its stage times."""
+    c = member_config(config, member)
+    timings = {}
+    start = time.perf_counter()
+    steps = workdirs.checkpoint_steps(member.workdir)
+    if not steps or steps[-1] < c.train.num_steps:
+        log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
+        train.train_and_evaluate(c, member.workdir)
+    timings["training_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    if experiment.current_report(member.workdir) is None:
+        log("  evaluating")
+        _share_classifier(sweep_dir, member.workdir)
+        evaluate.evaluate(member.workdir, log)
+    timings["evaluation_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    if not probes_current(member.workdir):
+        log("  probes: dose-response, over training, intervention")
+        probes.run_probes(member.workdir, log)
+    timings["probes_s"] = time.perf_counter() - start
+    return timings
+
+
+def _record(member: Member, timings: dict) -> None:
+    """Adds this invocation's stage times to the member's member.json (a rerun appends, never replaces)."""
+    path = os.path.join(member.workdir, MEMBER_JSON)
+    record = files.read_json(path) if os.path.exists(path) else {
+        "train_seed": member.train_seed, "embed_seed": member.embed_seed, "invocations": []}
+    record["invocations"].append({**{k: round(v, 1) for k, v in timings.items()},
+                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    files.write_json(path, record)
+
+
+def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: int = 0, of: int = 1,
+              log: Callable = print) -> dict | None:
+    """Runs this invocation's share of the members; writes and returns the summary once all are done."""
+    if not 0 <= member_index < of:
+        raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
+    grid = members(config, sweep_dir)
+    mine = grid[member_index::of]
+    log(f"sweep {sweep_dir}: {len(grid)} members ({len(config.sweep.train_seeds)} training seeds x "
+        f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
+    log(f"dataset: {experiment.ensure_dataset(config, log)}")
+    os.makedirs(sweep_dir, exist_ok=True)
+    ensure_classifier(config, sweep_dir, log)
+    spent: list[float] = []
+    for i, member in enumerate(mine, start=1):
+        position = f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
+        if member_done(config, member):
+            log(f"{position}: done")
+            continue
+        eta = f", ETA {(len(mine) - i + 1) * sum(spent) / len(spent) / 60:.0f} min" if spent else ""
+        log(f"{position}{eta}")
+        start = time.perf_counter()
+        timings = run_member(config, member, sweep_dir, log)
+        spent.append(time.perf_counter() - start)
+        if parallel.is_main_process():
+            _record(member, timings)
+        log(f"{position}: done in {spent[-1] / 60:.1f} min")
+    waiting = [m.name for m in grid if not member_done(config, m)]
+    if waiting:
+        log(f"{len(waiting)} member(s) not done yet ({', '.join(waiting)}); the summary is written when all are, "
+            f"or with --aggregate")
+        return None
+    return aggregate(config, sweep_dir, log)
+
+
+def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print) -> dict:
+    """Pools the finished members into SWEEP/summary.json, summary.md and plots."""
+    grid = members(config, sweep_dir)
+    done = [m for m in grid if member_done(config, m)]
+    if not done:
+        raise UserError(f"no finished member in {sweep_dir}; run: python -m jaxdiff.sweep --config=... "
+                        f"--workdir={sweep_dir}")
+    if len(done) < len(grid):
+        log(f"aggregating {len(done)} of {len(grid)} members (the others are not finished)")
+    summary = sweep_summary.summarise(config, sweep_dir, done)
+    if parallel.is_main_process():
+        sweep_summary.write(summary, sweep_dir)
+    log("\n".join(sweep_summary.reading(summary)))
+    return summary
+
+
+def define_flags(values: absl_flags.FlagValues) -> None:
+    absl_flags.DEFINE_string("workdir", None, "the sweep's directory (default: the config's sweep.workdir)",
+                             flag_values=values)
+    absl_flags.DEFINE_integer("member", 0, "run members member, member+of, ... (0-based)", flag_values=values)
+    absl_flags.DEFINE_integer("of", 1, "how many invocations split the sweep", flag_values=values)
+    absl_flags.DEFINE_bool("aggregate", False, "only write the summary of the finished members", flag_values=values)
+
+
+def main(argv: Sequence[str]) -> None:
+    flags = configuration.parse(argv, define_flags)
+    config = flags.config
+    sweep_dir = flags.workdir or config.sweep.workdir
+    start = time.perf_counter()
+    if flags.aggregate:
+        aggregate(config, sweep_dir)
+    else:
+        run_sweep(config, sweep_dir, flags.member, flags.of)
+    print(f"({(time.perf_counter() - start) / 60:.1f} min this invocation)")
+
+
+if __name__ == "__main__":
+    run(main)

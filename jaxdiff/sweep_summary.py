@@ -1,0 +1,283 @@
+"""The summary of a sweep: members' reports and probes pooled (jaxdiff.pooling), as JSON, Markdown and plots.
+
+Every pooled share is a random-effects estimate over members, each member contributing its share
+and binomial variance; its interval therefore includes the variance of training and projection.
+"""
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from jaxdiff import classifier, evaluate, files, pooling, probes
+from jaxdiff.classes import SEED_EVAL_WORDS
+
+SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+REPORTED_WORDS = ("philosopher", "person", "nurse", "man", "woman")
+
+
+def _pool_counts(rows: Sequence[dict]) -> dict[str, Any]:
+    """Random-effects pooled share of women from rows with `women` and `n`."""
+    shares = [r["women"] / r["n"] for r in rows]
+    variances = pooling.binomial_variance([r["women"] for r in rows], [r["n"] for r in rows])
+    pooled = pooling.random_effects(shares, variances)
+    return {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"], "se": pooled["se"],
+            "members": shares}
+
+
+def _word_rows(reports: list[dict], word: str) -> list[dict]:
+    return [r["words"][word] if word in r["words"] else r["controls"][word] for r in reports]
+
+
+def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
+    """Everything of the summary, from the finished members' report.json and probes.json."""
+    reports = [files.read_json(os.path.join(m.workdir, evaluate.REPORT_JSON)) for m in done]
+    member_probes = [files.read_json(os.path.join(m.workdir, probes.PROBES_JSON)) for m in done]
+    train_seeds, embed_seeds = [m.train_seed for m in done], [m.embed_seed for m in done]
+    margin = config.sweep.equivalence_margin
+
+    words = {}
+    for word in list(REPORTED_WORDS) + ["null"]:
+        rows = _word_rows(reports, word)
+        words[word] = _pool_counts(rows)
+        words[word]["variance_components"] = pooling.variance_components(words[word]["members"], train_seeds,
+                                                                        embed_seeds)
+
+    # The leakage test: nurse - philosopher within each member (independent images), pooled.
+    nurse, phil = _word_rows(reports, "nurse"), _word_rows(reports, "philosopher")
+    contrasts = [a["share_woman"] - b["share_woman"] for a, b in zip(nurse, phil)]
+    contrast_var = (pooling.binomial_variance([a["women"] for a in nurse], [a["n"] for a in nurse])
+                    + pooling.binomial_variance([b["women"] for b in phil], [b["n"] for b in phil]))
+    pooled = pooling.random_effects(contrasts, contrast_var)
+    test = pooling.equivalence(pooled["estimate"], pooled["se"], margin)
+    slopes = []
+    for report in reports:
+        entries = [report["words"][w] for w in SEED_EVAL_WORDS]
+        slopes.append(pooling.slope([e["score_raw"] for e in entries], [e["share_woman"] for e in entries],
+                                    pooling.binomial_variance([e["women"] for e in entries], [e["n"] for e in entries])))
+    slope = pooling.random_effects([s["slope"] for s in slopes], [s["se"] ** 2 for s in slopes])
+    leakage = {"contrast": pooled["estimate"], "ci95": pooled["ci95"], "p_value": pooled["p_value"],
+               "tau": pooled["tau"], "members": contrasts, "tost_p_value": test["tost_p_value"], "margin": margin,
+               "verdict": test["verdict"], "sentence": pooling.verdict_sentence(test["verdict"], margin),
+               "slope": {"per_unit_she_he_score": slope["estimate"], "ci95": slope["ci95"], "p_value": slope["p_value"],
+                         "words": list(SEED_EVAL_WORDS)}}
+
+    # Projection: does a member's share of a word follow where its projection put the word?
+    projection = {"per_word": {}}
+    xs, ys, labels = [], [], []
+    for word in SEED_EVAL_WORDS:
+        rows = _word_rows(reports, word)
+        scores, shares = [r["score_projected"] for r in rows], [r["share_woman"] for r in rows]
+        xs += scores
+        ys += shares
+        labels += [word] * len(rows)
+        projection["per_word"][word] = {"score_raw": rows[0]["score_raw"], "score_projected": scores, "shares": shares}
+    projection["within_word"] = _within_word_slope(xs, ys, labels)
+
+    fit = {}
+    for word in SEED_EVAL_WORDS:
+        w = words[word]
+        fit[word] = {"abs_deviation": abs(w["share_woman"] - 0.5), "tau": w["tau"],
+                     "rms_member_deviation": float(np.sqrt(np.mean((np.asarray(w["members"]) - 0.5) ** 2)))}
+    rates = [r["conditioning"]["rates"] for r in reports]
+    fit["conditioning_fidelity"] = {k: float(np.mean([r[k] for r in rates])) for k in rates[0]}
+    fit["conditioning_fidelity_min_member"] = {k: float(np.min([r[k] for r in rates])) for k in rates[0]}
+
+    # Dose-response over the unseen professions.
+    unseen = [p["unseen"] for p in member_probes]
+    dose = {"num_words": len(unseen[0]), "images_per_word_per_member": unseen[0][0]["n"],
+            "spearman": pooling.pooled_spearman([[r["score_raw"] for r in u] for u in unseen],
+                                                [[r["share_woman"] for r in u] for u in unseen])}
+    flat = [(r["women"], r["n"], r["score_raw"], i) for i, u in enumerate(unseen) for r in u]
+    dose["logistic_mixed"] = pooling.logistic_mixed_slope(*zip(*flat))
+    by_word: dict[str, list] = {}
+    for u in unseen:
+        for r in u:
+            by_word.setdefault(r["word"], []).append(r)
+    dose["words"] = {w: {"score_raw": rows[0]["score_raw"], **_pool_counts(rows)} for w, rows in by_word.items()}
+
+    over = [p["over_training"] for p in member_probes]
+    steps = sorted({r["step"] for o in over for r in o})
+    over_training = {"steps": steps, "words": {w: [_pool_counts([r for o in over for r in o
+                                                                 if r["word"] == w and r["step"] == s])
+                                                   for s in steps] for w in SEED_EVAL_WORDS}}
+    alphas = sorted({round(r["alpha"], 6) for p in member_probes for r in p["intervention"]})
+    intervention = {"alphas": alphas, "words": {w: [_pool_counts([r for p in member_probes for r in p["intervention"]
+                                                                  if r["word"] == w and round(r["alpha"], 6) == a])
+                                                    for a in alphas] for w in SEED_EVAL_WORDS}}
+
+    member_rows = []
+    for m, report, probe, contrast in zip(done, reports, member_probes, contrasts):
+        record = os.path.join(m.workdir, "member.json")
+        invocations = files.read_json(record)["invocations"] if os.path.exists(record) else []
+        member_rows.append({"name": m.name, "train_seed": m.train_seed, "embed_seed": m.embed_seed,
+                            "report": os.path.join(m.workdir, evaluate.REPORT_JSON), "step": report["config"]["step"],
+                            "shares": {w: _word_rows([report], w)[0]["share_woman"] for w in REPORTED_WORDS},
+                            "contrast": contrast,
+                            "minutes": {k: sum(i.get(k, 0) for i in invocations) / 60
+                                        for k in ("training_s", "evaluation_s", "probes_s")}})
+    minutes = [sum(r["minutes"].values()) for r in member_rows]
+    accuracy = files.read_json(os.path.join(sweep_dir, classifier.METRICS_FILE))
+    return {"sweep_dir": sweep_dir, "members": member_rows, "num_members": len(done),
+            "classifier": accuracy, "words": words, "leakage": leakage, "projection": projection, "fit": fit,
+            "dose_response": dose, "over_training": over_training, "intervention": intervention,
+            "timings": {"member_minutes_median": float(np.median(minutes)), "members_minutes_total": float(sum(minutes))}}
+
+
+def _within_word_slope(scores: Sequence[float], shares: Sequence[float], words: Sequence[str]) -> dict[str, Any]:
+    """OLS of share on the projected score with one intercept per word: does the share follow the projection?"""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    frame = pd.DataFrame({"share": shares, "score": scores, "word": words})
+    if len(frame) <= len(set(words)) + 1:
+        return {"slope": None, "note": "too few members"}
+    if frame["share"].nunique() < 2:
+        return {"slope": None, "note": "every share is the same"}
+    fit = smf.ols("share ~ score + C(word)", frame).fit()
+    low, high = fit.conf_int().loc["score"]
+    return {"slope": float(fit.params["score"]), "ci95": [float(low), float(high)], "p_value": float(fit.pvalues["score"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _pts(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.1f}"
+
+
+def _ci(c: Sequence[float], scale: float = 100, fmt: str = "{:.1f}") -> str:
+    return "[" + ", ".join(fmt.format(scale * v) for v in c) + "]"
+
+
+def reading(summary: dict[str, Any]) -> list[str]:
+    """The summary in a few plain sentences."""
+    lk, dose = summary["leakage"], summary["dose_response"]["spearman"]
+    dose_line = (f"Dose-response over {summary['dose_response']['num_words']} unseen professions: pooled Spearman "
+                 f"{dose['spearman']:+.2f} {_ci(dose['ci95'], 1, '{:+.2f}')}." if dose["spearman"] is not None
+                 else f"Dose-response: {dose['note']}.")
+    return [
+        f"{summary['num_members']} members. nurse - philosopher: {_pts(lk['contrast'])} points "
+        f"{_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}; TOST at +-{100 * lk['margin']:g}: "
+        f"p {lk['tost_p_value']:.3g}.",
+        f"Verdict: {lk['sentence']}.",
+        "Fit: " + ", ".join(f"{w} {_pct(summary['words'][w]['share_woman'])} (tau {summary['words'][w]['tau'] or 0:.3f})"
+                            for w in SEED_EVAL_WORDS) + " (balanced data: 50%).",
+        dose_line,
+    ]
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """summary.md: the pooled tables, then the per-member table."""
+    words, lk, fit = summary["words"], summary["leakage"], summary["fit"]
+    clf = summary["classifier"]
+    lines = [f"# Sweep summary: {summary['num_members']} members", "",
+             *reading(summary), "",
+             f"One attribute classifier for every member; validation accuracy: gender "
+             f"{clf['gender_accuracy']:.3f}, profession {clf['profession_accuracy']:.3f}.", "",
+             "## Pooled share of women (random effects over members; 95% intervals include training and projection variance)",
+             "", "| word | share | 95% CI | tau | of tau^2: training seed | projection seed |", "|---|---|---|---|---|---|"]
+    for word, w in words.items():
+        share = w["variance_components"].get("share") or {}
+        lines.append(f"| {word} | {_pct(w['share_woman'])} | {_ci(w['ci95'])} | {w['tau'] or 0:.3f} | "
+                     f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} |")
+    s = lk["slope"]
+    lines += ["", "## Leakage test", "",
+              f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "
+              f"tau {100 * (lk['tau'] or 0):.1f} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g}. "
+              f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", "",
+              f"Slope of share on the raw she-he score across {', '.join(s['words'])}: {s['per_unit_she_he_score']:+.3f} "
+              f"per unit score {_ci(s['ci95'], 1, '{:+.3f}')}.", ""]
+    within = summary["projection"]["within_word"]
+    if within.get("slope") is not None:
+        lines += [f"Projection: within a word, share on the member's projected she-he score: {within['slope']:+.3f} "
+                  f"{_ci(within['ci95'], 1, '{:+.3f}')}, p {within['p_value']:.3g}.", ""]
+    lines += ["## Fit check (balanced training data: 50% is a perfect fit)", "",
+              "| word | pooled abs(share - 0.5) | tau | RMS member deviation | conditioning fidelity |", "|---|---|---|---|---|"]
+    for word in SEED_EVAL_WORDS:
+        f = fit[word]
+        lines.append(f"| {word} | {_pct(f['abs_deviation'])} | {f['tau'] or 0:.3f} | {_pct(f['rms_member_deviation'])} | "
+                     f"{_pct(fit['conditioning_fidelity'][word])} |")
+    dose = summary["dose_response"]
+    lm = dose["logistic_mixed"]
+    rho = dose["spearman"]
+    lines += ["", "## Dose-response", "",
+              f"{dose['num_words']} unseen professions, {dose['images_per_word_per_member']} images each per member: "
+              + (f"pooled Spearman {rho['spearman']:+.2f} {_ci(rho['ci95'], 1, '{:+.2f}')}; " if rho["spearman"] is not None
+                 else f"{rho['note']}; ")
+              + (f"logistic mixed model (member random intercept): {lm['slope_log_odds']:+.2f} log-odds per unit score "
+                 f"{_ci(lm['ci95'], 1, '{:+.2f}')}." if lm["slope_log_odds"] is not None else f"{lm['note']}."), "",
+              "## Over training and intervention", "",
+              "Steps: " + ", ".join(map(str, summary["over_training"]["steps"])) + "; alphas: "
+              + ", ".join(f"{a:+.3f}" for a in summary["intervention"]["alphas"]) + " (plots beside this file).", "",
+              "## Members", "", "| member | step | " + " | ".join(REPORTED_WORDS) + " | contrast | minutes |",
+              "|---|---|" + "---|" * len(REPORTED_WORDS) + "---|---|"]
+    for m in summary["members"]:
+        lines.append(f"| {m['name']} | {m['step']} | " + " | ".join(_pct(m["shares"][w]) for w in REPORTED_WORDS)
+                     + f" | {_pts(m['contrast'])} | {sum(m['minutes'].values()):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_forest(summary: dict[str, Any], path: str) -> None:
+    """The nurse - philosopher contrast per member and pooled, with +-margin marked."""
+    plt = evaluate._pyplot()
+    lk = summary["leakage"]
+    names = [m["name"] for m in summary["members"]] + ["pooled"]
+    values = lk["members"] + [lk["contrast"]]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
+    y = np.arange(len(names))[::-1]
+    ax.plot(np.asarray(values[:-1]) * 100, y[:-1], "o", color="tab:blue")
+    ax.errorbar([100 * lk["contrast"]], [y[-1]], xerr=[[100 * (lk["contrast"] - lk["ci95"][0])],
+                                                      [100 * (lk["ci95"][1] - lk["contrast"])]], fmt="D", color="k")
+    for edge in (-lk["margin"], lk["margin"]):
+        ax.axvline(100 * edge, ls="--", color="gray")
+    ax.axvline(0, color="gray", lw=0.5)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("share of women: nurse - philosopher (points)")
+    evaluate._save_figure(fig, path)
+
+
+def plot_dose_response(summary: dict[str, Any], path: str) -> None:
+    """Pooled share per unseen profession against its raw she-he score, every word labelled."""
+    plt = evaluate._pyplot()
+    words = summary["dose_response"]["words"]
+    fig, ax = plt.subplots(figsize=(10, 7))
+    for word, w in words.items():
+        ax.plot(w["score_raw"], 100 * w["share_woman"], ".", color="tab:blue")
+        ax.annotate(word, (w["score_raw"], 100 * w["share_woman"]), fontsize=5, alpha=0.8)
+    ax.axhline(50, ls="--", color="gray")
+    ax.set_xlabel("she-he score (raw word2vec)")
+    ax.set_ylabel("pooled share of women (%)")
+    evaluate._save_figure(fig, path)
+
+
+def _plot_bands(x: Sequence[float], series: dict[str, list[dict]], xlabel: str, path: str) -> None:
+    plt = evaluate._pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for word, points in series.items():
+        share = np.array([100 * p["share_woman"] for p in points])
+        low, high = (np.array([100 * p["ci95"][i] for p in points]) for i in (0, 1))
+        ax.plot(x, share, "o-", label=word)
+        ax.fill_between(x, low, high, alpha=0.2)
+    ax.axhline(50, ls="--", color="gray")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("pooled share of women (%)")
+    ax.legend()
+    evaluate._save_figure(fig, path)
+
+
+def write(summary: dict[str, Any], sweep_dir: str) -> None:
+    """summary.md and the plots, then summary.json last (it marks a finished summary)."""
+    files.write_text(os.path.join(sweep_dir, SUMMARY_MD), render_markdown(summary))
+    plot_forest(summary, os.path.join(sweep_dir, "forest_contrast.png"))
+    plot_dose_response(summary, os.path.join(sweep_dir, "dose_response.png"))
+    _plot_bands(summary["over_training"]["steps"], summary["over_training"]["words"], "training step",
+                os.path.join(sweep_dir, "over_training.png"))
+    _plot_bands(summary["intervention"]["alphas"], summary["intervention"]["words"],
+                "a in v + a * g (she-he score shift)", os.path.join(sweep_dir, "intervention.png"))
+    files.write_json(os.path.join(sweep_dir, SUMMARY_JSON), summary)
