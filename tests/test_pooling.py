@@ -1,0 +1,95 @@
+"""Pooled statistics on inputs with known answers."""
+
+import numpy as np
+import pytest
+
+from jaxdiff import pooling
+
+
+def test_members_that_agree_have_no_between_member_variance():
+    result = pooling.random_effects([0.5, 0.5, 0.5, 0.5], [0.01] * 4)
+    assert result["estimate"] == pytest.approx(0.5)
+    assert result["tau2"] == 0.0 and result["tau"] == 0.0
+    assert result["se"] == pytest.approx(np.sqrt(0.01 / 4))  # the fixed-effect standard error
+    assert result["ci95"] == pytest.approx([0.5 - 1.959964 * 0.05, 0.5 + 1.959964 * 0.05], abs=1e-6)
+
+
+def test_large_between_member_variance_widens_the_interval():
+    # Equal sampling variances: tau^2 is the members' sample variance minus the sampling variance.
+    shares = [0.2, 0.8, 0.3, 0.7]
+    result = pooling.random_effects(shares, [0.01] * 4)
+    assert result["tau2"] == pytest.approx(np.var(shares, ddof=1) - 0.01, rel=1e-4)  # 0.07667
+    assert result["se"] == pytest.approx(np.sqrt((0.01 + result["tau2"]) / 4), rel=1e-4)
+    assert result["estimate"] == pytest.approx(0.5)
+    assert result["ci95"][1] - result["ci95"][0] > 0.5  # against 0.2 when tau^2 is ignored
+
+
+def test_less_spread_than_sampling_noise_gives_tau_zero_not_negative():
+    result = pooling.random_effects([0.4, 0.5, 0.6, 0.45], [0.01] * 4)
+    assert result["tau2"] == 0.0
+    assert result["estimate"] == pytest.approx(0.4875)
+
+
+def test_binomial_variance_stays_finite_at_zero_and_all():
+    assert pooling.binomial_variance(0, 10) > 0 and pooling.binomial_variance(10, 10) > 0
+    assert pooling.binomial_variance(50, 100) == pytest.approx((50.5 / 101) * (50.5 / 101) / 100)
+
+
+@pytest.mark.parametrize("estimate, se, verdict", [
+    (0.0, 0.01, "no leakage"),   # +-2 points around 0: inside +-5
+    (0.10, 0.01, "leakage"),     # [8, 12] points: beyond +5
+    (-0.10, 0.01, "leakage"),
+    (0.0, 0.05, "undecided"),    # [-10, 10]: neither
+    (0.06, 0.02, "undecided"),   # [2, 10]: crosses +5
+])
+def test_tost_verdicts(estimate, se, verdict):
+    result = pooling.equivalence(estimate, se, margin=0.05)
+    assert result["verdict"] == verdict
+
+
+def test_tost_p_value_is_the_larger_one_sided_p():
+    # At the estimate 0 with se 0.05/1.645, each one-sided test sits at p = 0.05.
+    result = pooling.equivalence(0.0, 0.05 / 1.6448536, margin=0.05)
+    assert result["tost_p_value"] == pytest.approx(0.05, abs=1e-6)
+
+
+def test_variance_components_attribute_the_spread_to_each_seed():
+    rng = np.random.default_rng(0)
+    train, embed = np.repeat([0, 1, 2, 3], 4), np.tile([0, 1, 2, 3], 4)
+    train_effect, embed_effect = np.array([-0.15, -0.05, 0.05, 0.15]), np.array([0.01, -0.01, 0.0, 0.0])
+    y = 0.5 + train_effect[train] + embed_effect[embed] + rng.normal(0, 0.005, 16)
+    vc = pooling.variance_components(y, train, embed)
+    assert vc["train_seed"] == pytest.approx(np.var(train_effect, ddof=1), rel=0.15)
+    assert vc["embed_seed"] < 0.1 * vc["train_seed"]
+    assert vc["share"]["train_seed"] > 0.9
+
+
+def test_variance_components_need_both_seeds_to_vary():
+    assert pooling.variance_components([0.4, 0.5], [0, 1], [0, 0])["train_seed"] is None
+
+
+def test_pooled_spearman_of_a_perfect_monotone_relation_is_near_one():
+    scores = [np.linspace(-1, 1, 50)] * 3
+    result = pooling.pooled_spearman(scores, [s ** 3 for s in scores])
+    assert result["spearman"] == pytest.approx(1.0, abs=1e-4)
+    assert result["per_member"] == pytest.approx([1.0] * 3)
+
+
+def test_pooled_spearman_of_independent_noise_includes_zero():
+    rng = np.random.default_rng(1)
+    result = pooling.pooled_spearman([rng.normal(size=100) for _ in range(9)], [rng.normal(size=100) for _ in range(9)])
+    assert result["ci95"][0] < 0 < result["ci95"][1]
+
+
+def test_logistic_mixed_slope_recovers_the_log_odds_slope():
+    # Shares 1/4, 1/2, 3/4 at scores -1, 0, 1: the log-odds slope is log(3) = 1.0986.
+    women, n = [50, 100, 150] * 3, [200] * 9
+    result = pooling.logistic_mixed_slope(women, n, [-1, 0, 1] * 3, np.repeat([0, 1, 2], 3))
+    assert result["slope_log_odds"] == pytest.approx(np.log(3), abs=0.05)
+    assert result["ci95"][0] < np.log(3) < result["ci95"][1]
+    assert result["images"] == 1800
+
+
+def test_weighted_slope_of_a_line():
+    result = pooling.slope([-1, 0, 1], [0.3, 0.5, 0.7], [0.01, 0.01, 0.01])
+    assert result["slope"] == pytest.approx(0.2)

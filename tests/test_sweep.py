@@ -1,0 +1,127 @@
+"""The sweep on the tiny config: a 2 x 1 grid end to end, resuming, splitting, one classifier."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from helpers import tiny_config
+from jaxdiff import classifier, embed, evaluate, probes, sweep, train, vectors, workdirs
+from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, tiny_dataset):
+    """The tiny 2 x 1 sweep, run once; the classifier's training is counted."""
+    config = tiny_config(tiny_dataset)
+    sweep_dir = str(tmp_path_factory.mktemp("sweep") / "tiny-sweep")
+    calls = []
+    real_train = classifier.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    classifier.train = counting_train
+    try:
+        summary = sweep.run_sweep(config, sweep_dir)
+    finally:
+        classifier.train = real_train
+    return config, sweep_dir, summary, len(calls)
+
+
+def test_sweep_writes_the_summary_with_every_key(finished_sweep):
+    config, sweep_dir, summary, _ = finished_sweep
+    on_disk = json.load(open(os.path.join(sweep_dir, "summary.json")))
+    for key in ("members", "classifier", "words", "leakage", "fit", "dose_response", "over_training",
+                "intervention", "timings"):
+        assert key in on_disk, key
+    assert [m["name"] for m in on_disk["members"]] == ["seed0-embed0", "seed1-embed0"]
+    for word in SEED_EVAL_WORDS:
+        assert set(on_disk["words"][word]) >= {"share_woman", "ci95", "tau"}
+    assert set(on_disk["leakage"]) >= {"contrast", "ci95", "p_value", "tost_p_value", "verdict", "slope"}
+    assert on_disk["leakage"]["verdict"] in ("leakage", "no leakage", "undecided")
+    assert on_disk["dose_response"]["num_words"] == config.sweep.num_unseen_words
+    assert on_disk["over_training"]["steps"] == [3, 6]  # keep_period 3 of 6 steps
+    assert len(on_disk["intervention"]["alphas"]) == config.sweep.intervention_alphas
+    for name in ("summary.md", "forest_contrast.png", "dose_response.png", "over_training.png", "intervention.png"):
+        assert os.path.getsize(os.path.join(sweep_dir, name)) > 0, name
+
+
+def test_members_are_ordinary_runs(finished_sweep):
+    _, sweep_dir, _, _ = finished_sweep
+    member = os.path.join(sweep_dir, "seed1-embed0")
+    run = workdirs.TrainedRun.load(member)
+    assert run.config.seed == 1 and run.config.embed.seed == 0 and run.step == 6
+    assert os.path.exists(os.path.join(member, evaluate.REPORT_JSON))
+    assert json.load(open(os.path.join(member, probes.PROBES_JSON)))["step"] == 6
+    assert workdirs.TrainedRun.load(member, at_step=3).step == 3  # the kept checkpoint along training
+
+
+def test_the_classifier_is_trained_once_and_shared(finished_sweep):
+    _, sweep_dir, _, classifier_trainings = finished_sweep
+    assert classifier_trainings == 1
+    shared = open(os.path.join(sweep_dir, classifier.PARAMS_FILE), "rb").read()
+    for name in ("seed0-embed0", "seed1-embed0"):
+        assert open(os.path.join(sweep_dir, name, classifier.PARAMS_FILE), "rb").read() == shared
+
+
+def test_a_rerun_skips_finished_members(finished_sweep, monkeypatch):
+    config, sweep_dir, summary, _ = finished_sweep
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    for module, name in ((train, "train_and_evaluate"), (evaluate, "evaluate"), (probes, "run_probes"),
+                         (classifier, "train")):
+        monkeypatch.setattr(module, name, must_not_run)
+    again = sweep.run_sweep(config, sweep_dir)
+    assert again["leakage"]["members"] == summary["leakage"]["members"]
+
+
+def test_member_of_splits_cover_every_member_once(tiny_dataset, tmp_path, monkeypatch):
+    config = tiny_config(tiny_dataset)
+    config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2), (0, 1)
+    monkeypatch.setattr(sweep, "ensure_classifier", lambda *a, **k: {})
+    ran = []
+    monkeypatch.setattr(sweep, "run_member", lambda c, member, d, log: ran.append(member.name) or {})
+    monkeypatch.setattr(sweep, "member_done", lambda c, member: member.name in ran)
+    monkeypatch.setattr(sweep, "aggregate", lambda *a, **k: None)
+    for of in (1, 4):
+        ran.clear()
+        for index in range(of):
+            sweep.run_sweep(config, str(tmp_path / f"of{of}"), member_index=index, of=of, log=lambda *a: None)
+        assert sorted(ran) == sorted(m.name for m in sweep.members(config, "x")) and len(ran) == 6
+
+
+def test_member_index_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
+    from jaxdiff.cli import UserError
+
+    with pytest.raises(UserError, match="need 0 <= member < of"):
+        sweep.run_sweep(tiny_config(tiny_dataset), str(tmp_path), member_index=2, of=2)
+
+
+def test_keep_period_keeps_about_the_asked_number_of_checkpoints():
+    from configs import toy
+
+    config = toy.get_config()
+    period = sweep.keep_period(config.train, 5)
+    assert period % config.train.checkpoint_every == 0
+    assert config.train.num_steps // period == 5
+
+
+def test_intervention_moves_the_she_he_score_by_the_asked_amounts():
+    table = embed.build_table(vectors.load_source("word2vec-subset"), 128, 0)
+    g = embed.GenderDirections.of(table).she_he_raw
+    alphas = probes.intervention_alphas(table, 7)
+    reach = max(abs(float(table.raw_vector(w) @ g)) for w in TRAIN_WORDS)
+    assert len(alphas) == 7 and alphas[0] == pytest.approx(-reach) and alphas[-1] == pytest.approx(reach)
+    for word in SEED_EVAL_WORDS:
+        base = float(table.raw_vector(word) @ g)
+        for alpha in alphas:
+            moved = probes.intervened_vector(table, word, float(alpha))
+            assert float(moved @ g) - base == pytest.approx(alpha, abs=1e-6)
+            # Only the gender component moves: the rest of the vector is the word's own.
+            rest = moved - float(moved @ g) * g
+            assert np.allclose(rest, table.raw_vector(word) - base * g, atol=1e-6)
