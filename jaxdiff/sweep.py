@@ -133,6 +133,23 @@ def _record(member: Member, timings: dict) -> None:
     files.write_json(path, record)
 
 
+def use_compilation_cache(sweep_dir: str) -> str:
+    """Members compile the same steps: keep XLA's compiled programs in SWEEP/.xla_cache (or $JAX_COMPILATION_CACHE_DIR)."""
+    import jax
+
+    directory = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(sweep_dir, ".xla_cache")
+    jax.config.update("jax_compilation_cache_dir", directory)
+    return directory
+
+
+def _recorded_minutes(member: Member) -> float | None:
+    """The member's stage times summed over its invocations, if it recorded any."""
+    path = os.path.join(member.workdir, MEMBER_JSON)
+    if not os.path.exists(path):
+        return None
+    return sum(v for i in files.read_json(path)["invocations"] for k, v in i.items() if k.endswith("_s")) / 60
+
+
 def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: int = 0, of: int = 1,
               log: Callable = print) -> dict | None:
     """Runs this invocation's share of the members; writes and returns the summary once all are done."""
@@ -144,11 +161,14 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
         f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
     log(f"dataset: {experiment.ensure_dataset(config, log)}")
     os.makedirs(sweep_dir, exist_ok=True)
+    log(f"XLA compilation cache: {use_compilation_cache(sweep_dir)}")
     ensure_classifier(config, sweep_dir, log)
-    spent: list[float] = []
+    spent: list[float] = []  # seconds per finished member, for the ETA (earlier invocations' records too)
     for i, member in enumerate(mine, start=1):
         position = f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
         if member_done(config, member):
+            minutes = _recorded_minutes(member)
+            spent += [60 * minutes] if minutes else []
             log(f"{position}: done")
             continue
         eta = f", ETA {(len(mine) - i + 1) * sum(spent) / len(spent) / 60:.0f} min" if spent else ""
