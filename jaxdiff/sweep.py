@@ -41,12 +41,19 @@ class Member:
 
 
 def members(config: ml_collections.ConfigDict, sweep_dir: str) -> list[Member]:
-    """The grid, training seed major: seed0-embed0, seed0-embed1, ..."""
+    """The grid in the order it runs: diagonals first, (t0, e0), (t1, e1), ..., then the next shifted diagonal.
+
+    A sweep stopped part-way (or aggregated early) then already has members that differ in both
+    seeds, rather than three runs of one training seed.
+    """
     s = config.sweep
     if not s.train_seeds or not s.embed_seeds:
         raise UserError("sweep.train_seeds and sweep.embed_seeds must each name at least one seed")
-    return [Member(int(t), int(e), os.path.join(sweep_dir, f"seed{t}-embed{e}")) for t in s.train_seeds
-            for e in s.embed_seeds]
+    t_count, e_count = len(s.train_seeds), len(s.embed_seeds)
+    cells = [(i, j) for i in range(t_count) for j in range(e_count)]
+    order = sorted(cells, key=lambda ij: ((ij[1] - ij[0]) % e_count, ij[0]))
+    return [Member(int(s.train_seeds[i]), int(s.embed_seeds[j]),
+                   os.path.join(sweep_dir, f"seed{s.train_seeds[i]}-embed{s.embed_seeds[j]}")) for i, j in order]
 
 
 def keep_period(train_config: ml_collections.ConfigDict, points: int) -> int:
