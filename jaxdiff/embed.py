@@ -14,7 +14,6 @@ direction, and the first principal component of Bolukbasi et al.'s ten definitio
 (signed to agree with she-he), each computed in the raw and in the projected space.
 """
 
-import argparse
 import dataclasses
 from typing import Sequence
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from jaxdiff import files, vectors
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import UserError, run
+from jaxdiff.cli import ArgumentParser, UserError, run
 
 TABLE_KEYS = ("words", "raw", "projected", "seed", "source")
 
@@ -199,7 +198,7 @@ def hard_debias(raw_vector: np.ndarray, direction: np.ndarray) -> np.ndarray:
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxdiff.embed", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m jaxdiff.embed", description=__doc__.split("\n")[0])
     parser.add_argument("--source", default="word2vec-subset", help=f"one of: {', '.join(vectors.SOURCES)}")
     parser.add_argument("--vectors", default=None, help="local GoogleNews-vectors-negative300.bin(.gz) for word2vec-google-news-300")
     parser.add_argument("--dim", type=int, default=128, help="k, the projected dimension")

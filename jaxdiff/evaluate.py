@@ -12,7 +12,6 @@ and share of women, with bootstrap 95% intervals. Writes report.json, report.md,
 dose_response.png and eval/grids/WORD.png into the workdir.
 """
 
-import argparse
 import os
 import time
 from typing import Any, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 
 from jaxdiff import classifier, embed, files, vectors, workdirs
 from jaxdiff.classes import PROFESSION_WORDS, SEED_EVAL_WORDS, TRAIN_WORDS
-from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
+from jaxdiff.cli import ArgumentParser, UserError, hide_accelerators_from_tensorflow, run
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONDITIONING_THRESHOLD = 0.9  # issue: samples must show their word's attribute this often before bias is read
@@ -374,7 +373,7 @@ def plot_dose_response(report: dict[str, Any], path: str) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxdiff.evaluate", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m jaxdiff.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default=None, help="a trained run (default: the latest under runs/)")
     args = parser.parse_args(argv)
     workdir = workdirs.resolve(args.workdir)

@@ -9,6 +9,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from jaxdiff.cli import UserError, short_reason
+
 
 def _temporary_sibling(path: str) -> str:
     head, tail = os.path.split(os.path.abspath(path))
@@ -58,6 +60,21 @@ def write_text(path: str, text: str) -> None:
 def write_json(path: str, obj: Any) -> None:
     """Writes `obj` as indented JSON to `path` atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def damaged(path: str, error: BaseException, remedy: str) -> UserError:
+    """The one-line UserError for a file that exists but cannot be read: the file, why, and what to do."""
+    return UserError(f"{path} is damaged ({short_reason(error)}); {remedy}")
+
+
+def read_json(path: str, remedy: str) -> Any:
+    """`path`'s JSON; a truncated or garbled file is a `damaged` UserError that says `remedy`."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise damaged(path, error, remedy) from error
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -4,7 +4,6 @@ Every source hands out unit-normalised float32 vectors. The bundled subset is wh
 uses (offline, 0.5 MB); `python -m jaxdiff.vectors --from PATH` rebuilds it (see data/PROVENANCE.md).
 """
 
-import argparse
 import dataclasses
 import difflib
 import json
@@ -17,7 +16,7 @@ import numpy as np
 
 from jaxdiff import files
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import UserError, run
+from jaxdiff.cli import ArgumentParser, UserError, run
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 SUBSET_PATH = os.path.join(DATA_DIR, "word2vec_subset.npz")
@@ -169,7 +168,7 @@ def build_subset(from_path: str, out: str = SUBSET_PATH, bolukbasi_out: str = BO
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m jaxdiff.vectors",
         description="Rebuild the bundled word2vec subset (jaxdiff/data/word2vec_subset.npz).",
     )
