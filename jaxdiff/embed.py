@@ -214,7 +214,7 @@ def main(argv: Sequence[str]) -> None:
     if args.table:
         table = EmbeddingTable.load(args.table)
     else:
-        source = vectors.load_source(args.source, args.vectors)
+        source = vectors.load_source(args.source, args.vectors, "--vectors=")
         table = build_table(source, args.dim, args.seed)
     if args.out:
         table.save(args.out)

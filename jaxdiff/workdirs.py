@@ -96,7 +96,7 @@ class TrainedRun:
             return vectors.load_source(name)
         path = vectors_path or self.config.embed.vectors_path
         if name == "word2vec-google-news-300" and path and os.path.exists(path):
-            return vectors.load_source(name, path)
+            return vectors.load_source(name, path, "--vectors=")
         if name == "glove-6b-50d":
             try:
                 return vectors.load_source(name)
