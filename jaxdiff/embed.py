@@ -15,6 +15,7 @@ direction, and the first principal component of Bolukbasi et al.'s ten definitio
 """
 
 import dataclasses
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -98,6 +99,9 @@ class EmbeddingTable:
                            int(data["seed"]), str(data["source"]))
         except FileNotFoundError as error:
             raise UserError(f"embedding table {path!r} not found; make it with python -m jaxdiff.embed --out {path}") from error
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:  # truncated or garbled
+            raise files.damaged(path, error, "delete it and rerun python -m jaxdiff.train on its workdir, which "
+                                "rebuilds it from the same word vectors, dim and seed") from error
 
 
 def default_words(source: vectors.VectorSource) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxdiff import classifier, embed, files, vectors, workdirs
+from jaxdiff import classifier, embed, files, input_pipeline, vectors, workdirs
 from jaxdiff.classes import PROFESSION_WORDS, SEED_EVAL_WORDS, TRAIN_WORDS
 from jaxdiff.cli import ArgumentParser, UserError, hide_accelerators_from_tensorflow, run
 
@@ -118,6 +118,7 @@ def ensure_classifier(trained: workdirs.TrainedRun, log=print) -> tuple[Any, Any
     config = trained.config
     loaded = classifier.load(trained.workdir, config)
     if loaded is None:
+        input_pipeline.ensure_dataset(config, log)  # the classifier learns from the dataset; the portraits are made
         params, accuracy = classifier.train(config, log=log)
         classifier.save(trained.workdir, params, accuracy)
         loaded = classifier.load(trained.workdir, config)
@@ -158,6 +159,7 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     trained = workdirs.TrainedRun.load(workdir, "ema")
+    trained.step  # restores the parameters now: a missing or damaged checkpoint is said before minutes of work
     config, e = trained.config, trained.config.evaluate
     timings["load_s"] = time.perf_counter() - start
 
