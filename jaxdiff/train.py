@@ -318,8 +318,11 @@ def no_checkpoint_restores(directory: str, skipped: list[tuple[int, Exception]])
                      f"aside and train again (nothing was changed)")
 
 
-def restore_params(workdir: str, which: str = "ema", step: int | None = None,
-                   log=functools.partial(print, file=sys.stderr)) -> tuple[Any, int]:
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def restore_params(workdir: str, which: str = "ema", step: int | None = None, log=_warn) -> tuple[Any, int]:
     """Parameters ('ema' or 'raw') of a trained run, on the host: from the given step, else the
     newest checkpoint that restores (a damaged newer one is skipped with a line saying why)."""
     config = configuration.load(workdir)
