@@ -120,7 +120,8 @@ class TrainedRun:
         if name == "word2vec-subset":
             return vectors.load_source(name)
         path = vectors_path or self.config.embed.vectors_path
-        if name == "word2vec-google-news-300" and path and os.path.exists(path):
+        # A --vectors given by hand must load (or say why); the run's own configured file is optional.
+        if name == "word2vec-google-news-300" and path and (vectors_path or os.path.exists(path)):
             return vectors.load_source(name, path, "--vectors=")
         if name == "glove-6b-50d":
             try:
