@@ -28,7 +28,7 @@ from PIL import Image
 
 from jaxdiff import files, schema
 from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import UserError, run
+from jaxdiff.cli import ArgumentParser, UserError, run
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1"
 DATASET_NAME = "sd21"  # the shard file prefix, and so the TFDS dataset name
@@ -439,7 +439,7 @@ def report_finalized(out: str, sizes: dict[str, int]) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line of `python -m data_gen.generate`."""
-    parser = argparse.ArgumentParser(prog="python -m data_gen.generate", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m data_gen.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="dataset directory (created, or resumed with the same flags)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="diffusers Stable Diffusion pipeline: hub id or local directory")
     parser.add_argument("--per-class", type=int, default=6000, help="images per class, both splits together")

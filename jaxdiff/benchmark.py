@@ -160,11 +160,14 @@ def benchmark_sampling(config, mesh, peer: str | None, batch_size: int, log) -> 
 def run_benchmark(config: ml_collections.ConfigDict, peer: str | None, repeats: int, steps: int, sample_batch: int,
                   pipeline_batches: int, peak: float | None, log: Callable = print) -> dict[str, Any]:
     """Every measurement of the module docstring, as the JSON the command writes."""
-    from jaxdiff import input_pipeline, schema  # TensorFlow: only this function reads the dataset
+    from jaxdiff import input_pipeline  # TensorFlow: only this function reads the dataset
 
     hide_accelerators_from_tensorflow()
-    # The input pipeline is measured last: a missing dataset should stop the run before minutes of timing.
-    schema.open_dataset(config.data.dir, input_pipeline.how_to_make(config.data))
+    # The input pipeline is measured last: a missing dataset (the portraits are made) or word vectors
+    # that cannot be loaded should stop the run before minutes of timing, not after.
+    input_pipeline.ensure_dataset(config, log)
+    table = embed.build_table(vectors.load_source(config.embed.source, config.embed.vectors_path or None),
+                              config.embed.dim, config.embed.seed)
     mesh = parallel.make_mesh()
     device = jax.devices()[0]
     log(f"device: {mesh.size} x {device.device_kind} ({device.platform}); config batch {config.train.batch_size}")
@@ -174,8 +177,6 @@ def run_benchmark(config: ml_collections.ConfigDict, peer: str | None, repeats: 
     peak_value = peak_flops(device, config.model.dtype, peak)
     total_peak = peak_value * mesh.size if peak_value else None
     sampling_result = benchmark_sampling(config, mesh, peer, sample_batch, log)
-    table = embed.build_table(vectors.load_source(config.embed.source, config.embed.vectors_path or None),
-                              config.embed.dim, config.embed.seed)
     pipeline = input_pipeline.measure_throughput(config, table, batches=pipeline_batches)
     result = {
         "date": datetime.date.today().isoformat(),

@@ -7,11 +7,11 @@ classifier that counts them, so evaluation refuses to report when either head is
 """
 
 import functools
-import json
 import os
 from typing import Any
 
 import flax
+from flax.serialization import msgpack_restore
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -150,10 +150,16 @@ def load(workdir: str, config: ml_collections.ConfigDict) -> tuple[AttributeClas
     model = create(config)
     size = config.data.image_size
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])
+    remedy = f"delete it and {METRICS_FILE} next to it, and rerun: evaluation trains the classifier again"
     with open(params_path, "rb") as f:
-        try:
-            params = flax.serialization.from_bytes(template, f.read())
-        except (ValueError, KeyError) as error:
-            raise UserError(f"{params_path} does not match the config's classifier; delete it to retrain") from error
-    with open(metrics_path) as f:
-        return model, params, json.load(f)
+        raw = f.read()
+    try:
+        state = msgpack_restore(raw)
+    except Exception as error:  # msgpack raises several types for a truncated or garbled file
+        raise files.damaged(params_path, error, remedy) from error
+    try:
+        params = flax.serialization.from_state_dict(template, state)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{params_path} does not match the config's classifier; delete it to retrain") from error
+    accuracy = files.read_json(metrics_path, remedy.replace(f"and {METRICS_FILE}", f"and {PARAMS_FILE}"))
+    return model, params, accuracy

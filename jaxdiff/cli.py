@@ -4,15 +4,32 @@ Bad input is a `UserError`: printed as one line that says what is wrong and how 
 status 2, and (because every writer goes through `jaxdiff.files`) nothing half-written on disk.
 """
 
+import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 EXIT_USAGE = 2
 
 
 class UserError(Exception):
     """Bad input (unknown word, missing dataset, wrong config key, corrupt shard): exit 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are a one-line UserError (what is wrong, the valid choices), not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        # argparse's own message already names the valid choices ("invalid choice: 'x' (choose
+        # from ...)"); the full usage above it buried that line, so point at --help instead.
+        raise UserError(f"{message}; see {self.prog} --help")
+
+
+def short_reason(error: BaseException, limit: int = 160) -> str:
+    """'Type: first line of the message', cut to `limit` characters, for one-line errors."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def quiet_tensorflow() -> None:

@@ -71,7 +71,11 @@ def load(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.exists(path):
         raise UserError(f"{workdir!r} has no {CONFIG_IN_WORKDIR}, so no run was started there; "
                         f"train one with: python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    remedy = (f"delete it and rerun python -m jaxdiff.train --workdir={workdir} with the --config the run was "
+              f"started with, which writes it again (the checkpoints are kept)")
+    saved = files.read_json(path, remedy)
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} is damaged (it holds a JSON {type(saved).__name__}, not a config); {remedy}")
+    config = ml_collections.ConfigDict(saved)
     config.lock()
     return config

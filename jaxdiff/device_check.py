@@ -24,7 +24,6 @@ The dataset is rendered in memory because accelerator images often have JAX but 
 the real input pipeline is measured by jaxdiff.benchmark where TensorFlow is installed.
 """
 
-import argparse
 import functools
 import importlib
 import os
@@ -39,7 +38,7 @@ import numpy as np
 
 from jaxdiff import diffusion, embed, files, models, parallel, portraits, sampling, train, vectors
 from jaxdiff.classes import CLASSES
-from jaxdiff.cli import run
+from jaxdiff.cli import ArgumentParser, run
 
 TOY_CONFIG = "configs/toy.py"
 
@@ -250,8 +249,8 @@ def _peer_available() -> str | None:
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxdiff.device_check", description=__doc__.splitlines()[0],
-                                     exit_on_error=False)
+    parser = ArgumentParser(prog="python -m jaxdiff.device_check", description=__doc__.splitlines()[0],
+                            exit_on_error=False)
     parser.add_argument("--out", required=True, help="folder for device_check.json and samples.png")
     parser.add_argument("--config", default="configs/base_h100.py", help="the config to benchmark and train")
     parser.add_argument("--steps", type=int, default=2000, help="training steps of the `training` stage")

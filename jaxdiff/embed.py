@@ -14,15 +14,15 @@ direction, and the first principal component of Bolukbasi et al.'s ten definitio
 (signed to agree with she-he), each computed in the raw and in the projected space.
 """
 
-import argparse
 import dataclasses
+import zipfile
 from typing import Sequence
 
 import numpy as np
 
 from jaxdiff import files, vectors
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import UserError, run
+from jaxdiff.cli import ArgumentParser, UserError, run
 
 TABLE_KEYS = ("words", "raw", "projected", "seed", "source")
 
@@ -99,6 +99,9 @@ class EmbeddingTable:
                            int(data["seed"]), str(data["source"]))
         except FileNotFoundError as error:
             raise UserError(f"embedding table {path!r} not found; make it with python -m jaxdiff.embed --out {path}") from error
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:  # truncated or garbled
+            raise files.damaged(path, error, "delete it and rerun python -m jaxdiff.train on its workdir, which "
+                                "rebuilds it from the same word vectors, dim and seed") from error
 
 
 def default_words(source: vectors.VectorSource) -> list[str]:
@@ -199,7 +202,7 @@ def hard_debias(raw_vector: np.ndarray, direction: np.ndarray) -> np.ndarray:
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxdiff.embed", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m jaxdiff.embed", description=__doc__.split("\n")[0])
     parser.add_argument("--source", default="word2vec-subset", help=f"one of: {', '.join(vectors.SOURCES)}")
     parser.add_argument("--vectors", default=None, help="local GoogleNews-vectors-negative300.bin(.gz) for word2vec-google-news-300")
     parser.add_argument("--dim", type=int, default=128, help="k, the projected dimension")
@@ -215,7 +218,7 @@ def main(argv: Sequence[str]) -> None:
     if args.table:
         table = EmbeddingTable.load(args.table)
     else:
-        source = vectors.load_source(args.source, args.vectors)
+        source = vectors.load_source(args.source, args.vectors, "--vectors=")
         table = build_table(source, args.dim, args.seed)
     if args.out:
         table.save(args.out)

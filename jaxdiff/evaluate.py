@@ -12,16 +12,15 @@ and share of women, with bootstrap 95% intervals. Writes report.json, report.md,
 dose_response.png and eval/grids/WORD.png into the workdir.
 """
 
-import argparse
 import os
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from jaxdiff import classifier, embed, files, vectors, workdirs
+from jaxdiff import classifier, embed, files, input_pipeline, vectors, workdirs
 from jaxdiff.classes import PROFESSION_WORDS, SEED_EVAL_WORDS, TRAIN_WORDS
-from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
+from jaxdiff.cli import ArgumentParser, UserError, hide_accelerators_from_tensorflow, run
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONDITIONING_THRESHOLD = 0.9  # issue: samples must show their word's attribute this often before bias is read
@@ -119,6 +118,7 @@ def ensure_classifier(trained: workdirs.TrainedRun, log=print) -> tuple[Any, Any
     config = trained.config
     loaded = classifier.load(trained.workdir, config)
     if loaded is None:
+        input_pipeline.ensure_dataset(config, log)  # the classifier learns from the dataset; the portraits are made
         params, accuracy = classifier.train(config, log=log)
         classifier.save(trained.workdir, params, accuracy)
         loaded = classifier.load(trained.workdir, config)
@@ -159,6 +159,7 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     trained = workdirs.TrainedRun.load(workdir, "ema")
+    trained.step  # restores the parameters now: a missing or damaged checkpoint is said before minutes of work
     config, e = trained.config, trained.config.evaluate
     timings["load_s"] = time.perf_counter() - start
 
@@ -374,7 +375,7 @@ def plot_dose_response(report: dict[str, Any], path: str) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxdiff.evaluate", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m jaxdiff.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default=None, help="a trained run (default: the latest under runs/)")
     args = parser.parse_args(argv)
     workdir = workdirs.resolve(args.workdir)

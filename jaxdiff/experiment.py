@@ -7,7 +7,6 @@ to extend --config.train.num_steps) does only what is missing. With configs/base
 stages run on the SD-2.1 dataset, which data_gen/ makes on GPUs beforehand.
 """
 
-import json
 import os
 import time
 from typing import Sequence
@@ -15,27 +14,12 @@ from typing import Sequence
 import ml_collections
 from absl import flags as absl_flags
 
-from jaxdiff import configuration, evaluate, files, input_pipeline, parallel, portraits, train, workdirs
-from jaxdiff.cli import UserError, run
+from jaxdiff import configuration, evaluate, files, input_pipeline, parallel, train, workdirs
+from jaxdiff.cli import run
 
 STAGES = ("dataset", "training", "classifier + evaluation")
 TIMINGS_FILE = "experiment_timings.json"
-
-
-def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
-    """Makes the portraits dataset if missing; an SD-2.1 dataset must exist (data_gen makes it)."""
-    data = config.data
-    if os.path.exists(os.path.join(data.dir, "dataset_info.json")):
-        return f"found {data.dir}"
-    if data.source != "portraits":
-        raise UserError(f"dataset {data.dir!r} is missing; {input_pipeline.how_to_make(data)} "
-                        f"on a GPU machine, then rerun this command")
-    if os.path.exists(data.dir):
-        raise UserError(f"{data.dir!r} exists but is not a finished dataset; delete it or pass another --config.data.dir")
-    p = config.portraits
-    log(f"drawing {p.per_class} portraits per class at {data.image_size}x{data.image_size} into {data.dir}")
-    portraits.write_dataset(data.dir, p.per_class, data.image_size, p.seed, p.val_fraction)
-    return f"made {data.dir}"
+ensure_dataset = input_pipeline.ensure_dataset  # where it lived first; train and the others use it too
 
 
 def current_report(workdir: str) -> dict | None:
@@ -43,14 +27,16 @@ def current_report(workdir: str) -> dict | None:
     path = os.path.join(workdir, evaluate.REPORT_JSON)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        report = json.load(f)
+    report = files.read_json(path, "delete it and rerun: the evaluation runs again and rewrites it")
     steps = workdirs.checkpoint_steps(workdir)
     return report if steps and report.get("config", {}).get("step") == steps[-1] else None
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs the stages that are not done; returns report.json's content."""
+    # The run directory's own files first (a damaged one is found in a moment, not after training).
+    current_report(workdir)
+    _timings_history(workdir)
     timings = {}
     start = time.perf_counter()
     log(f"[1/3] {STAGES[0]}: {ensure_dataset(config, log)}")
@@ -80,14 +66,18 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
 
 def _record_timings(workdir: str, timings: dict) -> None:
     """Appends this invocation's stage times to WORKDIR/experiment_timings.json."""
-    path = os.path.join(workdir, TIMINGS_FILE)
-    history = []
-    if os.path.exists(path):
-        with open(path) as f:
-            history = json.load(f)
+    history = _timings_history(workdir)
     history.append({**{k: round(v, 1) for k, v in timings.items()}, "total_s": round(sum(timings.values()), 1),
                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    files.write_json(path, history)
+    files.write_json(os.path.join(workdir, TIMINGS_FILE), history)
+
+
+def _timings_history(workdir: str) -> list:
+    """The stage times of earlier invocations (WORKDIR/experiment_timings.json), [] if none."""
+    path = os.path.join(workdir, TIMINGS_FILE)
+    if not os.path.exists(path):
+        return []
+    return files.read_json(path, "delete it (it only records earlier invocations' stage times) and rerun")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -9,6 +9,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from jaxdiff.cli import UserError, short_reason
+
 
 def _temporary_sibling(path: str) -> str:
     head, tail = os.path.split(os.path.abspath(path))
@@ -60,6 +62,21 @@ def write_json(path: str, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def damaged(path: str, error: BaseException, remedy: str) -> UserError:
+    """The one-line UserError for a file that exists but cannot be read: the file, why, and what to do."""
+    return UserError(f"{path} is damaged ({short_reason(error)}); {remedy}")
+
+
+def read_json(path: str, remedy: str = "delete it and rerun the step that writes it") -> Any:
+    """`path`'s JSON; a truncated or garbled file is a `damaged` UserError that says `remedy`."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise damaged(path, error, remedy) from error
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Maps model-space images in [-1, 1] to uint8 pixels."""
     return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
@@ -86,14 +103,3 @@ def save_png(path: str, image_HWC: np.ndarray, scale: int = 1) -> None:
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
 
-
-def read_json(path: str) -> Any:
-    """A JSON file's content; a damaged one is a UserError naming the file."""
-    from jaxdiff.cli import UserError
-
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is damaged ({type(error).__name__}: {error}); delete it and rerun the step that "
-                        f"writes it") from error

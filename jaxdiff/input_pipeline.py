@@ -9,6 +9,7 @@ is how a resumed run continues exactly where it stopped (`start_example`).
     python -m jaxdiff.input_pipeline --config=configs/toy.py    # measures examples/s
 """
 
+import os
 import statistics
 import time
 from typing import Iterator, Sequence
@@ -16,7 +17,7 @@ from typing import Iterator, Sequence
 import ml_collections
 import numpy as np
 
-from jaxdiff import schema
+from jaxdiff import portraits, schema
 from jaxdiff.classes import GENDER_WORDS, PROFESSION_WORDS
 from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
 from jaxdiff.embed import EmbeddingTable
@@ -33,6 +34,26 @@ def how_to_make(data: ml_collections.ConfigDict) -> str:
     if data.source == "portraits":
         return f"make it with: python -m jaxdiff.portraits --out {data.dir}"
     return f"make it with data_gen (see data_gen/README.md): python -m data_gen.generate --out {data.dir}"
+
+
+def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
+    """Makes the portraits dataset if missing (seconds, said in one line); an SD-2.1 dataset must exist.
+
+    Every command that reads the dataset calls it before anything slow (word vectors, compiling),
+    so a missing SD-2.1 dataset is the first thing a new user hears about.
+    """
+    data = config.data
+    if os.path.exists(os.path.join(data.dir, "dataset_info.json")):
+        return f"found {data.dir}"
+    if data.source != "portraits":
+        raise UserError(f"dataset {data.dir!r} is missing; {how_to_make(data)} "
+                        f"on a GPU machine, then rerun this command")
+    if os.path.exists(data.dir):
+        raise UserError(f"{data.dir!r} exists but is not a finished dataset; delete it or pass another --config.data.dir")
+    p = config.portraits
+    log(f"drawing {p.per_class} portraits per class at {data.image_size}x{data.image_size} into {data.dir}")
+    portraits.write_dataset(data.dir, p.per_class, data.image_size, p.seed, p.val_fraction)
+    return f"made {data.dir}"
 
 
 def read_split(data_dir: str, split: str, image_size: int, *, hint: str = "",

@@ -10,7 +10,6 @@ image varies skin tone, position, size, lighting and background texture. Images 
 bytes: each image's generator is seeded from (seed, class, index).
 """
 
-import argparse
 import os
 from typing import Sequence
 
@@ -19,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from jaxdiff import files
 from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import UserError, run
+from jaxdiff.cli import ArgumentParser, UserError, run
 
 # Colours (RGB). Skin tones span light to medium-light: the prompts ask for Caucasian/European.
 _SKIN_LIGHT, _SKIN_DARK = np.array([246, 214, 190]), np.array([200, 150, 112])
@@ -253,7 +252,7 @@ def write_contact_sheet(path: str, rows: list[list[np.ndarray]], scale: int = 3)
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxdiff.portraits", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m jaxdiff.portraits", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="dataset directory to create")
     parser.add_argument("--per-class", type=int, default=1000, help="images per class, both splits together")
     parser.add_argument("--size", type=int, default=32, help="image height and width in pixels")

@@ -14,7 +14,6 @@ Writes, per condition, OUT/LABEL_grid.png, OUT/LABEL/NNN.png and OUT/LABEL.npz (
 condition vector and the sampling settings). OUT defaults to WORKDIR/samples/cli.
 """
 
-import argparse
 import os
 import time
 from typing import Sequence
@@ -22,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxdiff import files, sampling, workdirs
-from jaxdiff.cli import UserError, run
+from jaxdiff.cli import ArgumentParser, UserError, run
 
 
 def conditions(trained: workdirs.TrainedRun, words: Sequence[str], means: Sequence[Sequence[str]], null: bool,
@@ -42,7 +41,7 @@ def conditions(trained: workdirs.TrainedRun, words: Sequence[str], means: Sequen
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxdiff.sample", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m jaxdiff.sample", description=__doc__.split("\n")[0])
     parser.add_argument("--word", action="append", default=[], help="a word to condition on (repeatable)")
     parser.add_argument("--words-mean", nargs=2, action="append", default=[], metavar=("W1", "W2"),
                         help="condition on the mean of two words' vectors (repeatable)")

@@ -11,10 +11,12 @@ index, so without dropout (configs/toy.py) a step does not depend on how many de
 dropout masks (configs/base.py) are drawn per device.
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
 import signal
+import sys
 import time
 from typing import Any, Iterator, Sequence
 
@@ -29,11 +31,12 @@ from flax.training import train_state
 
 from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling, vectors
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
+from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run, short_reason
 from jaxdiff.logs import MetricWriter
-from jaxdiff.workdirs import CHECKPOINT_DIR, checkpoint_steps
+from jaxdiff.workdirs import CHECKPOINT_DIR, checkpoint_steps, training_lock
 
 TABLE_IN_WORKDIR = "embeddings.npz"
+DAMAGED_SUFFIX = ".damaged"  # a checkpoint that does not restore is renamed <step>.damaged, never deleted
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a killed process reports; schedulers restart on it
 # Sections that define the model a checkpoint holds: a resumed run must not change them.
 ARCHITECTURE_SECTIONS = ("data.image_size", "data.cond_kinds", "embed", "cond", "diffusion", "model")
@@ -193,23 +196,16 @@ def validation_mse(params: Any, batch: dict[str, jax.Array], *, model: models.UN
 # Workdir, checkpoints.
 
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> embed.EmbeddingTable:
-    """Checks a resumed run's config, writes config.json, and returns the run's embedding table."""
-    os.makedirs(workdir, exist_ok=True)
-    saved_path = os.path.join(workdir, configuration.CONFIG_IN_WORKDIR)
-    if os.path.exists(saved_path):
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> tuple[embed.EmbeddingTable, bool]:
+    """Checks a resumed run's config and returns its embedding table (built now if it is new, then
+    True); writes nothing, so a failure here (damaged file, word vectors not at hand) leaves no trace."""
+    if os.path.exists(os.path.join(workdir, configuration.CONFIG_IN_WORKDIR)):
         check_same_architecture(configuration.load(workdir), config, workdir)
     table_path = os.path.join(workdir, TABLE_IN_WORKDIR)
     if os.path.exists(table_path):
-        table = embed.EmbeddingTable.load(table_path)
-    else:
-        source = vectors.load_source(config.embed.source, config.embed.vectors_path or None)
-        table = embed.build_table(source, config.embed.dim, config.embed.seed)
-        if parallel.is_main_process():
-            table.save(table_path)
-    if parallel.is_main_process():
-        configuration.save(config, workdir)
-    return table
+        return embed.EmbeddingTable.load(table_path), False
+    source = vectors.load_source(config.embed.source, config.embed.vectors_path or None)
+    return embed.build_table(source, config.embed.dim, config.embed.seed), True
 
 
 def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
@@ -245,8 +241,10 @@ class Checkpoints:
     def __init__(self, workdir: str, train: ml_collections.ConfigDict):
         self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
         # keep_period also keeps every checkpoint whose step it divides (the sweep's over-training points).
+        # Only the training process, holding the workdir's lock, opens this manager, so a
+        # <step>.orbax-checkpoint-tmp* directory here is a dead process's unfinished save: removed.
         options = ocp.CheckpointManagerOptions(max_to_keep=train.keep_checkpoints, keep_period=train.keep_period or None,
-                                               create=True)
+                                               create=True, cleanup_tmp_directories=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
 
     def latest_step(self) -> int | None:
@@ -271,6 +269,33 @@ class Checkpoints:
                                  opt_state=s["opt_state"])
         return state, dict(restored["data"])
 
+    def restore_newest(self, template: TrainState, sharding: jax.sharding.Sharding,
+                       log=print) -> tuple[TrainState, dict] | None:
+        """The newest checkpoint that restores (state, data position), None if there is none yet.
+
+        A damaged newer one is skipped with a line saying why and renamed <step>.damaged (kept, not
+        deleted): the resumed run saves that step again. None restoring is a UserError.
+        """
+        skipped: list[tuple[int, Exception]] = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                restored = self.restore(template, sharding, step)
+            except Exception as error:  # orbax and tensorstore raise many types for damaged files
+                skipped.append((step, error))
+                continue
+            for bad, error in skipped:
+                aside = os.path.join(self.directory, f"{bad}{DAMAGED_SUFFIX}")
+                if parallel.is_main_process():
+                    os.replace(os.path.join(self.directory, str(bad)), aside)
+                log(f"warning: skipped checkpoint {bad} in {self.directory}: it does not restore "
+                    f"({short_reason(error)}); resuming from step {step}, the damaged one kept as {aside}")
+            if skipped:
+                self.manager.reload()
+            return restored
+        if skipped:
+            raise no_checkpoint_restores(self.directory, skipped)
+        return None
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
@@ -287,24 +312,49 @@ def _abstract_state(template: TrainState, sharding: jax.sharding.Sharding) -> di
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), _state_dict(template))
 
 
-def restore_params(workdir: str, which: str = "ema", step: int | None = None) -> tuple[Any, int]:
-    """Parameters ('ema' or 'raw') of a trained run, from its latest (or given) checkpoint, on the host."""
+def no_checkpoint_restores(directory: str, skipped: list[tuple[int, Exception]]) -> UserError:
+    """The one-line error when every checkpoint of a run is damaged."""
+    reasons = "; ".join(f"{step}: {short_reason(error, 100)}" for step, error in skipped)
+    return UserError(f"no checkpoint in {directory} restores ({reasons}); restore them from a copy, or move them "
+                     f"aside and train again (nothing was changed)")
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def restore_params(workdir: str, which: str = "ema", step: int | None = None, log=_warn) -> tuple[Any, int]:
+    """Parameters ('ema' or 'raw') of a trained run, on the host: from the given step, else the
+    newest checkpoint that restores (a damaged newer one is skipped with a line saying why)."""
     config = configuration.load(workdir)
     steps = checkpoint_steps(workdir)
     if not steps:
         raise UserError(f"{workdir!r} has no checkpoint yet; train one with: "
                         f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
-    step = steps[-1] if step is None else step
-    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                                    item_names=("state", "data"), options=ocp.CheckpointManagerOptions(create=False))
+    directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    manager = ocp.CheckpointManager(directory, item_names=("state", "data"),
+                                    options=ocp.CheckpointManagerOptions(create=False))
     model = models.create_model(config)
     template = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0)))
     # Any topology can read it: ask for this process's first device, not the saved sharding.
     local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract_state(template, local))))
-    manager.close()
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract_state(template, local)))
     key = {"ema": "ema_params", "raw": "params"}[which]
-    return restored["state"][key], int(step)
+    skipped: list[tuple[int, Exception]] = []
+    try:
+        for candidate in ([step] if step is not None else steps[::-1]):
+            try:
+                restored = manager.restore(candidate, args=args)
+            except Exception as error:  # orbax and tensorstore raise many types for damaged files
+                skipped.append((candidate, error))
+                continue
+            for bad, error in skipped:
+                log(f"warning: skipped checkpoint {bad} in {directory}: it does not restore ({short_reason(error)}); "
+                    f"using step {candidate}")
+            return restored["state"][key], int(candidate)
+    finally:
+        manager.close()
+    raise no_checkpoint_restores(directory, skipped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +410,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     from jaxdiff import input_pipeline
 
     hide_accelerators_from_tensorflow()
-    table = prepare_workdir(config, workdir)
+    # Cheap before slow: the dataset (the portraits are made in seconds), the workdir's files, then
+    # the word vectors (maybe a download), all before compiling anything.
+    input_pipeline.ensure_dataset(config)
+    main_process = parallel.is_main_process()
+    with contextlib.ExitStack() as stack:
+        # An existing workdir is locked first, so a second trainer there refuses at once; a new one
+        # is made only when its word vectors are at hand, so failing to load them leaves nothing.
+        locked = main_process and os.path.isdir(workdir)
+        if locked:
+            stack.enter_context(training_lock(workdir))
+        table, is_new = check_workdir(config, workdir)
+        if main_process and not locked:
+            stack.enter_context(training_lock(workdir))
+        os.makedirs(workdir, exist_ok=True)
+        if main_process:
+            if is_new:
+                table.save(os.path.join(workdir, TABLE_IN_WORKDIR))
+            configuration.save(config, workdir)
+        return _train(config, workdir, table, devices)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, table: embed.EmbeddingTable,
+           devices: Sequence[jax.Device] | None) -> tuple[TrainState, dict[str, float]]:
+    """train_and_evaluate once the workdir is checked, locked and written."""
+    from jaxdiff import input_pipeline
+
     mesh = parallel.make_mesh(devices)
     repl, data_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     model = models.create_model(config)
@@ -376,8 +451,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     checkpoints = Checkpoints(workdir, config.train)
     examples_seen = 0
-    if checkpoints.latest_step() is not None:
-        state, data_position = checkpoints.restore(state, repl)
+    restored = checkpoints.restore_newest(state, repl, log)
+    if restored is not None:
+        state, data_position = restored
         examples_seen = int(data_position["examples_seen"])
         log(f"resumed from step {int(state.step)} (checkpoint in {checkpoints.directory})")
     start_step = int(parallel.fetch(state.step))

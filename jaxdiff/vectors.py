@@ -4,20 +4,21 @@ Every source hands out unit-normalised float32 vectors. The bundled subset is wh
 uses (offline, 0.5 MB); `python -m jaxdiff.vectors --from PATH` rebuilds it (see data/PROVENANCE.md).
 """
 
-import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import tempfile
 import zipfile
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from jaxdiff import files
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import UserError, run
+from jaxdiff.cli import ArgumentParser, UserError, run, short_reason
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 SUBSET_PATH = os.path.join(DATA_DIR, "word2vec_subset.npz")
@@ -94,36 +95,67 @@ def subset_words(bolukbasi: dict) -> tuple[list[str], list[str]]:
     return required, [w for w in dict.fromkeys(optional) if w not in required]
 
 
-def load_source(name: str, vectors_path: str | None = None) -> VectorSource:
-    """Opens a word-vector source by name (SOURCES); `vectors_path` points at a local file."""
+def load_source(name: str, vectors_path: str | None = None,
+                override: str = "--config.embed.vectors_path=") -> VectorSource:
+    """Opens a word-vector source by name (SOURCES); `vectors_path` points at a local file.
+
+    `override` is how the calling command sets that file (`--vectors=` for embed and sample):
+    every failure to load names it, so the one-line error says exactly what to type.
+    """
     if name == "word2vec-subset":
         with np.load(SUBSET_PATH) as data:
             words, vectors = [str(w) for w in data["words"]], data["vectors"]
         return VectorSource(name, {w: i for i, w in enumerate(words)}, vectors)
     if name == "word2vec-google-news-300":
-        return _load_google_news(vectors_path)
+        return _load_google_news(vectors_path, override)
     if name == "glove-6b-50d":
         return _load_glove()
     raise UserError(f"unknown word-vector source {name!r}; choose one of: {', '.join(SOURCES)}")
 
 
-def _load_google_news(vectors_path: str | None) -> VectorSource:
+GOOGLE_NEWS_FILE = "GoogleNews-vectors-negative300.bin.gz"
+
+
+@contextlib.contextmanager
+def _gensim_logger_silenced() -> Iterator[None]:
+    """gensim logs a full traceback when it cannot reach its server; our one-line error says it all.
+
+    Its download progress is written to stdout directly, not logged, so it still shows.
+    """
+    logger = logging.getLogger("gensim.downloader")
+    was_disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = was_disabled
+
+
+def _load_google_news(vectors_path: str | None, override: str) -> VectorSource:
     from gensim.models import KeyedVectors
 
+    set_file = f"{override}/path/to/{GOOGLE_NEWS_FILE}"
+    subset = "--config.embed.source=word2vec-subset" if override.startswith("--config.") else "--source=word2vec-subset"
     if vectors_path:
-        if not os.path.exists(vectors_path):
-            raise UserError(f"--vectors {vectors_path!r} does not exist; point it at GoogleNews-vectors-negative300.bin(.gz)")
-        kv = KeyedVectors.load_word2vec_format(vectors_path, binary=True)
-    else:
+        if not os.path.isfile(vectors_path):
+            raise UserError(f"{override}{vectors_path} does not exist; point it at a local {GOOGLE_NEWS_FILE} "
+                            f"(or the unzipped .bin)")
         try:
-            import gensim.downloader
+            kv = KeyedVectors.load_word2vec_format(vectors_path, binary=True)
+        except Exception as error:  # gensim raises many types for a truncated or foreign file
+            raise UserError(f"cannot read word2vec vectors from {vectors_path} ({short_reason(error)}); it is damaged "
+                            f"or not a word2vec binary: download {GOOGLE_NEWS_FILE} again and pass {set_file}") from error
+    else:
+        import gensim.downloader
 
-            kv = gensim.downloader.load("word2vec-google-news-300")
-        except Exception as error:  # no network, or the gensim-data server unreachable
-            raise UserError(
-                "cannot download word2vec-google-news-300 through gensim "
-                f"({type(error).__name__}); pass --vectors /path/to/GoogleNews-vectors-negative300.bin.gz"
-            ) from error
+        print(f"loading word2vec-google-news-300 through gensim (a 1.6 GB download into {gensim.downloader.BASE_DIR} "
+              f"the first time; {set_file} uses a local copy)", flush=True)
+        try:
+            with _gensim_logger_silenced():
+                kv = gensim.downloader.load("word2vec-google-news-300")
+        except Exception as error:  # no network, the gensim-data server unreachable, a damaged download
+            raise UserError(f"cannot load word2vec-google-news-300 through gensim ({short_reason(error)}); "
+                            f"download {GOOGLE_NEWS_FILE} yourself and pass {set_file}, "
+                            f"or use the bundled subset: {subset}") from error
     return VectorSource("word2vec-google-news-300", kv.key_to_index, kv.vectors)
 
 
@@ -169,7 +201,7 @@ def build_subset(from_path: str, out: str = SUBSET_PATH, bolukbasi_out: str = BO
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m jaxdiff.vectors",
         description="Rebuild the bundled word2vec subset (jaxdiff/data/word2vec_subset.npz).",
     )

@@ -1,10 +1,12 @@
 """Trained runs on disk: finding the latest one and loading what sampling and evaluation need."""
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import glob
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -22,6 +24,29 @@ def checkpoint_steps(workdir: str) -> list[int]:
     if not os.path.isdir(directory):
         return []
     return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+@contextlib.contextmanager
+def training_lock(workdir: str, log=print) -> Iterator[None]:
+    """Holds an exclusive lock on the workdir while training; a second trainer there is a UserError at once.
+
+    An flock on the directory itself, not a marker file: the kernel drops it when the holder dies,
+    however it dies, so a killed run never blocks the rerun, and a refused trainer writes nothing.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    fd = os.open(workdir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"another process is training in {workdir!r} (it holds the workdir's lock); wait for it "
+                        f"to finish or stop it, or pick another --workdir") from None
+    except OSError as error:  # a file system without locks: train anyway, as before there were locks
+        log(f"warning: cannot lock {workdir!r} ({error.strerror}); a second trainer there would not be stopped")
+    try:
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def latest_trained(root: str = RUNS_ROOT) -> str | None:
@@ -96,8 +121,9 @@ class TrainedRun:
         if name == "word2vec-subset":
             return vectors.load_source(name)
         path = vectors_path or self.config.embed.vectors_path
-        if name == "word2vec-google-news-300" and path and os.path.exists(path):
-            return vectors.load_source(name, path)
+        # A --vectors given by hand must load (or say why); the run's own configured file is optional.
+        if name == "word2vec-google-news-300" and path and (vectors_path or os.path.exists(path)):
+            return vectors.load_source(name, path, "--vectors=")
         if name == "glove-6b-50d":
             try:
                 return vectors.load_source(name)

@@ -48,10 +48,13 @@ def test_without_a_peer_and_with_a_given_peak(tiny_dataset, tmp_path):
 
 
 def test_a_missing_dataset_stops_the_benchmark_before_any_timing(tmp_path):
+    """An SD-2.1 dataset cannot be made here (a missing portraits one is made: see test_errors.py)."""
     out = str(tmp_path / "bench.json")
     missing = str(tmp_path / "no_such_dataset")
-    result = run_cli("jaxdiff.benchmark", "--config=configs/tiny.py", f"--config.data.dir={missing}", f"--json={out}")
+    result = run_cli("jaxdiff.benchmark", "--config=configs/tiny.py", f"--config.data.dir={missing}",
+                     "--config.data.source=sd21", f"--json={out}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: dataset directory {missing!r} does not exist; make it with: python -m jaxdiff.portraits --out {missing}")
+        f"error: dataset {missing!r} is missing; make it with data_gen (see data_gen/README.md): "
+        f"python -m data_gen.generate --out {missing} on a GPU machine, then rerun this command")
     assert "device:" not in result.stdout and not os.path.exists(out)  # nothing was measured or written
