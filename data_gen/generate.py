@@ -13,6 +13,11 @@ one. The worker that finds every shard complete writes the TFDS metadata and the
 `--finalize` does that by hand. data_gen/README.md has the GPU recipe.
 """
 
+if __name__ == "__main__":  # a command line: quiet TensorFlow before it loads (importing this module does not)
+    from jaxdiff.cli import quiet_tensorflow
+
+    quiet_tensorflow()
+
 import argparse
 import dataclasses
 import importlib.metadata

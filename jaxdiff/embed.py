@@ -14,6 +14,11 @@ direction, and the first principal component of Bolukbasi et al.'s ten definitio
 (signed to agree with she-he), each computed in the raw and in the projected space.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import argparse
 import dataclasses
 from typing import Sequence

@@ -12,6 +12,11 @@ and share of women, with bootstrap 95% intervals. Writes report.json, report.md,
 dose_response.png and eval/grids/WORD.png into the workdir.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import argparse
 import os
 import time

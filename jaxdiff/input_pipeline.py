@@ -9,6 +9,11 @@ is how a resumed run continues exactly where it stopped (`start_example`).
     python -m jaxdiff.input_pipeline --config=configs/toy.py    # measures examples/s
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import statistics
 import time
 from typing import Iterator, Sequence
@@ -21,7 +26,7 @@ from jaxdiff.classes import GENDER_WORDS, PROFESSION_WORDS
 from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
 from jaxdiff.embed import EmbeddingTable
 
-import tensorflow as tf  # noqa: E402  (schema has already quieted TensorFlow's logs)
+import tensorflow as tf  # noqa: E402  (command lines quiet its logs first: jaxdiff.startup)
 import tensorflow_datasets as tfds  # noqa: E402
 
 COND_KINDS = ("first", "second", "mean")

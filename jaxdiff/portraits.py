@@ -10,6 +10,11 @@ image varies skin tone, position, size, lighting and background texture. Images 
 bytes: each image's generator is seeded from (seed, class, index).
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import argparse
 import os
 from typing import Sequence

@@ -11,6 +11,11 @@ index, so without dropout (configs/toy.py) a step does not depend on how many de
 dropout masks (configs/base.py) are drawn per device.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import dataclasses
 import functools
 import os
