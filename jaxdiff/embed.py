@@ -187,7 +187,7 @@ def gender_scores(raw_vector: np.ndarray, projected_vector: np.ndarray, directio
 
 
 def woman_minus_man(table: EmbeddingTable, raw_vector: np.ndarray) -> float:
-    """cos(w, woman) - cos(w, man) in the raw space: the bias measure SEED.md's story rests on."""
+    """cos(w, woman) - cos(w, man) in the raw space: the bias measure the question rests on (docs/question.md)."""
     r = _unit(np.asarray(raw_vector))
     return float(r @ table.raw_vector("woman") - r @ table.raw_vector("man"))
 

@@ -2,7 +2,7 @@
 
     python -m jaxdiff.evaluate [--workdir W]
 
-For every evaluation word (SEED.md's philosopher, person, nurse; the training words man, woman;
+For every evaluation word (the question's philosopher, person, nurse; the training words man, woman;
 unseen professions from Bolukbasi et al. spread over the gender score; controls: the null
 condition, a random unit vector, hard-debiased nurse and philosopher) it samples N images from
 the EMA parameters, classifies them with the attribute classifier, and reports the share

@@ -1,6 +1,6 @@
 """tf.data input pipeline: dataset directory -> batches of (image, condition) ready for devices.
 
-Each image gives three training examples (DESIGN.md): its first word's projected vector, its
+Each image gives three training examples (docs/question.md): its first word's projected vector, its
 second word's, and the mean of the two. Every process reads its own disjoint, even share of the
 records (`tfds.even_splits`), decodes them once into memory, and then shuffles them per epoch
 with a seed derived from (seed, epoch): the stream is a pure function of (seed, position), which

@@ -1,4 +1,4 @@
-"""The embedded dataset: procedural portraits that mirror SEED.md's six Stable Diffusion prompts.
+"""The embedded dataset: procedural portraits that mirror the six SD-2.1 prompts of jaxdiff/classes.py.
 
     python -m jaxdiff.portraits --out data/portraits [--per-class 1000] [--size 32] [--seed 0]
 

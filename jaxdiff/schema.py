@@ -1,4 +1,4 @@
-"""The dataset directory contract (DESIGN.md): TFRecord shards plus TFDS metadata.
+"""The dataset directory contract (docs/design.md): TFRecord shards plus TFDS metadata.
 
 The single definition of the schema. jaxdiff's portraits and data_gen/'s SD-2.1 generator both
 write through `write_shard` + `write_metadata`; every reader goes through `open_dataset`, so

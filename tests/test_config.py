@@ -45,14 +45,16 @@ def test_toy_and_tiny_derive_from_base():
         assert "ml_collections.ConfigDict()" not in open(f"{REPO}/{path}").read()  # deltas only
 
 
+@pytest.mark.slow
 def test_cli_unknown_key_is_one_line_exit_2():
     result = run_cli("jaxdiff.train", "--config=configs/tiny.py", "--config.model.channelz=3")
     assert result.returncode == 2 and "channelz" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_jaxdiff_never_imports_torch():
-    """DESIGN.md: only the benchmark's peer (jaxdiff/benchmark_peer.py, the [bench] extra) touches torch."""
+    """docs/design.md: only the benchmark's peer (jaxdiff/benchmark_peer.py, the [bench] extra) touches torch."""
     import subprocess
     import sys
 
@@ -83,6 +85,7 @@ def test_huge_page_restart_only_for_package_commands():
         assert huge_page_restart_environment(original, environ) is None
 
 
+@pytest.mark.slow
 def test_package_command_restarts_once_with_huge_pages(tmp_path):
     """End to end: the command's interpreter starts twice, the second time with the tunable, same pid."""
     from jaxdiff.startup import huge_page_restart_environment

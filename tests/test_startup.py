@@ -106,3 +106,13 @@ def test_every_command_prepares_the_process_before_its_imports():
 def _is_main_guard(node: ast.AST) -> bool:
     """Whether the statement is `if __name__ == "__main__":`."""
     return isinstance(node, ast.If) and ast.unparse(node.test).replace("'", '"') == '__name__ == "__main__"'
+
+
+def test_every_module_imports():
+    """The fast tier loads every module at least once, even those only the slow tier runs (e.g. the benchmark)."""
+    import importlib.util
+
+    for module in MODULES:
+        if module == "jaxdiff.benchmark_peer" and not all(map(importlib.util.find_spec, ("torch", "diffusers"))):
+            continue  # the `bench` extra is not installed
+        importlib.import_module(module)
