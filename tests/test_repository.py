@@ -50,16 +50,30 @@ def test_no_file_refers_to_a_path_outside_the_repository():
     assert not problems, "\n".join(problems)
 
 
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's anchors for a page's headings (outside code blocks): lower case, punctuation dropped, spaces to '-'."""
+    anchors, in_code = set(), False
+    for line in markdown.splitlines():
+        in_code ^= line.startswith("```")
+        if not in_code and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
 def test_every_relative_markdown_link_resolves_inside_the_repository():
-    problems = []
-    for relative, text in _text_files().items():
+    texts, problems = _text_files(), []
+    for relative, text in texts.items():
         if not relative.endswith(".md"):
             continue
         directory = os.path.dirname(os.path.join(REPO, relative))
         for target in MARKDOWN_LINK.findall(text):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):  # a URL, or an anchor in the same page
+            if re.match(r"[a-z]+:", target):  # a URL
                 continue
-            path = os.path.join(directory, target.split("#")[0])
+            file_part, _, anchor = target.partition("#")
+            path = os.path.join(directory, file_part) if file_part else os.path.join(REPO, relative)
             if not (_inside_repo(path) and os.path.exists(path)):
                 problems.append(f"{relative}: link to {target} does not resolve inside the repository")
+            elif anchor and path.endswith(".md") and anchor not in _anchors(texts[os.path.relpath(path, REPO)]):
+                problems.append(f"{relative}: link to {target}: no such heading")
     assert not problems, "\n".join(problems)
