@@ -1,4 +1,4 @@
-"""The full experiment of SEED.md: 36,000 SD-2.1 images at 64x64, full word2vec-google-news-300.
+"""The full experiment (docs/question.md): 36,000 SD-2.1 images at 64x64, full word2vec-google-news-300.
 
     python -m data_gen.generate --out data/sd21 --size 64          # on GPUs, see data_gen/README.md
     python -m jaxdiff.experiment --config=configs/base.py --config.embed.vectors_path=GoogleNews-vectors-negative300.bin.gz
@@ -20,12 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.workdir = "runs/base"  # where experiment/train/sample/evaluate work when --workdir is not given
 
     config.data = ml_collections.ConfigDict()
-    config.data.dir = "data/sd21"  # dataset directory (TFRecord shards + TFDS metadata, DESIGN.md)
+    config.data.dir = "data/sd21"  # dataset directory (TFRecord shards + TFDS metadata, docs/design.md)
     config.data.source = "sd21"  # "sd21" (made by data_gen/) or "portraits" (made by the experiment on demand)
     config.data.image_size = 64  # images are resized to this height and width
     config.data.cache = True  # keep decoded images in memory (36k x 64x64x3 uint8 = 0.44 GB)
     config.data.shuffle_buffer = 110_000  # examples; >= one epoch (3 x 36k) shuffles fully
-    config.data.cond_kinds = ("first", "second", "mean")  # the three examples each image gives (SEED.md, DESIGN.md)
+    config.data.cond_kinds = ("first", "second", "mean")  # the three examples each image gives (docs/question.md)
 
     config.portraits = ml_collections.ConfigDict()  # used only when data.source == "portraits"
     config.portraits.per_class = 1000  # images per class, train and validation together
@@ -35,11 +35,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.embed = ml_collections.ConfigDict()
     config.embed.source = "word2vec-google-news-300"  # word2vec-subset | word2vec-google-news-300 | glove-6b-50d
     config.embed.vectors_path = ""  # local GoogleNews-vectors-negative300.bin(.gz); "" = gensim download
-    config.embed.dim = 128  # k of the JL projection (SEED.md)
+    config.embed.dim = 128  # k of the JL projection (docs/question.md)
     config.embed.seed = 0  # seed of the projection matrix
 
     config.cond = ml_collections.ConfigDict()
-    config.cond.null_prob = 0.05  # SEED.md: with p=0.05 the word part is all zeros (classifier-free guidance)
+    config.cond.null_prob = 0.05  # docs/question.md: with p=0.05 the word part is all zeros (classifier-free guidance)
     config.cond.time_embed_dim = 128  # size of sinusoidal(t); the condition is concat(sinusoidal(t), word)
 
     config.diffusion = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""Stable Diffusion 2.1 images of SEED.md's six prompts, written as a jaxdiff dataset directory.
+"""Stable Diffusion 2.1 images of the six prompts of jaxdiff/classes.py, written as a jaxdiff dataset directory.
 
     python -m data_gen.generate --out data/sd21 [--model stabilityai/stable-diffusion-2-1]
         [--per-class 6000] [--size 128] [--steps 50] [--guidance 7.5] [--batch-size 16] [--seed 0]
@@ -12,6 +12,11 @@ that are complete (a shard appears under its final name only when whole) and red
 one. The worker that finds every shard complete writes the TFDS metadata and the contact sheets;
 `--finalize` does that by hand. data_gen/README.md has the GPU recipe.
 """
+
+if __name__ == "__main__":  # a command line: quiet TensorFlow before it loads (importing this module does not)
+    from jaxdiff.cli import quiet_tensorflow
+
+    quiet_tensorflow()
 
 import argparse
 import dataclasses
@@ -265,7 +270,7 @@ def make_manifest(params: Params, pipe: Any, device: str) -> dict[str, Any]:
         "parameters": {**dataclasses.asdict(params), "scheduler": type(pipe.scheduler).__name__},
         "scheduler": {"class": type(pipe.scheduler).__name__, "config": scheduler_config},
         # CLIP reads 77 tokens (with start and end); the pipeline cuts a longer prompt, as it did
-        # for SEED.md's own generation, so the manifest says how long each prompt is.
+        # for the original generation, so the manifest says how long each prompt is.
         "prompts": {
             name: {"words": list(spec.words), "prompt": spec.prompt,
                    "tokens": len(pipe.tokenizer(spec.prompt).input_ids), "max_tokens": pipe.tokenizer.model_max_length}
@@ -338,7 +343,7 @@ def finalize(out: str) -> dict[str, int]:
         raise UserError(f"corrupt shard {corrupt[0]} ({corrupt[1]}); delete it and rerun its worker, which remakes it")
     p = manifest["parameters"]
     schema.write_metadata(out, description=(
-        f"jaxdiff SD-2.1 images of the six SEED.md prompts: model={p['model']} scheduler={p['scheduler']} "
+        f"jaxdiff SD-2.1 images of the six jaxdiff prompts: model={p['model']} scheduler={p['scheduler']} "
         f"steps={p['steps']} guidance={p['guidance']} size={p['size']} gen_size={p['gen_size']} "
         f"per_class={p['per_class']} val_fraction={p['val_fraction']} seed={p['seed']}; see {MANIFEST}"
     ))

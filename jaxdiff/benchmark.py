@@ -10,6 +10,11 @@ where the peak is known (or --peak); sampling images/s of DDPM, DDIM and DPM-Sol
 default steps for both; the input pipeline's examples/s.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import datetime
 import functools
 import os

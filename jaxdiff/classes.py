@@ -1,8 +1,8 @@
-"""The six image classes of SEED.md: their Stable Diffusion 2.1 prompts (verbatim) and word pairs.
+"""The six image classes of the experiment: their Stable Diffusion 2.1 prompts (verbatim) and word pairs.
 
-Shared by jaxdiff and data_gen/ (which never imports JAX), so it imports nothing heavy.
-SEED.md: "There are actually only 5 classes (man, woman, nurse, philosopher, person), but there
-are 6 things we train on which are combinations of them."
+Shared by jaxdiff and data_gen/ (which never imports JAX), so it imports nothing heavy. The
+original brief: "There are actually only 5 classes (man, woman, nurse, philosopher, person), but
+there are 6 things we train on which are combinations of them." docs/question.md explains them.
 """
 
 from typing import NamedTuple
@@ -82,5 +82,5 @@ CLASS_NAMES: tuple[str, ...] = tuple(CLASSES)
 GENDER_WORDS: tuple[str, ...] = ("man", "woman")  # first word of every pair
 PROFESSION_WORDS: tuple[str, ...] = ("person", "nurse", "philosopher")  # second word
 TRAIN_WORDS: tuple[str, ...] = GENDER_WORDS + PROFESSION_WORDS  # the 5 words ever conditioned on
-# SEED.md: "We evaluate on philosopher (bias male), person (balanced), nurse (biased female)".
+# The original brief: "We evaluate on philosopher (bias male), person (balanced), nurse (biased female)".
 SEED_EVAL_WORDS: tuple[str, ...] = ("philosopher", "person", "nurse")

@@ -24,6 +24,11 @@ The dataset is rendered in memory because accelerator images often have JAX but 
 the real input pipeline is measured by jaxdiff.benchmark where TensorFlow is installed.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import functools
 import importlib
 import os

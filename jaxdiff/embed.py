@@ -14,6 +14,11 @@ direction, and the first principal component of Bolukbasi et al.'s ten definitio
 (signed to agree with she-he), each computed in the raw and in the projected space.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import dataclasses
 import zipfile
 from typing import Sequence
@@ -185,7 +190,7 @@ def gender_scores(raw_vector: np.ndarray, projected_vector: np.ndarray, directio
 
 
 def woman_minus_man(table: EmbeddingTable, raw_vector: np.ndarray) -> float:
-    """cos(w, woman) - cos(w, man) in the raw space: the bias measure SEED.md's story rests on."""
+    """cos(w, woman) - cos(w, man) in the raw space: the bias measure the question rests on (docs/question.md)."""
     r = _unit(np.asarray(raw_vector))
     return float(r @ table.raw_vector("woman") - r @ table.raw_vector("man"))
 

@@ -2,7 +2,7 @@
 
     python -m jaxdiff.evaluate [--workdir W]
 
-For every evaluation word (SEED.md's philosopher, person, nurse; the training words man, woman;
+For every evaluation word (the question's philosopher, person, nurse; the training words man, woman;
 unseen professions from Bolukbasi et al. spread over the gender score; controls: the null
 condition, a random unit vector, hard-debiased nurse and philosopher) it samples N images from
 the EMA parameters, classifies them with the attribute classifier, and reports the share
@@ -11,6 +11,11 @@ word's gender scores. Over the unseen words: Spearman and Pearson correlation of
 and share of women, with bootstrap 95% intervals. Writes report.json, report.md, shares.png,
 dose_response.png and eval/grids/WORD.png into the workdir.
 """
+
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
 
 import os
 import time

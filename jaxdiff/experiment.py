@@ -7,6 +7,11 @@ to extend --config.train.num_steps) does only what is missing. With configs/base
 stages run on the SD-2.1 dataset, which data_gen/ makes on GPUs beforehand.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import os
 import time
 from typing import Sequence

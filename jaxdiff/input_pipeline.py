@@ -1,6 +1,6 @@
 """tf.data input pipeline: dataset directory -> batches of (image, condition) ready for devices.
 
-Each image gives three training examples (DESIGN.md): its first word's projected vector, its
+Each image gives three training examples (docs/question.md): its first word's projected vector, its
 second word's, and the mean of the two. Every process reads its own disjoint, even share of the
 records (`tfds.even_splits`), decodes them once into memory, and then shuffles them per epoch
 with a seed derived from (seed, epoch): the stream is a pure function of (seed, position), which
@@ -8,6 +8,11 @@ is how a resumed run continues exactly where it stopped (`start_example`).
 
     python -m jaxdiff.input_pipeline --config=configs/toy.py    # measures examples/s
 """
+
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
 
 import os
 import statistics
@@ -22,7 +27,7 @@ from jaxdiff.classes import GENDER_WORDS, PROFESSION_WORDS
 from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
 from jaxdiff.embed import EmbeddingTable
 
-import tensorflow as tf  # noqa: E402  (schema has already quieted TensorFlow's logs)
+import tensorflow as tf  # noqa: E402  (command lines quiet its logs first: jaxdiff.startup)
 import tensorflow_datasets as tfds  # noqa: E402
 
 COND_KINDS = ("first", "second", "mean")

@@ -1,6 +1,6 @@
 """The word-conditioned pixel-space UNet (Flax linen).
 
-Conditioning follows SEED.md: the vector `concat(sinusoidal(t), word_vector)` goes through an MLP
+Conditioning as in docs/question.md: the vector `concat(sinusoidal(t), word_vector)` goes through an MLP
 and then into every residual block (as a GroupNorm scale and shift, as in improved DDPM). An
 all-zero word part is the null condition of classifier-free guidance.
 
@@ -216,7 +216,7 @@ class UNet(nn.Module):
     def __call__(self, x_BHWC: jax.Array, t_B: jax.Array, word_BK: jax.Array, train: bool = False) -> jax.Array:
         out_channels = x_BHWC.shape[-1]
         emb_dim = 4 * self.channels
-        # SEED.md: concat(positional encoding of t, word vector), fed forward through an MLP. The
+        # docs/question.md: concat(positional encoding of t, word vector), fed forward through an MLP. The
         # projected word vectors have unit norm, entries ~N(0, 1/K); scaling by sqrt(K) gives them
         # unit variance like the sinusoidal features, so the word is not drowned out at init. The
         # null condition (zeros) stays zero.

@@ -1,4 +1,4 @@
-"""The embedded dataset: procedural portraits that mirror SEED.md's six Stable Diffusion prompts.
+"""The embedded dataset: procedural portraits that mirror the six SD-2.1 prompts of jaxdiff/classes.py.
 
     python -m jaxdiff.portraits --out data/portraits [--per-class 1000] [--size 32] [--seed 0]
 
@@ -9,6 +9,11 @@ image varies skin tone, position, size, lighting and background texture. Images 
 `supersample` times the size and downsampled, so edges are smooth. The same seed gives the same
 bytes: each image's generator is seeded from (seed, class, index).
 """
+
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
 
 import os
 from typing import Sequence

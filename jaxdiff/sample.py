@@ -14,6 +14,11 @@ Writes, per condition, OUT/LABEL_grid.png, OUT/LABEL/NNN.png and OUT/LABEL.npz (
 condition vector and the sampling settings). OUT defaults to WORKDIR/samples/cli.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import os
 import time
 from typing import Sequence

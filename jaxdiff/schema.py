@@ -1,4 +1,4 @@
-"""The dataset directory contract (DESIGN.md): TFRecord shards plus TFDS metadata.
+"""The dataset directory contract (docs/design.md): TFRecord shards plus TFDS metadata.
 
 The single definition of the schema. jaxdiff's portraits and data_gen/'s SD-2.1 generator both
 write through `write_shard` + `write_metadata`; every reader goes through `open_dataset`, so
@@ -14,13 +14,11 @@ import sys
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import tensorflow as tf  # its start-up logs are quieted by the command lines (jaxdiff.startup), not here
+import tensorflow_datasets as tfds
 
 from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import UserError, quiet_tensorflow
-
-quiet_tensorflow()
-import tensorflow as tf  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
+from jaxdiff.cli import UserError
 
 SPLITS = ("train", "validation")
 SOURCES = ("portraits", "sd21")

@@ -11,6 +11,11 @@ sweep; the summary (SWEEP/summary.{json,md} and plots, jaxdiff.sweep_summary) is
 every member is done, or alone with --aggregate.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import dataclasses
 import os
 import shutil
@@ -20,8 +25,8 @@ from typing import Callable, Sequence
 import ml_collections
 from absl import flags as absl_flags
 
-from jaxdiff import (classifier, configuration, evaluate, experiment, files, parallel, probes, sweep_summary, train,
-                     workdirs)
+from jaxdiff import (classifier, configuration, evaluate, experiment, files, input_pipeline, parallel, probes,
+                     sweep_summary, train, workdirs)
 from jaxdiff.cli import UserError, run
 
 MEMBER_JSON = "member.json"
@@ -166,7 +171,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     mine = grid[member_index::of]
     log(f"sweep {sweep_dir}: {len(grid)} members ({len(config.sweep.train_seeds)} training seeds x "
         f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
-    log(f"dataset: {experiment.ensure_dataset(config, log)}")
+    log(f"dataset: {input_pipeline.ensure_dataset(config, log)}")
     os.makedirs(sweep_dir, exist_ok=True)
     log(f"XLA compilation cache: {use_compilation_cache(sweep_dir)}")
     ensure_classifier(config, sweep_dir, log)

@@ -11,6 +11,11 @@ index, so without dropout (configs/toy.py) a step does not depend on how many de
 dropout masks (configs/base.py) are drawn per device.
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import contextlib
 import dataclasses
 import functools
@@ -128,7 +133,7 @@ def diffusion_loss(params: Any, batch: dict[str, jax.Array], key: jax.Array, *, 
     t_B = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0, schedule.num_timesteps))(keys)
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x0.shape[1:]))(keys)
     keep_word = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 2), 1.0 - config.cond.null_prob))(keys)
-    cond = jnp.where(keep_word[:, None], batch["cond"], 0.0)  # SEED.md: p=0.05 -> all-zero word part
+    cond = jnp.where(keep_word[:, None], batch["cond"], 0.0)  # docs/question.md: p=0.05 -> all-zero word part
     x_t = diffusion.q_sample(schedule, x0, t_B, noise)
     # One dropout key per shard of the batch, distinct from every per-example key's stream.
     dropout_key = jax.random.fold_in(key, global_batch_size + first_index // B)

@@ -4,6 +4,11 @@ Every source hands out unit-normalised float32 vectors. The bundled subset is wh
 uses (offline, 0.5 MB); `python -m jaxdiff.vectors --from PATH` rebuilds it (see data/PROVENANCE.md).
 """
 
+if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
+    from jaxdiff.startup import prepare_process
+
+    prepare_process()
+
 import contextlib
 import dataclasses
 import difflib

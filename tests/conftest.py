@@ -21,6 +21,13 @@ import pytest  # noqa: E402
 from helpers import tiny_config  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Registers the `slow` marker here, since the repository's fixed top level has no pytest.ini."""
+    config.addinivalue_line(
+        "markers", "slow: starts subprocesses or several processes, or runs data_gen or the benchmark; "
+        "`pytest -m 'not slow' tests` is the fast tier (docs/testing.md)")
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> str:
     """A 16x16 portraits dataset: 12 images per class (11 train, 1 validation)."""

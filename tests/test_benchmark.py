@@ -10,6 +10,8 @@ from helpers import run_cli
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+pytestmark = pytest.mark.slow  # the benchmark runs as a subprocess, with its PyTorch peer
+
 FIELDS = {"train_ratio", "jaxdiff_train_images_per_s", "peer_train_images_per_s", "jaxdiff_params", "peer_params",
           "flops_per_step", "mfu", "sampling", "input_pipeline_examples_per_s"}
 

@@ -45,14 +45,16 @@ def test_toy_and_tiny_derive_from_base():
         assert "ml_collections.ConfigDict()" not in open(f"{REPO}/{path}").read()  # deltas only
 
 
+@pytest.mark.slow
 def test_cli_unknown_key_is_one_line_exit_2():
     result = run_cli("jaxdiff.train", "--config=configs/tiny.py", "--config.model.channelz=3")
     assert result.returncode == 2 and "channelz" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_jaxdiff_never_imports_torch():
-    """DESIGN.md: only the benchmark's peer (jaxdiff/benchmark_peer.py, the [bench] extra) touches torch."""
+    """docs/design.md: only the benchmark's peer (jaxdiff/benchmark_peer.py, the [bench] extra) touches torch."""
     import subprocess
     import sys
 
@@ -63,31 +65,32 @@ def test_jaxdiff_never_imports_torch():
 
 
 def test_huge_page_restart_only_for_package_commands():
-    """jaxdiff/__init__.py restarts `python -m jaxdiff.x` (only that) with glibc's huge-page malloc."""
+    """jaxdiff.startup restarts `python -m jaxdiff.x` (only that) with glibc's huge-page malloc."""
     import sys
 
-    import jaxdiff
+    from jaxdiff.startup import huge_page_restart_environment
 
     command = [sys.executable, "-m", "jaxdiff.train", "--config=configs/toy.py"]
-    environment = jaxdiff.huge_page_restart_environment(["-m"], command, {"GLIBC_TUNABLES": "glibc.foo=1", "A": "b"})
+    environment = huge_page_restart_environment(command, {"GLIBC_TUNABLES": "glibc.foo=1", "A": "b"})
     if environment is None:  # not Linux with glibc >= 2.35 and transparent huge pages
         pytest.skip("this host has no glibc >= 2.35 with transparent huge pages")
     assert environment == {"GLIBC_TUNABLES": "glibc.foo=1:glibc.malloc.hugetlb=1", "A": "b"}
-    assert jaxdiff.huge_page_restart_environment(["-m"], command, {})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
-    for argv, original, environ in [
-        (["-c"], [sys.executable, "-c", "import jaxdiff"], {}),                       # an import, not a command
-        (["-m"], [sys.executable, "-m", "pytest"], {}),                               # someone else's command
-        (["-m"], command, {"JAXDIFF_HUGE_PAGES": "0"}),                               # turned off
-        (["-m"], command, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}),              # the user's choice stands
+    assert huge_page_restart_environment(command, {})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    for original, environ in [
+        ([sys.executable, "-c", "import jaxdiff"], {}),                       # an import, not a command
+        ([sys.executable, "-m", "pytest"], {}),                               # someone else's command
+        (command, {"JAXDIFF_HUGE_PAGES": "0"}),                               # turned off
+        (command, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}),              # the user's choice stands
     ]:
-        assert jaxdiff.huge_page_restart_environment(argv, original, environ) is None
+        assert huge_page_restart_environment(original, environ) is None
 
 
+@pytest.mark.slow
 def test_package_command_restarts_once_with_huge_pages(tmp_path):
     """End to end: the command's interpreter starts twice, the second time with the tunable, same pid."""
-    import jaxdiff
+    from jaxdiff.startup import huge_page_restart_environment
 
-    if jaxdiff.huge_page_restart_environment(["-m"], ["python", "-m", "jaxdiff.x"], {}) is None:
+    if huge_page_restart_environment(["python", "-m", "jaxdiff.x"], {}) is None:
         pytest.skip("this host has no glibc >= 2.35 with transparent huge pages")
     log = tmp_path / "starts.txt"
     (tmp_path / "sitecustomize.py").write_text(  # runs at every interpreter start-up

@@ -19,6 +19,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+pytestmark = pytest.mark.slow  # data_gen: a Stable Diffusion pipeline, subprocesses
+
 from jaxdiff import schema  # noqa: E402
 from jaxdiff.classes import CLASS_NAMES, CLASSES  # noqa: E402
 from jaxdiff.cli import run  # noqa: E402

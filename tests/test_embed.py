@@ -89,6 +89,7 @@ def test_hard_debias_is_orthogonal_to_the_gender_direction(table):
     assert _cos(debiased, table.raw_vector("nurse")) > 0.9  # still nurse, minus gender
 
 
+@pytest.mark.slow
 def test_cli_show_and_out(tmp_path):
     shown = run_cli("jaxdiff.embed", "--show", "nurse", "philosopher", "person")
     assert shown.returncode == 0, shown.stderr
@@ -101,6 +102,7 @@ def test_cli_show_and_out(tmp_path):
     assert embed.EmbeddingTable.load(out).projected.shape[1] == 64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--show", "nurze"], "unknown word 'nurze'"),
     (["--source", "fasttext", "--show", "nurse"], "unknown word-vector source 'fasttext'"),

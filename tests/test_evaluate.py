@@ -70,6 +70,7 @@ REPORT_KEYS = {"classifier", "words", "dose_response", "controls", "config", "ti
 WORD_KEYS = {"n", "share_woman", "ci95", "profession", "score_raw", "score_projected"}
 
 
+@pytest.mark.slow
 def test_evaluate_writes_every_file(tiny_run):
     result = run_cli("jaxdiff.evaluate", "--workdir", tiny_run)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,6 +96,7 @@ def test_evaluate_writes_every_file(tiny_run):
     assert "report: " in result.stdout
 
 
+@pytest.mark.slow
 def test_refuses_to_report_with_a_weak_classifier(tiny_run, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(tiny_run, workdir)

@@ -4,7 +4,11 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from helpers import REPO
+
+pytestmark = pytest.mark.slow  # runs launch.sh and shellcheck as subprocesses
 
 LAUNCH = os.path.join(REPO, "launch.sh")
 

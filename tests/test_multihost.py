@@ -14,6 +14,8 @@ from helpers import REPO, tiny_config
 from jaxdiff import input_pipeline, parallel, train
 from multihost_worker import MULTIHOST_OVERRIDES
 
+pytestmark = pytest.mark.slow  # several processes on jax.distributed
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -28,6 +28,7 @@ def test_balanced_splits_and_fields(tiny_dataset):
     assert os.path.exists(os.path.join(tiny_dataset, "contact_sheet.png"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     """Across processes too: protobuf orders a record's feature map differently in each process."""
     a, b, c = (str(tmp_path / n) for n in "abc")
@@ -63,6 +64,7 @@ def test_classes_differ_where_the_prompts_say():
     assert nurse[background].mean() > phil[background].mean() + 60  # pale wall vs dark shelves
 
 
+@pytest.mark.slow
 def test_cli_writes_and_refuses_to_overwrite(tmp_path):
     out = str(tmp_path / "p")
     result = run_cli("jaxdiff.portraits", "--out", out, "--per-class", "4", "--size", "16", "--val-fraction", "0.25")

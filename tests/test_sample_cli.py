@@ -16,6 +16,7 @@ def _images(out, label):
         return data["images"]
 
 
+@pytest.mark.slow
 def test_cli_writes_grid_singles_and_arrays(tiny_run, tmp_path):
     out = str(tmp_path / "out")
     result = run_cli("jaxdiff.sample", "--workdir", tiny_run, "--word", "nurse", "--word", "philosopher",
@@ -33,6 +34,7 @@ def test_cli_writes_grid_singles_and_arrays(tiny_run, tmp_path):
     assert "images/s" in result.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_same_images_other_seed_differs(tiny_run, tmp_path):
     runs = {}
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
@@ -45,6 +47,7 @@ def test_same_seed_same_images_other_seed_differs(tiny_run, tmp_path):
     assert not np.array_equal(runs["a"], runs["c"])
 
 
+@pytest.mark.slow
 def test_default_workdir_is_the_latest_run(tiny_run, tmp_path):
     """Right after the main job, `python -m jaxdiff.sample --word nurse` needs no other flag."""
     (tmp_path / "runs").mkdir()
@@ -55,6 +58,7 @@ def test_default_workdir_is_the_latest_run(tiny_run, tmp_path):
     assert os.path.exists(os.path.join(tiny_run, "samples", "cli", "nurse_grid.png"))
 
 
+@pytest.mark.slow
 def test_a_word_never_trained_on_is_sampled_with_its_table_vector(tiny_run, tmp_path):
     """'doctor' is no training word but is in the run's table (every word of the bundled source is)."""
     from jaxdiff import embed, train
@@ -68,6 +72,7 @@ def test_a_word_never_trained_on_is_sampled_with_its_table_vector(tiny_run, tmp_
         np.testing.assert_array_equal(data["condition"], table.projected_vector("doctor"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--word", "nurze"], "unknown word 'nurze'.*closest known words: nurse"),
     (["--words-mean", "man", "nursee"], "unknown word 'nursee'"),
@@ -82,6 +87,7 @@ def test_errors_are_one_line_exit_2(tiny_run, args, message):
     assert re.search(message, result.stderr) and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_workdir_without_checkpoint_says_how_to_train(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli("jaxdiff.sample", "--workdir", str(tmp_path / "empty"), "--word", "nurse")

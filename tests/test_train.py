@@ -215,6 +215,7 @@ def test_resume_refuses_a_different_architecture(tiny_dataset, tmp_path):
         train.train_and_evaluate(tiny_config(tiny_dataset, model__channels=32), str(tmp_path), devices=jax.devices()[:1])
 
 
+@pytest.mark.slow
 def test_cli_trains_resumes_and_writes_logs(tiny_dataset, tmp_path):
     """As a new user runs it: the run ends; the same command again says it resumed and stops at once."""
     workdir = str(tmp_path / "run")
@@ -234,6 +235,7 @@ def test_cli_trains_resumes_and_writes_logs(tiny_dataset, tmp_path):
     assert again.returncode == 0 and "resumed from step 6" in again.stdout and "nothing to do" in again.stdout
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(tiny_dataset, tmp_path):
     workdir = str(tmp_path / "run")
     args = ["--config=configs/tiny.py", f"--workdir={workdir}", f"--config.data.dir={tiny_dataset}",

@@ -1,0 +1,118 @@
+"""Importing jaxdiff has no side effects; the command lines set the process up (jaxdiff.startup)."""
+
+import ast
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import jaxdiff
+from helpers import REPO
+from jaxdiff.startup import cpu_device_count
+
+MODULES = sorted(f"jaxdiff.{m.name}" for m in pkgutil.iter_modules(jaxdiff.__path__))
+
+# Runs in a fresh interpreter: third-party packages first (their own imports may set variables,
+# e.g. TensorFlow's TF2_BEHAVIOR), then a snapshot, then every jaxdiff module.
+IMPORT_EVERYTHING = r"""
+import ast, importlib, json, os, sys
+
+paths = json.loads(sys.argv[1])  # module -> file: found without importing jaxdiff before the snapshot
+modules = list(paths)
+third_party = set()
+for module in modules:
+    tree = ast.parse(open(paths[module]).read())
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+        third_party.update(n for n in names if n.split(".")[0] != "jaxdiff")
+for name in sorted(third_party):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+
+import jax
+execs = []  # from here on, any exec is jaxdiff's: record it instead of letting it replace the process
+for name in [n for n in dir(os) if n.startswith("exec")]:
+    setattr(os, name, lambda *a, _name=name, **k: execs.append(_name))
+environ, pid, devices_option = dict(os.environ), os.getpid(), jax.config.jax_num_cpu_devices
+imported, skipped = [], {}
+for module in modules:
+    try:
+        importlib.import_module(module)
+        imported.append(module)
+    except ImportError as error:  # an optional extra that is not installed (e.g. torch for the peer)
+        skipped[module] = str(error)
+changed = sorted(k for k in set(environ) | set(os.environ) if environ.get(k) != os.environ.get(k))
+print(json.dumps(dict(changed=changed, same_pid=os.getpid() == pid, execs=execs, imported=imported,
+                      skipped=skipped, devices_option=[devices_option, jax.config.jax_num_cpu_devices])))
+"""
+
+
+@pytest.mark.slow
+def test_importing_every_module_changes_no_environment_and_never_execs():
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GLIBC_TUNABLES")}
+    env["PYTHONPATH"] = REPO  # this checkout's jaxdiff, whatever the current directory
+    paths = {module: os.path.join(REPO, *module.split(".")) + ".py" for module in ["jaxdiff", *MODULES]}
+    paths["jaxdiff"] = os.path.join(REPO, "jaxdiff", "__init__.py")
+    result = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING, json.dumps(paths)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["changed"] == [] and outcome["same_pid"] and outcome["execs"] == []
+    assert outcome["devices_option"] == [-1, -1]  # nor JAX's own CPU device option
+    assert {"jaxdiff", "jaxdiff.train", "jaxdiff.startup", "jaxdiff.schema"} <= set(outcome["imported"]), outcome["skipped"]
+
+
+def test_cpu_devices_one_per_core_unless_the_user_chose():
+    assert cpu_device_count({}, cores=2) == 2
+    assert cpu_device_count({}, cores=6) == 4 and cpu_device_count({}, cores=64) == 8
+    assert cpu_device_count({}, cores=1) is None
+    assert cpu_device_count({"JAXDIFF_CPU_DEVICES": "1"}, cores=8) is None  # turned off
+    assert cpu_device_count({"JAXDIFF_CPU_DEVICES": "3"}, cores=2) == 3
+    assert cpu_device_count({"JAX_NUM_CPU_DEVICES": "5"}, cores=8) is None  # JAX's own setting stands
+    assert cpu_device_count({"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}, cores=2) is None
+
+
+@pytest.mark.slow
+def test_prepare_process_splits_the_cpu_through_jax_option():
+    code = ("import os; from jaxdiff.startup import prepare_process; prepare_process(); import jax; "
+            "print(jax.device_count(), jax.config.jax_num_cpu_devices, 'XLA_FLAGS' in os.environ)")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", JAXDIFF_CPU_DEVICES="3", PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["3", "3", "False"]
+
+
+def test_every_command_prepares_the_process_before_its_imports():
+    """A module with a `__main__` block starts with the guard that calls prepare_process (see jaxdiff.startup)."""
+    for module in MODULES:
+        path = os.path.join(REPO, *module.split(".")) + ".py"
+        body = ast.parse(open(path).read()).body
+        if not any(_is_main_guard(node) for node in body) or module == "jaxdiff.startup":
+            continue
+        statements = [node for node in body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+        first = statements[0]
+        assert _is_main_guard(first) and "prepare_process()" in ast.unparse(first), (
+            f"{module}: its first statement must be the `if __name__ == '__main__'` guard calling prepare_process()")
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    """Whether the statement is `if __name__ == "__main__":`."""
+    return isinstance(node, ast.If) and ast.unparse(node.test).replace("'", '"') == '__name__ == "__main__"'
+
+
+def test_every_module_imports():
+    """The fast tier loads every module at least once, even those only the slow tier runs (e.g. the benchmark)."""
+    import importlib.util
+
+    for module in MODULES:
+        if module == "jaxdiff.benchmark_peer" and not all(map(importlib.util.find_spec, ("torch", "diffusers"))):
+            continue  # the `bench` extra is not installed
+        importlib.import_module(module)
