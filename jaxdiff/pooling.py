@@ -89,16 +89,27 @@ def variance_components(values: Sequence[float], train_seeds: Sequence[int], emb
 
     frame = pd.DataFrame({"y": np.asarray(values, float), "train": np.asarray(train_seeds),
                           "embed": np.asarray(embed_seeds), "all": 1})
-    if frame["train"].nunique() < 2 or frame["embed"].nunique() < 2:
+    cells, t_count, e_count = len(frame.groupby(["train", "embed"])), frame["train"].nunique(), frame["embed"].nunique()
+    if t_count < 2 or e_count < 2 or cells <= t_count + e_count - 1:
+        # The additive two-seed model has t + e - 1 parameters: with no more members than that (a
+        # part-way sweep's diagonal, say) the seeds are confounded and the split is not identified.
         return {"train_seed": None, "embed_seed": None, "residual": None,
-                "note": "needs at least two training seeds and two projection seeds"}
+                "note": f"not identified: {cells} members for {t_count} training and {e_count} projection seeds"}
     model = smf.mixedlm("y ~ 1", frame, groups="all",
                         vc_formula={"train": "0 + C(train)", "embed": "0 + C(embed)"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # boundary (zero-variance) fits warn; the estimate is still the REML one
         # The REML surface of so few groups has local optima (L-BFGS stopped at half the training-seed
         # variance on a test grid): fit from several optimisers and keep the highest likelihood.
-        fit = max((model.fit(reml=True, method=method) for method in ("powell", "nm", "lbfgs")), key=lambda f: f.llf)
+        fits = []
+        for method in ("powell", "nm", "lbfgs"):
+            try:
+                fits.append(model.fit(reml=True, method=method))
+            except np.linalg.LinAlgError:  # a singular Hessian at that optimiser's end point
+                continue
+    if not fits:
+        return {"train_seed": None, "embed_seed": None, "residual": None, "note": "the REML fit failed"}
+    fit = max(fits, key=lambda f: f.llf)
     names = list(model.exog_vc.names)
     vc = dict(zip(names, map(float, fit.vcomp)))
     out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "residual": float(fit.scale)}

@@ -57,7 +57,8 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
                                     pooling.binomial_variance([e["women"] for e in entries], [e["n"] for e in entries])))
     slope = pooling.random_effects([s["slope"] for s in slopes], [s["se"] ** 2 for s in slopes])
     leakage = {"contrast": pooled["estimate"], "ci95": pooled["ci95"], "p_value": pooled["p_value"],
-               "tau": pooled["tau"], "members": contrasts, "tost_p_value": test["tost_p_value"], "margin": margin,
+               "tau": pooled["tau"], "members": contrasts, "member_se": [float(v) for v in np.sqrt(contrast_var)],
+               "tost_p_value": test["tost_p_value"], "margin": margin,
                "verdict": test["verdict"], "sentence": pooling.verdict_sentence(test["verdict"], margin),
                "slope": {"per_unit_she_he_score": slope["estimate"], "ci95": slope["ci95"], "p_value": slope["p_value"],
                          "words": list(SEED_EVAL_WORDS)}}
@@ -186,6 +187,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         share = w["variance_components"].get("share") or {}
         lines.append(f"| {word} | {_pct(w['share_woman'])} | {_ci(w['ci95'])} | {w['tau'] or 0:.3f} | "
                      f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} |")
+    notes = {w["variance_components"].get("note") for w in words.values()} - {None}
+    lines += [f"\nSplit of tau^2: {note}." for note in sorted(notes)]
     s = lk["slope"]
     lines += ["", "## Leakage test", "",
               f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "
@@ -231,7 +234,8 @@ def plot_forest(summary: dict[str, Any], path: str) -> None:
     values = lk["members"] + [lk["contrast"]]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
     y = np.arange(len(names))[::-1]
-    ax.plot(np.asarray(values[:-1]) * 100, y[:-1], "o", color="tab:blue")
+    ax.errorbar(np.asarray(values[:-1]) * 100, y[:-1], xerr=196 * np.asarray(lk["member_se"]), fmt="o",
+                color="tab:blue")  # each member's binomial 95% interval
     ax.errorbar([100 * lk["contrast"]], [y[-1]], xerr=[[100 * (lk["contrast"] - lk["ci95"][0])],
                                                       [100 * (lk["ci95"][1] - lk["contrast"])]], fmt="D", color="k")
     for edge in (-lk["margin"], lk["margin"]):

@@ -68,6 +68,12 @@ def test_variance_components_need_both_seeds_to_vary():
     assert pooling.variance_components([0.4, 0.5], [0, 1], [0, 0])["train_seed"] is None
 
 
+def test_variance_components_of_a_confounded_diagonal_are_not_identified():
+    # Members (0, 0), (1, 1), (2, 2): each training seed has one projection seed.
+    result = pooling.variance_components([0.4, 0.5, 0.6], [0, 1, 2], [0, 1, 2])
+    assert result["train_seed"] is None and "not identified" in result["note"]
+
+
 def test_pooled_spearman_of_a_perfect_monotone_relation_is_near_one():
     scores = [np.linspace(-1, 1, 50)] * 3
     result = pooling.pooled_spearman(scores, [s ** 3 for s in scores])
