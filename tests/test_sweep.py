@@ -54,6 +54,10 @@ def test_members_are_ordinary_runs(finished_sweep):
     member = os.path.join(sweep_dir, "seed1-embed0")
     run = workdirs.TrainedRun.load(member)
     assert run.config.seed == 1 and run.config.embed.seed == 0 and run.step == 6
+    # Each member samples its own noise: the two members' evaluation seeds differ, and their reports used them.
+    seeds = [json.load(open(os.path.join(sweep_dir, name, evaluate.REPORT_JSON)))["config"]["seed"]
+             for name in ("seed0-embed0", "seed1-embed0")]
+    assert seeds[0] != seeds[1] and seeds[1] == run.config.evaluate.seed
     assert os.path.exists(os.path.join(member, evaluate.REPORT_JSON))
     assert json.load(open(os.path.join(member, probes.PROBES_JSON)))["step"] == 6
     assert workdirs.TrainedRun.load(member, at_step=3).step == 3  # the kept checkpoint along training
