@@ -30,9 +30,11 @@ def intervention_alphas(table: embed.EmbeddingTable, count: int) -> np.ndarray:
     return np.linspace(-reach, reach, count)
 
 
-def intervened_vector(table: embed.EmbeddingTable, word: str, alpha: float) -> np.ndarray:
+def intervened_vector(table: embed.EmbeddingTable, word: str, alpha: float,
+                      she_he_raw: np.ndarray | None = None) -> np.ndarray:
     """The word's raw vector moved by `alpha` along the unit she-he direction (not renormalised)."""
-    return table.raw_vector(word) + alpha * embed.GenderDirections.of(table).she_he_raw
+    direction = embed.GenderDirections.of(table).she_he_raw if she_he_raw is None else she_he_raw
+    return table.raw_vector(word) + alpha * direction
 
 
 def final_conditions(table: embed.EmbeddingTable, sweep: Any) -> list[dict[str, Any]]:
@@ -41,7 +43,7 @@ def final_conditions(table: embed.EmbeddingTable, sweep: Any) -> list[dict[str, 
     out = []
     for word in SEED_EVAL_WORDS:
         for alpha in intervention_alphas(table, sweep.intervention_alphas):
-            raw = intervened_vector(table, word, float(alpha))
+            raw = intervened_vector(table, word, float(alpha), directions.she_he_raw)
             out.append({"kind": "intervention", "word": word, "alpha": float(alpha), "raw": raw,
                         "n": sweep.samples_per_alpha})
     for word in evaluate.pick_unseen_words(table, directions, sweep.num_unseen_words):
