@@ -33,7 +33,8 @@ from PIL import Image
 
 from jaxdiff import files, schema
 from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import ArgumentParser, UserError, run
+from jaxdiff.cli import ArgumentParser, run
+from jaxdiff.errors import UserError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1"
 DATASET_NAME = "sd21"  # the shard file prefix, and so the TFDS dataset name

@@ -28,7 +28,9 @@ import numpy as np
 from absl import flags as absl_flags
 
 from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling, train, vectors
-from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
+from jaxdiff.cli import hide_accelerators_from_tensorflow, run
+from jaxdiff.errors import UserError
+from jaxdiff.state import create_train_state
 
 # Dense bf16 peaks (FLOP/s) by device kind, from the vendors' data sheets. float32 runs get no
 # MFU unless --peak is given: what "peak" means for float32 (TF32? vector units?) is ambiguous.
@@ -58,7 +60,7 @@ class JaxdiffTrainer:
         self.model = models.create_model(config)
         schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
         repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-        self.state = jax.jit(functools.partial(train.create_train_state, config, self.model),
+        self.state = jax.jit(functools.partial(create_train_state, config, self.model),
                              out_shardings=repl)(jax.random.key(seed))
         self.step_fn = train.jit_train_step(config, self.model, schedule, mesh)
         rng = np.random.default_rng(seed)
@@ -136,7 +138,7 @@ def benchmark_sampling(config, mesh, peer: str | None, batch_size: int, log) -> 
     model = models.create_model(config)
     schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     size = config.data.image_size
-    params = jax.jit(lambda k: train.create_train_state(config, model, k).params,
+    params = jax.jit(lambda k: create_train_state(config, model, k).params,
                      out_shardings=parallel.replicated(mesh))(jax.random.key(0))
     image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction, (size, size, 3), mesh)
     cond = np.random.default_rng(0).normal(0, 1 / np.sqrt(config.embed.dim), (batch_size, config.embed.dim))

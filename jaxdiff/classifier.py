@@ -21,7 +21,7 @@ import optax
 
 from jaxdiff import files, input_pipeline
 from jaxdiff.classes import GENDER_WORDS, PROFESSION_WORDS
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 PARAMS_FILE = "classifier.msgpack"
 METRICS_FILE = "classifier.json"

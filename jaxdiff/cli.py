@@ -1,6 +1,6 @@
 """Command-line plumbing shared by every `python -m jaxdiff.*` entry point.
 
-Bad input is a `UserError`: printed as one line that says what is wrong and how to fix it, exit
+Bad input is a `UserError` (jaxdiff/errors.py): printed as one line that says what is wrong and how to fix it, exit
 status 2, and (because every writer goes through `jaxdiff.files`) nothing half-written on disk.
 """
 
@@ -9,11 +9,7 @@ import os
 import sys
 from typing import Callable, NoReturn, Sequence
 
-EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """Bad input (unknown word, missing dataset, wrong config key, corrupt shard): exit 2."""
+from jaxdiff.errors import EXIT_USAGE, UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -23,13 +19,6 @@ class ArgumentParser(argparse.ArgumentParser):
         # argparse's own message already names the valid choices ("invalid choice: 'x' (choose
         # from ...)"); the full usage above it buried that line, so point at --help instead.
         raise UserError(f"{message}; see {self.prog} --help")
-
-
-def short_reason(error: BaseException, limit: int = 160) -> str:
-    """'Type: first line of the message', cut to `limit` characters, for one-line errors."""
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def quiet_tensorflow() -> None:

@@ -15,7 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from jaxdiff import files
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 CONFIG_IN_WORKDIR = "config.json"
 

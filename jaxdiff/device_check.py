@@ -43,7 +43,9 @@ import numpy as np
 
 from jaxdiff import diffusion, embed, files, models, parallel, portraits, sampling, train, vectors
 from jaxdiff.classes import CLASSES
+from jaxdiff.checkpoints import Checkpoints, state_dict
 from jaxdiff.cli import ArgumentParser, run
+from jaxdiff.state import create_train_state
 
 TOY_CONFIG = "configs/toy.py"
 
@@ -75,7 +77,7 @@ def _state_and_step(config: ml_collections.ConfigDict, devices: Sequence[jax.Dev
     model = models.create_model(config)
     schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     mesh = parallel.make_mesh(devices)
-    state = jax.jit(functools.partial(train.create_train_state, config, model),
+    state = jax.jit(functools.partial(create_train_state, config, model),
                     out_shardings=parallel.replicated(mesh))(jax.random.key(config.seed))
     return mesh, state, train.jit_train_step(config, model, schedule, mesh, donate=False)
 
@@ -159,12 +161,12 @@ def short_training(config: ml_collections.ConfigDict, steps: int, per_class: int
     mesh = parallel.make_mesh()
     repl, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     init_key, base_key = jax.random.split(jax.random.key(config.seed))
-    state = jax.jit(functools.partial(train.create_train_state, config, model), out_shardings=repl)(init_key)
+    state = jax.jit(functools.partial(create_train_state, config, model), out_shardings=repl)(init_key)
     step_fn = train.jit_train_step(config, model, schedule, mesh)
     order = np.random.default_rng(config.seed)
     batch_size = config.train.batch_size
     workdir = tempfile.mkdtemp(prefix="jaxdiff-device-check-")  # checkpoints stay off DIR
-    checkpoints = train.Checkpoints(workdir, config.train)
+    checkpoints = Checkpoints(workdir, config.train)
     losses, window_times, restored_equal = [], [], None
     log_every = 100
     start = time.perf_counter()
@@ -186,9 +188,9 @@ def short_training(config: ml_collections.ConfigDict, steps: int, per_class: int
         if step == min(steps // 2, 200):
             checkpoints.save(state, step * batch_size)
             checkpoints.wait()
-            before = parallel.fetch(train._state_dict(state))
+            before = parallel.fetch(state_dict(state))
             state, _ = checkpoints.restore(state, repl)
-            after = parallel.fetch(train._state_dict(state))
+            after = parallel.fetch(state_dict(state))
             restored_equal = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
             log(f"checkpoint at step {step} restored; identical: {restored_equal}")
             window, window_step = time.perf_counter(), step
@@ -216,7 +218,7 @@ def step_memory_bytes(config: ml_collections.ConfigDict, batch_size: int) -> int
     schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     mesh = parallel.make_mesh()
     repl, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    state = jax.eval_shape(functools.partial(train.create_train_state, config, model), jax.random.key(0))
+    state = jax.eval_shape(functools.partial(create_train_state, config, model), jax.random.key(0))
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), state)
     size = config.data.image_size
     batch = {"image": jax.ShapeDtypeStruct((batch_size, size, size, 3), np.float32, sharding=sharded),

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")

@@ -27,7 +27,8 @@ import numpy as np
 
 from jaxdiff import files, vectors
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import ArgumentParser, UserError, run
+from jaxdiff.cli import ArgumentParser, run
+from jaxdiff.errors import UserError
 
 TABLE_KEYS = ("words", "raw", "projected", "seed", "source")
 

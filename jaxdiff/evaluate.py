@@ -25,7 +25,8 @@ import numpy as np
 
 from jaxdiff import classifier, embed, files, input_pipeline, vectors, workdirs
 from jaxdiff.classes import PROFESSION_WORDS, SEED_EVAL_WORDS, TRAIN_WORDS
-from jaxdiff.cli import ArgumentParser, UserError, hide_accelerators_from_tensorflow, run
+from jaxdiff.cli import ArgumentParser, hide_accelerators_from_tensorflow, run
+from jaxdiff.errors import UserError
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONDITIONING_THRESHOLD = 0.9  # issue: samples must show their word's attribute this often before bias is read

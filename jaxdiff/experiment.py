@@ -19,7 +19,7 @@ from typing import Sequence
 import ml_collections
 from absl import flags as absl_flags
 
-from jaxdiff import configuration, evaluate, files, input_pipeline, parallel, train, workdirs
+from jaxdiff import checkpoints, configuration, evaluate, files, input_pipeline, parallel, train
 from jaxdiff.cli import run
 
 STAGES = ("dataset", "training", "classifier + evaluation")
@@ -33,7 +33,7 @@ def current_report(workdir: str) -> dict | None:
     if not os.path.exists(path):
         return None
     report = files.read_json(path, "delete it and rerun: the evaluation runs again and rewrites it")
-    steps = workdirs.checkpoint_steps(workdir)
+    steps = checkpoints.checkpoint_steps(workdir)
     return report if steps and report.get("config", {}).get("step") == steps[-1] else None
 
 
@@ -48,7 +48,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
     timings["dataset_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    steps = workdirs.checkpoint_steps(workdir)
+    steps = checkpoints.checkpoint_steps(workdir)
     if steps and steps[-1] >= config.train.num_steps:
         log(f"[2/3] {STAGES[1]}: done (step {steps[-1]} in {workdir})")
     else:

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from jaxdiff.cli import UserError, short_reason
+from jaxdiff.errors import UserError, short_reason
 
 
 def _temporary_sibling(path: str) -> str:

@@ -24,7 +24,8 @@ import numpy as np
 
 from jaxdiff import portraits, schema
 from jaxdiff.classes import GENDER_WORDS, PROFESSION_WORDS
-from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run
+from jaxdiff.cli import hide_accelerators_from_tensorflow, run
+from jaxdiff.errors import UserError
 from jaxdiff.embed import EmbeddingTable
 
 import tensorflow as tf  # noqa: E402  (command lines quiet its logs first: jaxdiff.startup)

@@ -271,7 +271,7 @@ def create_model(config: ml_collections.ConfigDict) -> UNet:
     """The UNet a config describes (model.* and cond.time_embed_dim)."""
     m = config.model
     if config.data.image_size % (m.patch_size * 2 ** (len(m.channel_mults) - 1)):
-        from jaxdiff.cli import UserError
+        from jaxdiff.errors import UserError
 
         raise UserError(f"data.image_size {config.data.image_size} must be divisible by patch_size x 2^(levels-1) "
                         f"= {m.patch_size * 2 ** (len(m.channel_mults) - 1)}")

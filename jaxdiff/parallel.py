@@ -7,7 +7,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 DATA_AXIS = "data"
 

@@ -23,7 +23,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from jaxdiff import files
 from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import ArgumentParser, UserError, run
+from jaxdiff.cli import ArgumentParser, run
+from jaxdiff.errors import UserError
 
 # Colours (RGB). Skin tones span light to medium-light: the prompts ask for Caucasian/European.
 _SKIN_LIGHT, _SKIN_DARK = np.array([246, 214, 190]), np.array([200, 150, 112])

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxdiff import classifier, embed, evaluate, files, workdirs
+from jaxdiff import checkpoints, classifier, embed, evaluate, files, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 
 PROBES_JSON = "probes.json"
@@ -77,7 +77,7 @@ def _count_women(run: workdirs.TrainedRun, conditions: list[dict[str, Any]], clf
 
 def kept_steps(workdir: str, keep_period: int) -> list[int]:
     """The checkpoints kept along training (multiples of keep_period), latest included."""
-    steps = workdirs.checkpoint_steps(workdir)
+    steps = checkpoints.checkpoint_steps(workdir)
     return [s for s in steps if (keep_period and s % keep_period == 0) or s == steps[-1]]
 
 

@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from jaxdiff import files, sampling, workdirs
-from jaxdiff.cli import ArgumentParser, UserError, run
+from jaxdiff.cli import ArgumentParser, run
+from jaxdiff.errors import UserError
 
 
 def conditions(trained: workdirs.TrainedRun, words: Sequence[str], means: Sequence[Sequence[str]], null: bool,

@@ -15,7 +15,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxdiff import diffusion, parallel
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 SPACINGS = ("quadratic", "uniform", "logsnr")

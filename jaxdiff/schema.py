@@ -18,7 +18,7 @@ import tensorflow as tf  # its start-up logs are quieted by the command lines (j
 import tensorflow_datasets as tfds
 
 from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 SPLITS = ("train", "validation")
 SOURCES = ("portraits", "sd21")

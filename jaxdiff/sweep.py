@@ -26,9 +26,10 @@ import ml_collections
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff import (classifier, configuration, evaluate, experiment, files, input_pipeline, parallel, probes,
-                     sweep_summary, train, workdirs)
-from jaxdiff.cli import UserError, run
+from jaxdiff import (checkpoints, classifier, configuration, evaluate, experiment, files, input_pipeline, parallel, probes,
+                     sweep_summary, train)
+from jaxdiff.cli import run
+from jaxdiff.errors import UserError
 
 MEMBER_JSON = "member.json"
 
@@ -114,7 +115,7 @@ def _share_classifier(sweep_dir: str, workdir: str) -> None:
 def probes_current(workdir: str, evaluation_seed_: int | None = None) -> bool:
     """Whether probes.json exists and was made from the member's latest checkpoint (with that sampling seed)."""
     path = os.path.join(workdir, probes.PROBES_JSON)
-    steps = workdirs.checkpoint_steps(workdir)
+    steps = checkpoints.checkpoint_steps(workdir)
     if not (steps and os.path.exists(path)):
         return False
     made = files.read_json(path)
@@ -129,7 +130,7 @@ def report_current(workdir: str, evaluation_seed_: int) -> bool:
 
 def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
     """Trained to num_steps, evaluated and probed from that last checkpoint with the member's sampling seed."""
-    steps = workdirs.checkpoint_steps(member.workdir)
+    steps = checkpoints.checkpoint_steps(member.workdir)
     seed = evaluation_seed(config.evaluate.seed, member)
     return (bool(steps) and steps[-1] >= config.train.num_steps and report_current(member.workdir, seed)
             and probes_current(member.workdir, seed))
@@ -149,7 +150,7 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
     c = member_config(config, member)
     timings = {}
     start = time.perf_counter()
-    steps = workdirs.checkpoint_steps(member.workdir)
+    steps = checkpoints.checkpoint_steps(member.workdir)
     if not steps or steps[-1] < c.train.num_steps:
         log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
         train.train_and_evaluate(c, member.workdir)

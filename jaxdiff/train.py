@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import os
 import signal
-import sys
 import time
 from typing import Any, Iterator, Sequence
 
@@ -30,21 +29,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from absl import flags as absl_flags
-from flax.training import train_state
 
-from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling, vectors
+from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling
+from jaxdiff.checkpoints import Checkpoints
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import UserError, hide_accelerators_from_tensorflow, run, short_reason
+from jaxdiff.cli import hide_accelerators_from_tensorflow, run
+from jaxdiff.errors import UserError
 from jaxdiff.logs import MetricWriter
-from jaxdiff.workdirs import CHECKPOINT_DIR, checkpoint_steps, training_lock
+from jaxdiff.state import TrainState, create_train_state, ema_decay, ema_update, learning_rate_schedule
+from jaxdiff.workdirs import TABLE_IN_WORKDIR, check_workdir, training_lock
 
-TABLE_IN_WORKDIR = "embeddings.npz"
-DAMAGED_SUFFIX = ".damaged"  # a checkpoint that does not restore is renamed <step>.damaged, never deleted
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a killed process reports; schedulers restart on it
-# Sections that define the model a checkpoint holds: a resumed run must not change them.
-ARCHITECTURE_SECTIONS = ("data.image_size", "data.cond_kinds", "embed", "cond", "diffusion", "model")
 
 
 class TrainingDiverged(Exception):
@@ -53,59 +49,6 @@ class TrainingDiverged(Exception):
 
 class Preempted(Exception):
     """SIGTERM arrived; a checkpoint was saved."""
-
-
-class TrainState(train_state.TrainState):
-    """Flax's TrainState plus an exponential moving average of the parameters."""
-
-    ema_params: Any = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Optimiser, EMA, state.
-
-
-def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warm-up to the peak (step i gets peak * (i + 1) / warmup, so no step is wasted at
-    a zero rate), then constant or cosine decay to 0 at num_steps."""
-    warmup_steps = max(1, train.warmup_steps)
-    warmup = optax.linear_schedule(train.learning_rate / warmup_steps, train.learning_rate, warmup_steps - 1)
-    if train.lr_schedule == "constant":
-        after = optax.constant_schedule(train.learning_rate)
-    elif train.lr_schedule == "cosine":
-        after = optax.cosine_decay_schedule(train.learning_rate, max(1, train.num_steps - train.warmup_steps))
-    else:
-        raise UserError(f"unknown train.lr_schedule {train.lr_schedule!r}; choose 'constant' or 'cosine'")
-    return optax.join_schedules([warmup, after], [warmup_steps])
-
-
-def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW on the warm-up schedule."""
-    return optax.chain(
-        optax.clip_by_global_norm(train.grad_clip),
-        optax.adamw(learning_rate_schedule(train), b1=0.9, b2=train.adam_b2, weight_decay=train.weight_decay),
-    )
-
-
-def ema_decay(step: jax.Array, max_decay: float) -> jax.Array:
-    """EMA decay with warm-up, min(max_decay, (1 + step) / (10 + step)): early averages forget fast."""
-    step = jnp.asarray(step, jnp.float32)
-    return jnp.minimum(max_decay, (1.0 + step) / (10.0 + step))
-
-
-def ema_update(ema_params: Any, params: Any, decay: jax.Array) -> Any:
-    """ema <- decay * ema + (1 - decay) * params."""
-    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
-
-
-def create_train_state(config: ml_collections.ConfigDict, model: models.UNet, key: jax.Array) -> TrainState:
-    """Fresh parameters (EMA = a copy of them) and optimiser state."""
-    size = config.data.image_size
-    variables = model.init(key, jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32),
-                           jnp.zeros((1, config.embed.dim)), train=False)
-    params = variables["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train),
-                             ema_params=jax.tree.map(jnp.copy, params))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,171 +138,6 @@ def validation_mse(params: Any, batch: dict[str, jax.Array], *, model: models.UN
 
     grid = jnp.asarray(validation_timesteps(schedule.num_timesteps, config.train.val_timesteps))
     return jax.lax.map(at, (jnp.arange(grid.shape[0]), grid))
-
-
-# ---------------------------------------------------------------------------------------------
-# Workdir, checkpoints.
-
-
-def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> tuple[embed.EmbeddingTable, bool]:
-    """Checks a resumed run's config and returns its embedding table (built now if it is new, then
-    True); writes nothing, so a failure here (damaged file, word vectors not at hand) leaves no trace."""
-    if os.path.exists(os.path.join(workdir, configuration.CONFIG_IN_WORKDIR)):
-        check_same_architecture(configuration.load(workdir), config, workdir)
-    table_path = os.path.join(workdir, TABLE_IN_WORKDIR)
-    if os.path.exists(table_path):
-        return embed.EmbeddingTable.load(table_path), False
-    source = vectors.load_source(config.embed.source, config.embed.vectors_path or None)
-    return embed.build_table(source, config.embed.dim, config.embed.seed), True
-
-
-def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
-    node = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
-
-
-def _normalise(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_normalise(v) for v in value]
-    return value
-
-
-def check_same_architecture(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, workdir: str) -> None:
-    """A workdir's checkpoints only fit the model they were trained with; refuse a different one."""
-    for section in ARCHITECTURE_SECTIONS:
-        before, now = _normalise(_lookup(saved, section)), _normalise(_lookup(current, section))
-        if before != now:
-            if isinstance(before, dict):
-                key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
-                section, before, now = f"{section}.{key}", before.get(key), now.get(key)
-            raise UserError(f"{workdir!r} holds a run with {section}={before!r}, not {now!r}; "
-                            f"resume with the same settings or pick another --workdir")
-
-
-class Checkpoints:
-    """Orbax CheckpointManager over WORKDIR/checkpoints/<step>: state and data position together."""
-
-    def __init__(self, workdir: str, train: ml_collections.ConfigDict):
-        self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-        # keep_period also keeps every checkpoint whose step it divides (the sweep's over-training points).
-        # Only the training process, holding the workdir's lock, opens this manager, so a
-        # <step>.orbax-checkpoint-tmp* directory here is a dead process's unfinished save: removed.
-        options = ocp.CheckpointManagerOptions(max_to_keep=train.keep_checkpoints, keep_period=train.keep_period or None,
-                                               create=True, cleanup_tmp_directories=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
-
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
-
-    def save(self, state: TrainState, examples_seen: int) -> None:
-        """Saves (asynchronously) at the state's step."""
-        step = int(parallel.fetch(state.step))
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_state_dict(state)),
-            data=ocp.args.JsonSave({"examples_seen": int(examples_seen), "step": step,
-                                    "process_count": jax.process_count()})), force=True)
-
-    def restore(self, template: TrainState, sharding: jax.sharding.Sharding,
-                step: int | None = None) -> tuple[TrainState, dict]:
-        """The state at `step` (default: latest), placed with `sharding`, and its data position."""
-        step = self.latest_step() if step is None else step
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract_state(template, sharding)), data=ocp.args.JsonRestore()))
-        s = restored["state"]
-        state = template.replace(step=s["step"], params=s["params"], ema_params=s["ema_params"],
-                                 opt_state=s["opt_state"])
-        return state, dict(restored["data"])
-
-    def restore_newest(self, template: TrainState, sharding: jax.sharding.Sharding,
-                       log=print) -> tuple[TrainState, dict] | None:
-        """The newest checkpoint that restores (state, data position), None if there is none yet.
-
-        A damaged newer one is skipped with a line saying why and renamed <step>.damaged (kept, not
-        deleted): the resumed run saves that step again. None restoring is a UserError.
-        """
-        skipped: list[tuple[int, Exception]] = []
-        for step in sorted(self.manager.all_steps(), reverse=True):
-            try:
-                restored = self.restore(template, sharding, step)
-            except Exception as error:  # orbax and tensorstore raise many types for damaged files
-                skipped.append((step, error))
-                continue
-            for bad, error in skipped:
-                aside = os.path.join(self.directory, f"{bad}{DAMAGED_SUFFIX}")
-                if parallel.is_main_process():
-                    os.replace(os.path.join(self.directory, str(bad)), aside)
-                log(f"warning: skipped checkpoint {bad} in {self.directory}: it does not restore "
-                    f"({short_reason(error)}); resuming from step {step}, the damaged one kept as {aside}")
-            if skipped:
-                self.manager.reload()
-            return restored
-        if skipped:
-            raise no_checkpoint_restores(self.directory, skipped)
-        return None
-
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
-
-    def close(self) -> None:
-        self.manager.close()
-
-
-def _state_dict(state: TrainState) -> dict:
-    return {"step": state.step, "params": state.params, "ema_params": state.ema_params, "opt_state": state.opt_state}
-
-
-def _abstract_state(template: TrainState, sharding: jax.sharding.Sharding) -> dict:
-    """The checkpointed tree's shapes and dtypes, to be restored with `sharding`."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), _state_dict(template))
-
-
-def no_checkpoint_restores(directory: str, skipped: list[tuple[int, Exception]]) -> UserError:
-    """The one-line error when every checkpoint of a run is damaged."""
-    reasons = "; ".join(f"{step}: {short_reason(error, 100)}" for step, error in skipped)
-    return UserError(f"no checkpoint in {directory} restores ({reasons}); restore them from a copy, or move them "
-                     f"aside and train again (nothing was changed)")
-
-
-def _warn(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def restore_params(workdir: str, which: str = "ema", step: int | None = None, log=_warn) -> tuple[Any, int]:
-    """Parameters ('ema' or 'raw') of a trained run, on the host: from the given step, else the
-    newest checkpoint that restores (a damaged newer one is skipped with a line saying why)."""
-    config = configuration.load(workdir)
-    steps = checkpoint_steps(workdir)
-    if not steps:
-        raise UserError(f"{workdir!r} has no checkpoint yet; train one with: "
-                        f"python -m jaxdiff.train --config=configs/toy.py --workdir={workdir}")
-    directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-    manager = ocp.CheckpointManager(directory, item_names=("state", "data"),
-                                    options=ocp.CheckpointManagerOptions(create=False))
-    model = models.create_model(config)
-    template = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0)))
-    # Any topology can read it: ask for this process's first device, not the saved sharding.
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract_state(template, local)))
-    key = {"ema": "ema_params", "raw": "params"}[which]
-    skipped: list[tuple[int, Exception]] = []
-    try:
-        for candidate in ([step] if step is not None else steps[::-1]):
-            try:
-                restored = manager.restore(candidate, args=args)
-            except Exception as error:  # orbax and tensorstore raise many types for damaged files
-                skipped.append((candidate, error))
-                continue
-            for bad, error in skipped:
-                log(f"warning: skipped checkpoint {bad} in {directory}: it does not restore ({short_reason(error)}); "
-                    f"using step {candidate}")
-            return restored["state"][key], int(candidate)
-    finally:
-        manager.close()
-    raise no_checkpoint_restores(directory, skipped)
 
 
 # ---------------------------------------------------------------------------------------------

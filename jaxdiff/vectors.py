@@ -23,7 +23,8 @@ import numpy as np
 
 from jaxdiff import files
 from jaxdiff.classes import TRAIN_WORDS
-from jaxdiff.cli import ArgumentParser, UserError, run, short_reason
+from jaxdiff.cli import ArgumentParser, run
+from jaxdiff.errors import UserError, short_reason
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 SUBSET_PATH = os.path.join(DATA_DIR, "word2vec_subset.npz")

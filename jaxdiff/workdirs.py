@@ -11,19 +11,52 @@ from typing import Any, Iterator
 import jax
 import ml_collections
 
-from jaxdiff import configuration, diffusion, embed, models, parallel, sampling, vectors
-from jaxdiff.cli import UserError
+from jaxdiff import checkpoints, configuration, diffusion, embed, models, parallel, sampling, vectors
+from jaxdiff.errors import UserError
 
 RUNS_ROOT = "runs"
-CHECKPOINT_DIR = "checkpoints"  # Orbax step directories: WORKDIR/checkpoints/<step>
+TABLE_IN_WORKDIR = "embeddings.npz"  # the run's projected word vectors (embed.EmbeddingTable)
+# Sections that define the model a checkpoint holds: a resumed run must not change them.
+ARCHITECTURE_SECTIONS = ("data.image_size", "data.cond_kinds", "embed", "cond", "diffusion", "model")
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-    """The steps of a workdir's finished checkpoints, ascending (Orbax's in-progress saves have other names)."""
-    directory = os.path.join(workdir, CHECKPOINT_DIR)
-    if not os.path.isdir(directory):
-        return []
-    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> tuple[embed.EmbeddingTable, bool]:
+    """Checks a resumed run's config and returns its embedding table (built now if it is new, then
+    True); writes nothing, so a failure here (damaged file, word vectors not at hand) leaves no trace."""
+    if os.path.exists(os.path.join(workdir, configuration.CONFIG_IN_WORKDIR)):
+        check_same_architecture(configuration.load(workdir), config, workdir)
+    table_path = os.path.join(workdir, TABLE_IN_WORKDIR)
+    if os.path.exists(table_path):
+        return embed.EmbeddingTable.load(table_path), False
+    source = vectors.load_source(config.embed.source, config.embed.vectors_path or None)
+    return embed.build_table(source, config.embed.dim, config.embed.seed), True
+
+
+def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def check_same_architecture(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir's checkpoints only fit the model they were trained with; refuse a different one."""
+    for section in ARCHITECTURE_SECTIONS:
+        before, now = _normalise(_lookup(saved, section)), _normalise(_lookup(current, section))
+        if before != now:
+            if isinstance(before, dict):
+                key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+                section, before, now = f"{section}.{key}", before.get(key), now.get(key)
+            raise UserError(f"{workdir!r} holds a run with {section}={before!r}, not {now!r}; "
+                            f"resume with the same settings or pick another --workdir")
 
 
 @contextlib.contextmanager
@@ -53,9 +86,9 @@ def latest_trained(root: str = RUNS_ROOT) -> str | None:
     """The workdir under `root` whose newest checkpoint is the most recent, or None."""
     candidates = []
     for workdir in glob.glob(os.path.join(root, "*")):
-        steps = checkpoint_steps(workdir)
+        steps = checkpoints.checkpoint_steps(workdir)
         if steps:
-            newest = os.path.getmtime(os.path.join(workdir, CHECKPOINT_DIR, str(steps[-1])))
+            newest = os.path.getmtime(os.path.join(workdir, checkpoints.CHECKPOINT_DIR, str(steps[-1])))
             candidates.append((newest, workdir))
     return max(candidates)[1] if candidates else None
 
@@ -90,20 +123,16 @@ class TrainedRun:
     @classmethod
     def load(cls, workdir: str, which: str = "ema", at_step: int | None = None) -> "TrainedRun":
         """Opens a run; `which` picks the EMA ('ema') or the raw ('raw') parameters, `at_step` the checkpoint."""
-        from jaxdiff import train  # heavy (orbax, optax); only what loading needs
-
         if which not in ("ema", "raw"):
             raise UserError(f"--params must be 'ema' or 'raw', got {which!r}")
         config = configuration.load(workdir)
-        table = embed.EmbeddingTable.load(os.path.join(workdir, train.TABLE_IN_WORKDIR))
+        table = embed.EmbeddingTable.load(os.path.join(workdir, TABLE_IN_WORKDIR))
         return cls(workdir, config, table, models.create_model(config),
                    diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps), which, at_step)
 
     @functools.cached_property
     def _restored(self) -> tuple[Any, int]:
-        from jaxdiff import train
-
-        return train.restore_params(self.workdir, self.which, self.at_step)
+        return checkpoints.restore_params(self.workdir, self.which, self.at_step)
 
     @property
     def params(self) -> Any:

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import REPO, run_cli
 from jaxdiff import configuration
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 
 def test_overrides_apply_and_unknown_keys_fail():

@@ -5,7 +5,7 @@ import pytest
 
 from helpers import run_cli
 from jaxdiff import embed, vectors
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 
 @pytest.fixture(scope="module")

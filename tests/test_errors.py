@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config
-from jaxdiff import cli, embed, evaluate, experiment, sample, train, workdirs
+from jaxdiff import checkpoints, cli, embed, evaluate, experiment, sample, train, workdirs
 
 
 def call(main, argv, capfd) -> tuple[int, str, str]:
@@ -227,11 +227,11 @@ def _damage_checkpoint(workdir: str, step: int) -> None:
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(run_copy, tiny_run, tiny_dataset, tmp_path, capfd):
     _damage_checkpoint(run_copy, 6)
     damaged = snapshot(os.path.join(run_copy, "checkpoints", "6"))
-    expected, _ = train.restore_params(tiny_run, "raw", step=3)
+    expected, _ = checkpoints.restore_params(tiny_run, "raw", step=3)
 
     # Sampling (and evaluation): restores step 3 exactly, says it skipped 6, moves nothing.
     before = snapshot(run_copy)
-    params, step = train.restore_params(run_copy, "raw")
+    params, step = checkpoints.restore_params(run_copy, "raw")
     _, err = capfd.readouterr()
     assert step == 3
     jax.tree.map(np.testing.assert_array_equal, params, expected)
@@ -252,8 +252,8 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(run_copy, ti
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), expected)
     assert snapshot(os.path.join(run_copy, "checkpoints", "6.damaged")) == damaged
     train.train_and_evaluate(tiny_config(tiny_dataset, train__sample_every=0), run_copy, devices=jax.devices()[:1])
-    assert workdirs.checkpoint_steps(run_copy) == [3, 6]
-    assert train.restore_params(run_copy, "raw")[1] == 6
+    assert checkpoints.checkpoint_steps(run_copy) == [3, 6]
+    assert checkpoints.restore_params(run_copy, "raw")[1] == 6
 
 
 def test_no_checkpoint_that_restores_is_one_line(run_copy, tiny_dataset, capfd):
@@ -295,4 +295,4 @@ def test_a_second_trainer_refuses_at_once_and_a_dead_ones_leftovers_do_not_block
     code, out, err = call(train.main, train_args(run_copy, tiny_dataset), capfd)
     assert code == 0, err
     assert "resumed from step 6" in out and "nothing to do" in out
-    assert not os.path.exists(leftover) and workdirs.checkpoint_steps(run_copy) == [3, 6]
+    assert not os.path.exists(leftover) and checkpoints.checkpoint_steps(run_copy) == [3, 6]

@@ -6,7 +6,7 @@ import pytest
 from helpers import tiny_config
 from jaxdiff import embed, input_pipeline, vectors
 from jaxdiff.classes import CLASSES, CLASS_NAMES
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO, tiny_config
-from jaxdiff import input_pipeline, parallel, train
+from jaxdiff import checkpoints, input_pipeline, parallel, train
 from multihost_worker import MULTIHOST_OVERRIDES
 
 pytestmark = pytest.mark.slow  # several processes on jax.distributed
@@ -73,7 +73,7 @@ def test_equals_one_process_with_four_devices_and_restores_in_one(two_process_ru
     config = tiny_config(tiny_dataset, **MULTIHOST_OVERRIDES)
     state, _ = train.train_and_evaluate(config, str(tmp_path / "one"), devices=jax.devices()[:4])
     for which, reference in (("raw", state.params), ("ema", state.ema_params)):
-        restored, step = train.restore_params(workdir, which)  # the checkpoint two processes wrote, read by one
+        restored, step = checkpoints.restore_params(workdir, which)  # the checkpoint two processes wrote, read by one
         assert step == 4
         for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(parallel.fetch(reference))):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -77,7 +77,7 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_val_fraction_must_leave_both_splits(fraction):
-    from jaxdiff.cli import UserError
+    from jaxdiff.errors import UserError
 
     with pytest.raises(UserError, match="val-fraction"):
         portraits.split_counts(10, fraction)

@@ -77,3 +77,18 @@ def test_every_relative_markdown_link_resolves_inside_the_repository():
             elif anchor and path.endswith(".md") and anchor not in _anchors(texts[os.path.relpath(path, REPO)]):
                 problems.append(f"{relative}: link to {target}: no such heading")
     assert not problems, "\n".join(problems)
+
+
+def test_core_modules_do_not_import_the_command_line_or_training():
+    """One direction only: run directories load without train.py; models, diffusion, sampling and
+    parallel get their errors from jaxdiff.errors, not the command-line module."""
+    import subprocess
+    import sys
+
+    def imported(modules: str, watched: tuple[str, ...]) -> list[str]:
+        code = f"import sys, {modules}; print(sorted(m for m in {watched!r} if m in sys.modules))"
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+        return eval(out.stdout.strip())
+
+    assert imported("jaxdiff.workdirs", ("jaxdiff.train",)) == []
+    assert imported("jaxdiff.models, jaxdiff.diffusion, jaxdiff.sampling, jaxdiff.parallel", ("jaxdiff.cli",)) == []

@@ -61,12 +61,12 @@ def test_default_workdir_is_the_latest_run(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_a_word_never_trained_on_is_sampled_with_its_table_vector(tiny_run, tmp_path):
     """'doctor' is no training word but is in the run's table (every word of the bundled source is)."""
-    from jaxdiff import embed, train
+    from jaxdiff import embed, workdirs
 
     result = run_cli("jaxdiff.sample", "--workdir", tiny_run, "--word", "doctor", "--num", "1", "--steps", "2",
                      "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
-    table = embed.EmbeddingTable.load(os.path.join(tiny_run, train.TABLE_IN_WORKDIR))
+    table = embed.EmbeddingTable.load(os.path.join(tiny_run, workdirs.TABLE_IN_WORKDIR))
     with np.load(os.path.join(str(tmp_path), "doctor.npz")) as data:
         assert data["images"].shape == (1, 16, 16, 3)
         np.testing.assert_array_equal(data["condition"], table.projected_vector("doctor"))

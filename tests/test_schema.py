@@ -7,7 +7,7 @@ import pytest
 
 from jaxdiff import schema
 from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import UserError
+from jaxdiff.errors import UserError
 
 
 def _write(tmp_path, images):

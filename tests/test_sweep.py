@@ -100,7 +100,7 @@ def test_member_of_splits_cover_every_member_once(tiny_dataset, tmp_path, monkey
 
 
 def test_member_index_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
-    from jaxdiff.cli import UserError
+    from jaxdiff.errors import UserError
 
     with pytest.raises(UserError, match="need 0 <= member < of"):
         sweep.run_sweep(tiny_config(tiny_dataset), str(tmp_path), member_index=2, of=2)
@@ -129,3 +129,70 @@ def test_intervention_moves_the_she_he_score_by_the_asked_amounts():
             # Only the gender component moves: the rest of the vector is the word's own.
             rest = moved - float(moved @ g) * g
             assert np.allclose(rest, table.raw_vector(word) - base * g, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit frontier (jaxdiff.frontier): members re-read under other evaluation settings.
+
+
+def test_frontier_pools_each_setting_and_caches_member_counts(finished_sweep, monkeypatch):
+    from jaxdiff import frontier
+
+    config, sweep_dir, _, _ = finished_sweep
+    settings = [frontier.Setting.parse(s) for s in ("ema:dpmpp2m:2:8", "raw:ddim:3:8")]
+    reference = frontier.Setting.parse("ema:ddpm:4:8")
+    result = frontier.study(config, [sweep_dir], settings, reference, log=lambda *a: None)
+    assert [r["setting"] for r in result["rows"]] == ["ema:dpmpp2m:2:8", "raw:ddim:3:8"]
+    for row in result["rows"]:
+        assert row["members"] == 2 and row["num_steps"] == 6
+        for word in SEED_EVAL_WORDS:
+            entry = row["words"][word]
+            assert len(entry["members"]) == 2 and all(s in np.arange(9) / 8 for s in entry["members"])
+            assert entry["abs_deviation"] == pytest.approx(abs(entry["share_woman"] - 0.5))
+            assert "minus_reference" in entry
+        assert row["member_minutes"] is None or row["member_minutes"] > 0
+    for name in ("seed0-embed0", "seed1-embed0"):
+        cached = json.load(open(os.path.join(sweep_dir, name, "frontier", "raw-ddim-3-8.json")))
+        assert cached["step"] == 6 and all(cached["words"][w]["n"] == 8 for w in SEED_EVAL_WORDS)
+    # A second study reads the cached counts: nothing is sampled again, and the table is the same.
+    monkeypatch.setattr(workdirs.TrainedRun, "image_sampler", lambda self: pytest.fail("sampled again"))
+    again = frontier.study(config, [sweep_dir], settings, reference, log=lambda *a: None)
+    assert again["rows"][1]["words"] == result["rows"][1]["words"]
+    text = frontier.render_markdown(again)
+    assert "raw:ddim:3:8" in text and "ema:ddpm:4:8" in text
+
+
+def _counts(women_by_member: list[int], n: int) -> list[dict]:
+    return [{"words": {w: {"women": k, "n": n} for w in SEED_EVAL_WORDS}, "seconds_per_image": 0.01}
+            for k in women_by_member]
+
+
+def test_frontier_fit_and_agreement_on_known_counts():
+    from jaxdiff import frontier
+
+    balanced = frontier.pool_setting(_counts([200, 200, 200], 400), _counts([200, 200, 200], 400))
+    for entry in balanced["words"].values():
+        assert entry["share_woman"] == pytest.approx(0.5) and entry["tau"] == 0.0
+        assert entry["minus_reference"]["estimate"] == pytest.approx(0.0)
+    assert balanced["fits"] and balanced["agrees_with_reference"]
+    # Members at 30%, 50%, 70%: the mean is still 50%, but tau (about 0.16) is far above the 0.05 limit.
+    spread = frontier.pool_setting(_counts([120, 200, 280], 400), None)
+    assert spread["words"]["nurse"]["share_woman"] == pytest.approx(0.5, abs=1e-9)
+    assert spread["max_tau"] == pytest.approx(np.sqrt(np.var([0.3, 0.5, 0.7], ddof=1) - 0.25 / 400), rel=0.05)
+    assert not spread["fits"] and "agrees_with_reference" not in spread
+    # Every member 10 points low, exactly: no tau, but the fit fails on |share - 0.5| and agreement on the shift.
+    shifted = frontier.pool_setting(_counts([160, 160, 160], 400), _counts([200, 200, 200], 400))
+    assert shifted["max_abs_deviation"] == pytest.approx(0.1) and not shifted["fits"]
+    assert shifted["max_abs_minus_reference"] == pytest.approx(0.1) and not shifted["agrees_with_reference"]
+
+
+@pytest.mark.parametrize("text, message", [("best:ddpm:10", "PARAMS is ema or raw"), ("ema:euler:10", "unknown sampler"),
+                                           ("ema:ddpm:ten", "whole numbers"), ("ema:ddpm:0", "at least 1"),
+                                           ("ema:ddpm", "expected PARAMS:SAMPLER:STEPS")])
+def test_frontier_setting_errors_say_the_format(text, message):
+    from jaxdiff import frontier
+    from jaxdiff.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        frontier.Setting.parse(text)
+    assert frontier.Setting.parse("raw:ddpm:1000:100") == frontier.Setting("raw", "ddpm", 1000, 100)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from helpers import REPO, run_cli, tiny_config
-from jaxdiff import diffusion, logs, models, parallel, train
+from jaxdiff import checkpoints, diffusion, logs, models, parallel, train
+from jaxdiff.state import create_train_state, ema_decay, ema_update
 
 
 def _trees_close(a, b, rtol=1e-5, atol=1e-6):
@@ -88,11 +89,11 @@ def test_bfloat16_compute_keeps_float32_parameters(tiny_dataset):
 
 
 def test_ema_update_matches_its_formula():
-    assert float(train.ema_decay(0, 0.999)) == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
-    assert float(train.ema_decay(90, 0.999)) == pytest.approx(0.91)
-    assert float(train.ema_decay(10**6, 0.999)) == pytest.approx(0.999)
+    assert float(ema_decay(0, 0.999)) == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    assert float(ema_decay(90, 0.999)) == pytest.approx(0.91)
+    assert float(ema_decay(10**6, 0.999)) == pytest.approx(0.999)
     ema, params = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([3.0, -2.0])}
-    new = train.ema_update(ema, params, jnp.float32(0.75))
+    new = ema_update(ema, params, jnp.float32(0.75))
     np.testing.assert_allclose(new["w"], 0.75 * np.array([1.0, 2.0]) + 0.25 * np.array([3.0, -2.0]))
 
 
@@ -126,7 +127,7 @@ def _one_step(config, devices, batch, state_init):
 
 def _fresh_state_and_batch(config):
     """Seed-0 initial state and a fixed synthetic batch of 16 examples."""
-    state = train.create_train_state(config, models.create_model(config), jax.random.key(0))
+    state = create_train_state(config, models.create_model(config), jax.random.key(0))
     rng = np.random.default_rng(0)
     batch = {"image": rng.uniform(-1, 1, (16, 16, 16, 3)).astype(np.float32),
              "cond": rng.normal(0, 0.1, (16, 128)).astype(np.float32)}
@@ -181,8 +182,8 @@ def test_resume_equals_uninterrupted_run(tiny_dataset, tmp_path):
     train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=4, **overrides), split, devices=devices)
     train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=8, **overrides), split, devices=devices)
     for which in ("raw", "ema"):
-        a, step_a = train.restore_params(whole, which)
-        b, step_b = train.restore_params(split, which)
+        a, step_a = checkpoints.restore_params(whole, which)
+        b, step_b = checkpoints.restore_params(split, which)
         assert step_a == step_b == 8
         _trees_close(a, b, rtol=1e-6, atol=1e-7)
 
@@ -202,12 +203,12 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path,
     with pytest.raises(train.TrainingDiverged, match=r"at step 5.*last good checkpoint \(step 3\)"):
         train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
-    params, step = train.restore_params(str(tmp_path), "raw")
+    params, step = checkpoints.restore_params(str(tmp_path), "raw")
     assert step == 3 and all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
 def test_resume_refuses_a_different_architecture(tiny_dataset, tmp_path):
-    from jaxdiff.cli import UserError
+    from jaxdiff.errors import UserError
 
     config = tiny_config(tiny_dataset, train__num_steps=1, train__sample_every=0)
     train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
