@@ -34,9 +34,7 @@ def get_config():
     config.train.samples_per_word = 2
     config.train.checkpoint_every = 3
 
-    config.sample.ddpm_steps = 20
-    config.sample.ddim_steps = 5
-    config.sample.dpmpp2m_steps = 5
+    config.sample.steps = 5
     config.sample.batch_size = 64
 
     config.classifier.channels = (8, 16)

@@ -149,7 +149,7 @@ def benchmark_sampling(config, mesh, peer: str | None, batch_size: int, log) -> 
         peer_model = benchmark_peer.PeerUNet(config).eval()
     out = {"batch_size": batch_size}
     for name in sampling.SAMPLERS:
-        steps = sampling.default_steps(config.sample, name)
+        steps = sampling.steps_for(config.sample, name)
         draw = lambda: image_sampler.sample(params, cond, 0, sampler=name, steps=steps,  # noqa: E731
                                             spacing=config.sample.spacing, batch_size=batch_size)
         draw()  # compiles

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 
+from jaxdiff import sampling
+from jaxdiff.errors import UserError
+
 
 class PeerUNet(torch.nn.Module):
     """UNet2DModel on p x p patches, conditioned on a word vector added to the time embedding."""
@@ -113,11 +116,14 @@ def scheduler_for(config: ml_collections.ConfigDict, sampler: str) -> Any:
     kwargs = dict(num_train_timesteps=config.diffusion.num_timesteps,
                   beta_schedule="squaredcos_cap_v2" if config.diffusion.schedule == "cosine" else "linear",
                   prediction_type="v_prediction" if config.diffusion.prediction == "v" else "epsilon")
-    if sampler == "ddpm":
-        return DDPMScheduler(clip_sample=True, **kwargs)
-    if sampler == "ddim":
-        return DDIMScheduler(clip_sample=True, **kwargs)
-    return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **kwargs)
+    schedulers = {"ddpm": lambda: DDPMScheduler(clip_sample=True, **kwargs),
+                  "ddim": lambda: DDIMScheduler(clip_sample=True, **kwargs),
+                  "dpmpp2m": lambda: DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **kwargs)}
+    sampling.check_sampler(sampler)  # an unknown name is an error here too, never a silent stand-in
+    if sampler not in schedulers:
+        raise UserError(f"the PyTorch peer has no diffusers scheduler for sampler {sampler!r}; add one to "
+                        f"jaxdiff/benchmark_peer.py or benchmark without --peer")
+    return schedulers[sampler]()
 
 
 @torch.inference_mode()

@@ -20,6 +20,7 @@ import ml_collections
 from absl import flags as absl_flags
 
 from jaxdiff import checkpoints, configuration, evaluate, files, input_pipeline, parallel, train
+from jaxdiff import report as report_files
 from jaxdiff.cli import run
 
 STAGES = ("dataset", "training", "classifier + evaluation")
@@ -104,7 +105,7 @@ def main(argv: Sequence[str]) -> None:
         raise SystemExit(train.EXIT_PREEMPTED)
     minutes = (time.perf_counter() - start) / 60
     print(f"\nreport: {os.path.join(workdir, evaluate.REPORT_MD)} ({minutes:.1f} min this invocation)")
-    print("\n".join(evaluate.reading(report)))
+    print("\n".join(report_files.reading(report)))
 
 
 if __name__ == "__main__":

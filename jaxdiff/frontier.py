@@ -60,8 +60,7 @@ class Setting:
         usage = f"setting {text!r}: expected PARAMS:SAMPLER:STEPS[:IMAGES], e.g. ema:dpmpp2m:20 or raw:ddpm:1000:100"
         if len(parts) not in (3, 4) or parts[0] not in ("ema", "raw"):
             raise UserError(usage + " (PARAMS is ema or raw)")
-        if parts[1] not in sampling.SAMPLERS:
-            raise UserError(f"setting {text!r}: unknown sampler {parts[1]!r}; choose one of {sampling.SAMPLERS}")
+        sampling.check_sampler(parts[1])
         try:
             numbers = [int(p) for p in parts[2:]]
         except ValueError:
@@ -117,10 +116,9 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
         cond_NK = np.repeat(run_.table.projected_vector(word)[None], n, axis=0)
         start = time.perf_counter()
         # Each word its own block of the member's noise indices (word i: i*n, ..., i*n + n - 1).
-        images = image_sampler.sample(params, cond_NK, int(config.evaluate.seed), sampler=setting.sampler,
-                                      steps=setting.steps, spacing=config.sample.spacing,
-                                      guidance=float(config.evaluate.guidance), clip_x0=bool(config.sample.clip_x0),
-                                      batch_size=int(config.sample.batch_size), first_index=index * n)
+        images = image_sampler.sample_as_configured(params, cond_NK, int(config.evaluate.seed), config.sample,
+                                                    sampler=setting.sampler, steps=setting.steps,
+                                                    guidance=float(config.evaluate.guidance), first_index=index * n)
         seconds.append(time.perf_counter() - start)
         gender_probs, _ = classifier.predict(model, clf_params, images)
         words[word] = {"women": int((gender_probs.argmax(-1) == 1).sum()), "n": n}

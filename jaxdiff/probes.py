@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxdiff import checkpoints, classifier, embed, evaluate, files, workdirs
+from jaxdiff import checkpoints, classifier, embed, evaluate, evaluation_words, files, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 
 PROBES_JSON = "probes.json"
@@ -46,7 +46,7 @@ def final_conditions(table: embed.EmbeddingTable, sweep: Any) -> list[dict[str, 
             raw = intervened_vector(table, word, float(alpha), directions.she_he_raw)
             out.append({"kind": "intervention", "word": word, "alpha": float(alpha), "raw": raw,
                         "n": sweep.samples_per_alpha})
-    for word in evaluate.pick_unseen_words(table, directions, sweep.num_unseen_words):
+    for word in evaluation_words.pick_unseen_words(table, directions, sweep.num_unseen_words):
         out.append({"kind": "unseen", "word": word, "raw": table.raw_vector(word), "n": sweep.samples_per_unseen_word})
     for c in out:
         c["projected"] = table.project(c["raw"])

@@ -53,8 +53,8 @@ def main(argv: Sequence[str]) -> None:
                         help="condition on the mean of two words' vectors (repeatable)")
     parser.add_argument("--null", action="store_true", help="also sample the null (unconditional) condition")
     parser.add_argument("--num", type=int, default=16, help="images per condition")
-    parser.add_argument("--sampler", choices=sampling.SAMPLERS, default=None, help="default: the config's")
-    parser.add_argument("--steps", type=int, default=None, help="default: the sampler's default in the config")
+    parser.add_argument("--sampler", choices=tuple(sampling.SAMPLERS), default=None, help="default: the config's")
+    parser.add_argument("--steps", type=int, default=None, help="default: the config's sample.steps, else the sampler's own")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance; default: the config's")
     parser.add_argument("--eta", type=float, default=None, help="DDIM stochasticity; default: the config's")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
@@ -70,17 +70,16 @@ def main(argv: Sequence[str]) -> None:
     conds = conditions(trained, args.word, args.words_mean, args.null, args.vectors)
     s = trained.config.sample
     sampler = args.sampler or s.sampler
-    steps = args.steps or sampling.default_steps(s, sampler)
+    steps = args.steps or sampling.steps_for(s, sampler)
     guidance = s.guidance if args.guidance is None else args.guidance
-    eta = s.ddim_eta if args.eta is None else args.eta
+    eta = s.ddim_eta if args.eta is None else args.eta  # resolved here: the .npz records them
     out = args.out or os.path.join(trained.workdir, "samples", "cli")
     image_sampler, params = trained.image_sampler(), trained.device_params()
 
     for label, vector in conds:
         start = time.perf_counter()
-        images = image_sampler.sample(params, np.repeat(vector[None], args.num, axis=0), args.seed, sampler=sampler,
-                                      steps=steps, spacing=s.spacing, guidance=guidance, eta=eta, clip_x0=s.clip_x0,
-                                      batch_size=s.batch_size)
+        images = image_sampler.sample_as_configured(params, np.repeat(vector[None], args.num, axis=0), args.seed, s,
+                                                    sampler=sampler, steps=steps, guidance=guidance, eta=eta)
         seconds = time.perf_counter() - start
         pixels = files.to_uint8(images)
         write_condition(out, label, pixels, vector, dict(sampler=sampler, steps=steps, guidance=guidance, eta=eta,

@@ -1,4 +1,4 @@
-"""Samplers: DDPM (ancestral), DDIM and DPM-Solver++(2M), each one jitted `lax.fori_loop`.
+"""Samplers: DDPM (ancestral), DDIM and DPM-Solver++(2M), each one jitted `lax.fori_loop`, in one table (SAMPLERS).
 
 Every sampler evaluates the denoiser at N timesteps from T-1 down to 0 (`noise_levels`) and ends
 on clean data (abar = 1). Classifier-free guidance runs the conditional and the null half in one
@@ -7,6 +7,7 @@ example's global index, so an image does not depend on the batch it was drawn in
 images were asked for, or on the number of devices.
 """
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -17,7 +18,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxdiff import diffusion, parallel
 from jaxdiff.errors import UserError
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 SPACINGS = ("quadratic", "uniform", "logsnr")
 # denoise(x_t, t_B, abar_B) -> (eps, x0): the network (or an exact predictor in tests) at timesteps
 # t (fractional where the spacing asks for it) whose noise level abar is given alongside.
@@ -57,16 +57,95 @@ def _normal_per_example(keys_B: jax.Array, step: Any, shape: tuple[int, ...]) ->
     return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, step), shape))(keys_B)
 
 
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What one sampler step sees: the denoiser at step i, the noise levels, fresh noise, eta."""
+
+    predict: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # (x, i) -> (eps, x0) at ts[i]
+    abar: jax.Array  # abar at the N timesteps, then 1 (clean data)
+    steps: int
+    eta: float
+    noise: Callable[[jax.Array], jax.Array]  # i -> per-example standard normal noise shaped like x
+
+
+# A step maps (context, i, (x, x0 of the previous step)) to the same pair at step i + 1; after the
+# last step, x is the sample.
+Step = Callable[[StepContext, jax.Array, tuple[jax.Array, jax.Array]], tuple[jax.Array, jax.Array]]
+
+
+def _ddpm_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """Ancestral step with the posterior variance of q(x_s | x_t, x_0) (Ho et al. 2020)."""
+    x, _ = carry
+    a_t, a_s = c.abar[i], c.abar[i + 1]
+    _, x0 = c.predict(x, i)
+    beta = 1.0 - a_t / a_s
+    mean = (jnp.sqrt(a_s) * beta / (1 - a_t)) * x0 + (jnp.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t)) * x
+    var = beta * (1 - a_s) / (1 - a_t)
+    return mean + jnp.sqrt(var) * c.noise(i), x0
+
+
+def _ddim_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """DDIM (Song et al. 2021); eta = 0 is deterministic, eta = 1 DDPM-like."""
+    x, _ = carry
+    a_t, a_s = c.abar[i], c.abar[i + 1]
+    eps, x0 = c.predict(x, i)
+    sigma = c.eta * jnp.sqrt((1 - a_s) / (1 - a_t)) * jnp.sqrt(jnp.maximum(1 - a_t / a_s, 0.0))
+    x_next = jnp.sqrt(a_s) * x0 + jnp.sqrt(jnp.maximum(1 - a_s - sigma**2, 0.0)) * eps
+    return x_next + sigma * c.noise(i), x0
+
+
+def _dpmpp2m_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """DPM-Solver++(2M) (Lu et al. 2022), data-prediction form, first order on the first and last step."""
+    x, x0_prev = carry
+    lam = 0.5 * (jnp.log(c.abar[:-1]) - jnp.log1p(-c.abar[:-1]))  # log(alpha_t / sigma_t) at the N timesteps
+    _, x0 = c.predict(x, i)
+    a_t, a_s = c.abar[i], c.abar[i + 1]
+    is_last = i == c.steps - 1
+    lam_s = jnp.where(is_last, lam[i], lam[jnp.minimum(i + 1, c.steps - 1)])
+    h = lam_s - lam[i]
+    r = (lam[i] - lam[jnp.maximum(i - 1, 0)]) / jnp.where(h == 0, 1.0, h)
+    second_order = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+    D = jnp.where((i == 0) | is_last, x0, second_order)
+    x_next = jnp.sqrt((1 - a_s) / (1 - a_t)) * x - jnp.sqrt(a_s) * jnp.expm1(-h) * D
+    return jnp.where(is_last, D, x_next), x0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """A sampler: its step and the number of steps it takes unless told otherwise."""
+
+    step: Step
+    default_steps: int
+
+
+# Adding a sampler is one step function and one line here.
+SAMPLERS: dict[str, Sampler] = {
+    "ddpm": Sampler(_ddpm_step, default_steps=1000),  # the full chain the model was trained on
+    "ddim": Sampler(_ddim_step, default_steps=50),
+    "dpmpp2m": Sampler(_dpmpp2m_step, default_steps=20),
+}
+
+
+def check_sampler(name: str) -> Sampler:
+    """The registered sampler `name`; any other name is a UserError listing the choices."""
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def steps_for(sample_config: Any, sampler: str) -> int:
+    """Steps for `sampler`: the config's sample.steps when set (> 0), else the sampler's default."""
+    return int(sample_config.get("steps", 0) or check_sampler(sampler).default_steps)
+
+
 def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array, keys_B: jax.Array, *,
                 sampler: str, steps: int, spacing: str = "quadratic", eta: float = 0.0,
                 clip_x0: bool = False) -> jax.Array:
     """Integrates from x_T (noise) to data with `sampler`; traceable, so it runs inside jit."""
-    if sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    step = check_sampler(sampler).step
     ts_np, abar_np = noise_levels(schedule, steps, spacing)
     ts, abar = jnp.asarray(ts_np), jnp.asarray(abar_np)
     B = x_T.shape[0]
-    example_shape = x_T.shape[1:]
 
     def predict(x, i):
         eps, x0 = denoise(x, jnp.full((B,), ts[i]), jnp.full((B,), abar[i]))
@@ -75,40 +154,8 @@ def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array,
             eps = (x - jnp.sqrt(abar[i]) * x0) / jnp.sqrt(1.0 - abar[i])
         return eps, x0
 
-    if sampler in ("ddpm", "ddim"):
-        def body(i, x):
-            a_t, a_s = abar[i], abar[i + 1]
-            eps, x0 = predict(x, i)
-            if sampler == "ddpm":  # ancestral step with the posterior variance of q(x_s | x_t, x_0)
-                beta = 1.0 - a_t / a_s
-                mean = (jnp.sqrt(a_s) * beta / (1 - a_t)) * x0 + (jnp.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t)) * x
-                var = beta * (1 - a_s) / (1 - a_t)
-                return mean + jnp.sqrt(var) * _normal_per_example(keys_B, i, example_shape)
-            sigma = eta * jnp.sqrt((1 - a_s) / (1 - a_t)) * jnp.sqrt(jnp.maximum(1 - a_t / a_s, 0.0))
-            x_next = jnp.sqrt(a_s) * x0 + jnp.sqrt(jnp.maximum(1 - a_s - sigma**2, 0.0)) * eps
-            return x_next + sigma * _normal_per_example(keys_B, i, example_shape)
-
-        return jax.lax.fori_loop(0, steps, body, x_T)
-
-    # DPM-Solver++(2M) (Lu et al. 2022), data-prediction form, first order on the first and last step.
-    lam = 0.5 * (jnp.log(abar[:-1]) - jnp.log1p(-abar[:-1]))  # log(alpha_t / sigma_t) at the N timesteps
-
-    def body(i, carry):
-        x, x0_prev = carry
-        _, x0 = predict(x, i)
-        a_t, a_s = abar[i], abar[i + 1]
-        is_last = i == steps - 1
-        lam_s = jnp.where(is_last, lam[i], lam[jnp.minimum(i + 1, steps - 1)])
-        h = lam_s - lam[i]
-        r = (lam[i] - lam[jnp.maximum(i - 1, 0)]) / jnp.where(h == 0, 1.0, h)
-        second_order = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-        use_first = (i == 0) | is_last
-        D = jnp.where(use_first, x0, second_order)
-        sigma_ratio = jnp.sqrt((1 - a_s) / (1 - a_t))
-        x_next = sigma_ratio * x - jnp.sqrt(a_s) * jnp.expm1(-h) * D
-        return jnp.where(is_last, D, x_next), x0
-
-    x, _ = jax.lax.fori_loop(0, steps, body, (x_T, jnp.zeros_like(x_T)))
+    context = StepContext(predict, abar, steps, eta, lambda i: _normal_per_example(keys_B, i, x_T.shape[1:]))
+    x, _ = jax.lax.fori_loop(0, steps, lambda i, carry: step(context, i, carry), (x_T, jnp.zeros_like(x_T)))
     return x
 
 
@@ -180,9 +227,13 @@ class ImageSampler:
             out.append(parallel.gather(images)[: min(batch_size, n - start)])
         return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
 
-
-def default_steps(sample_config: Any, sampler: str) -> int:
-    """A sampler's default number of steps from a config's `sample` section."""
-    if sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
-    return int(sample_config[f"{sampler}_steps"])
+    def sample_as_configured(self, params: Any, cond_NK: np.ndarray, seed: int, sample_config: Any, *,
+                             sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+                             eta: float | None = None, first_index: int = 0) -> np.ndarray:
+        """`sample` with every setting not given here taken from a config's `sample` section."""
+        sampler = sampler or sample_config.sampler
+        return self.sample(params, cond_NK, seed, sampler=sampler, steps=steps or steps_for(sample_config, sampler),
+                           spacing=sample_config.spacing,
+                           guidance=sample_config.guidance if guidance is None else guidance,
+                           eta=sample_config.ddim_eta if eta is None else eta, clip_x0=sample_config.clip_x0,
+                           batch_size=sample_config.batch_size, first_index=first_index)

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxdiff import classifier, evaluate, files, pooling, probes
+from jaxdiff import report as report_files
 from jaxdiff.classes import SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
@@ -228,7 +229,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
 
 def plot_forest(summary: dict[str, Any], path: str) -> None:
     """The nurse - philosopher contrast per member and pooled, with +-margin marked."""
-    plt = evaluate._pyplot()
+    plt = report_files.pyplot()
     lk = summary["leakage"]
     names = [m["name"] for m in summary["members"]] + ["pooled"]
     values = lk["members"] + [lk["contrast"]]
@@ -243,12 +244,12 @@ def plot_forest(summary: dict[str, Any], path: str) -> None:
     ax.axvline(0, color="gray", lw=0.5)
     ax.set_yticks(y, names)
     ax.set_xlabel("share of women: nurse - philosopher (points)")
-    evaluate._save_figure(fig, path)
+    report_files.save_figure(fig, path)
 
 
 def plot_dose_response(summary: dict[str, Any], path: str) -> None:
     """Pooled share per unseen profession against its raw she-he score, every word labelled."""
-    plt = evaluate._pyplot()
+    plt = report_files.pyplot()
     words = summary["dose_response"]["words"]
     fig, ax = plt.subplots(figsize=(10, 7))
     for word, w in words.items():
@@ -257,11 +258,11 @@ def plot_dose_response(summary: dict[str, Any], path: str) -> None:
     ax.axhline(50, ls="--", color="gray")
     ax.set_xlabel("she-he score (raw word2vec)")
     ax.set_ylabel("pooled share of women (%)")
-    evaluate._save_figure(fig, path)
+    report_files.save_figure(fig, path)
 
 
 def _plot_bands(x: Sequence[float], series: dict[str, list[dict]], xlabel: str, path: str) -> None:
-    plt = evaluate._pyplot()
+    plt = report_files.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for word, points in series.items():
         share = np.array([100 * p["share_woman"] for p in points])
@@ -272,7 +273,7 @@ def _plot_bands(x: Sequence[float], series: dict[str, list[dict]], xlabel: str, 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pooled share of women (%)")
     ax.legend()
-    evaluate._save_figure(fig, path)
+    report_files.save_figure(fig, path)
 
 
 def write(summary: dict[str, Any], sweep_dir: str) -> None:

@@ -178,10 +178,7 @@ def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.
     """A uint8 grid: one row per training word, `samples_per_word` EMA samples each."""
     n = config.train.samples_per_word
     cond = np.repeat(np.stack([table.projected_vector(w) for w in TRAIN_WORDS]), n, axis=0)
-    sampler = config.sample.sampler
-    images = image_sampler.sample(params, cond, seed, sampler=sampler, steps=sampling.default_steps(config.sample, sampler),
-                                  spacing=config.sample.spacing, guidance=config.sample.guidance,
-                                  clip_x0=config.sample.clip_x0, batch_size=config.sample.batch_size)
+    images = image_sampler.sample_as_configured(params, cond, seed, config.sample)
     return files.image_grid(files.to_uint8(images), ncols=n)
 
 

@@ -19,7 +19,7 @@ FIELDS = {"train_ratio", "jaxdiff_train_images_per_s", "peer_train_images_per_s"
 def test_benchmark_writes_every_field_and_the_peer_matches(tiny_dataset, tmp_path):
     out = str(tmp_path / "bench.json")
     result = run_cli("jaxdiff.benchmark", "--config=configs/tiny.py", f"--config.data.dir={tiny_dataset}",
-                     "--config.sample.ddpm_steps=4", "--peer=diffusers", f"--json={out}", "--repeats=2", "--steps=2",
+                     "--config.sample.steps=4", "--peer=diffusers", f"--json={out}", "--repeats=2", "--steps=2",
                      "--sample_batch=2", "--pipeline_batches=20", env_extra={"JAXDIFF_BENCH_NO_COMPILE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.load(open(out))
@@ -40,7 +40,7 @@ def test_benchmark_writes_every_field_and_the_peer_matches(tiny_dataset, tmp_pat
 def test_without_a_peer_and_with_a_given_peak(tiny_dataset, tmp_path):
     out = str(tmp_path / "bench.json")
     result = run_cli("jaxdiff.benchmark", "--config=configs/tiny.py", f"--config.data.dir={tiny_dataset}",
-                     "--config.sample.ddpm_steps=4", f"--json={out}", "--repeats=1", "--steps=2", "--sample_batch=2",
+                     "--config.sample.steps=4", f"--json={out}", "--repeats=1", "--steps=2", "--sample_batch=2",
                      "--pipeline_batches=20", "--peak=1e12")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.load(open(out))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import run_cli, tiny_config
-from jaxdiff import classifier, embed, evaluate, vectors
+from jaxdiff import classifier, embed, evaluation_words, intervals, vectors
 
 
 def test_wilson_interval_matches_the_closed_form():
@@ -18,32 +18,32 @@ def test_wilson_interval_matches_the_closed_form():
         p = k / n
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        low, high = evaluate.wilson_interval(k, n)
+        low, high = intervals.wilson_interval(k, n)
         assert low == pytest.approx(max(0.0, centre - half), abs=1e-9)
         assert high == pytest.approx(min(1.0, centre + half), abs=1e-9)
     # 400 samples keep a worst-case (p = 0.5) interval within +-0.05: the default num_samples.
-    low, high = evaluate.wilson_interval(200, 400)
+    low, high = intervals.wilson_interval(200, 400)
     assert high - low < 0.1
 
 
 def test_bootstrap_correlation_intervals():
     rng = np.random.default_rng(0)
     x = rng.normal(size=40)
-    strong = evaluate.correlation_with_interval(x, x + 0.3 * rng.normal(size=40), "pearson", 2000, seed=0)
+    strong = intervals.correlation_with_interval(x, x + 0.3 * rng.normal(size=40), "pearson", 2000, seed=0)
     assert strong["r"] > 0.9 and strong["ci95"][0] < strong["r"] < strong["ci95"][1] <= 1.0
     assert strong["ci95"][0] > 0.8
-    none = evaluate.correlation_with_interval(x, rng.normal(size=40), "spearman", 2000, seed=0)
+    none = intervals.correlation_with_interval(x, rng.normal(size=40), "spearman", 2000, seed=0)
     assert none["ci95"][0] < 0 < none["ci95"][1]
-    monotone = evaluate.correlation_with_interval(np.arange(10), np.arange(10) ** 3, "spearman", 500, seed=0)
+    monotone = intervals.correlation_with_interval(np.arange(10), np.arange(10) ** 3, "spearman", 500, seed=0)
     assert monotone["r"] == pytest.approx(1.0) and monotone["ci95"] == pytest.approx([1.0, 1.0])
-    flat = evaluate.correlation_with_interval(np.arange(5), np.ones(5), "pearson", 100, seed=0)
+    flat = intervals.correlation_with_interval(np.arange(5), np.ones(5), "pearson", 100, seed=0)
     assert flat["r"] is None  # a constant share has no correlation; reported, not crashed
 
 
 def test_unseen_words_span_the_gender_score():
     table = embed.build_table(vectors.load_source("word2vec-subset"), 128, 0)
     directions = embed.GenderDirections.of(table)
-    words = evaluate.pick_unseen_words(table, directions, 24)
+    words = evaluation_words.pick_unseen_words(table, directions, 24)
     assert len(words) == 24 and not set(words) & {"man", "woman", "person", "nurse", "philosopher"}
     scores = [float(table.raw_vector(w) @ directions.she_he_raw) for w in words]
     assert scores == sorted(scores) and scores[0] < -0.15 and scores[-1] > 0.25

@@ -125,3 +125,24 @@ def test_noise_levels_full_length_is_the_integer_chain(cosine):
         assert abar[-1] == 1.0
     ts, abar = sampling.noise_levels(cosine, 20, "quadratic")
     assert ts[0] == 999 and ts[-1] == 0 and np.all(np.diff(ts) < 0) and np.all(np.diff(abar) > 0)
+
+
+def test_a_sampler_added_to_the_table_runs_everywhere(cosine, monkeypatch):
+    """One step function and one table entry: run_sampler, steps_for and the checks pick it up."""
+    def x0_step(c, i, carry):  # jumps straight to the predicted clean data: exact for a point mass
+        _, x0 = c.predict(carry[0], i)
+        return x0, x0
+
+    monkeypatch.setitem(sampling.SAMPLERS, "x0", sampling.Sampler(x0_step, default_steps=3))
+    x = draw(gaussian_denoiser(MU, 1e-4), cosine, "x0", sampling.steps_for({"steps": 0}, "x0"), n=16)
+    np.testing.assert_allclose(x, MU, atol=1e-3)
+    assert sampling.steps_for({"steps": 7}, "x0") == 7 and sampling.steps_for({}, "ddpm") == 1000
+
+
+def test_an_unknown_sampler_is_an_error_naming_the_choices(cosine):
+    from jaxdiff.errors import UserError
+
+    with pytest.raises(UserError, match="unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp2m"):
+        draw(gaussian_denoiser(MU, S), cosine, "euler", 10, n=4)
+    with pytest.raises(UserError, match="unknown sampler"):
+        sampling.steps_for({"steps": 0}, "euler")
