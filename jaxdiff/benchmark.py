@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling, train, vectors
+from jaxdiff import conditioning, configuration, diffusion, embed, files, models, parallel, sampling, train, vectors
 from jaxdiff.cli import hide_accelerators_from_tensorflow, run
 from jaxdiff.errors import UserError
 from jaxdiff.state import create_train_state
@@ -67,7 +67,7 @@ class JaxdiffTrainer:
         size = config.data.image_size
         self.batch = jax.device_put({
             "image": rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
-            "cond": rng.normal(0, 1 / np.sqrt(config.embed.dim), (batch_size, config.embed.dim)).astype(np.float32),
+            "cond": conditioning.random_conditions(rng, batch_size, config.embed.dim),
         }, data)
         self.key = jax.random.key(seed + 1)
         lowered = self.step_fn.lower(self.state, self.batch, self.key)
@@ -141,7 +141,7 @@ def benchmark_sampling(config, mesh, peer: str | None, batch_size: int, log) -> 
     params = jax.jit(lambda k: create_train_state(config, model, k).params,
                      out_shardings=parallel.replicated(mesh))(jax.random.key(0))
     image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction, (size, size, 3), mesh)
-    cond = np.random.default_rng(0).normal(0, 1 / np.sqrt(config.embed.dim), (batch_size, config.embed.dim))
+    cond = conditioning.random_conditions(np.random.default_rng(0), batch_size, config.embed.dim)
     peer_model = None
     if peer == "diffusers":
         from jaxdiff import benchmark_peer

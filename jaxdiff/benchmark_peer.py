@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 
-from jaxdiff import sampling
+from jaxdiff import conditioning, sampling
 from jaxdiff.errors import UserError
 
 
@@ -30,7 +30,7 @@ class PeerUNet(torch.nn.Module):
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__()
         m = config.model
-        self.patch, self.word_scale = m.patch_size, math.sqrt(config.embed.dim)
+        self.patch, self.word_scale = m.patch_size, conditioning.word_scale(config.embed.dim)
         size = config.data.image_size // m.patch_size
         widths = [m.channels * mult for mult in m.channel_mults]
         level_sizes = [size // 2**i for i in range(len(widths))]
@@ -84,6 +84,7 @@ class PeerTrainer:
         B = images_BCHW.shape[0]
         t = torch.randint(0, c.diffusion.num_timesteps, (B,), generator=self.generator)
         noise = torch.randn(images_BCHW.shape, generator=self.generator)
+        # conditioning.drop_words in torch: a dropped word becomes the null (all-zero) condition.
         keep = (torch.rand(B, generator=self.generator) >= c.cond.null_prob).float()[:, None]
         abar = self.alphas_cumprod[t][:, None, None, None]
         x_t = abar.sqrt() * images_BCHW + (1 - abar).sqrt() * noise

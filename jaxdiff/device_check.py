@@ -41,9 +41,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdiff import diffusion, embed, files, models, parallel, portraits, sampling, train, vectors
-from jaxdiff.classes import CLASSES
+from jaxdiff import conditioning, diffusion, embed, files, models, parallel, portraits, sampling, train, vectors
 from jaxdiff.checkpoints import Checkpoints, state_dict
+from jaxdiff.classes import CLASSES
 from jaxdiff.cli import ArgumentParser, run
 from jaxdiff.state import create_train_state
 
@@ -87,7 +87,7 @@ def synthetic_batch(config: ml_collections.ConfigDict, batch_size: int, seed: in
     rng = np.random.default_rng(seed)
     size = config.data.image_size
     return {"image": rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
-            "cond": rng.normal(0, 1 / np.sqrt(config.embed.dim), (batch_size, config.embed.dim)).astype(np.float32)}
+            "cond": conditioning.random_conditions(rng, batch_size, config.embed.dim)}
 
 
 def _one_step(config: ml_collections.ConfigDict, devices: Sequence[jax.Device], batch: dict, precision: str) -> dict:
@@ -142,11 +142,10 @@ def in_memory_portraits(config: ml_collections.ConfigDict, table: embed.Embeddin
     images, conds = [], []
     for class_name, spec in CLASSES.items():
         first, second = (table.projected_vector(w) for w in spec.words)
-        by_kind = {"first": first, "second": second, "mean": (first + second) / 2}
         for image, _ in portraits.class_images(class_name, 0, per_class, config.data.image_size, config.portraits.seed):
             for kind in config.data.cond_kinds:
                 images.append(image.astype(np.float32) / 127.5 - 1.0)
-                conds.append(by_kind[kind])
+                conds.append(conditioning.of_kind(kind, first, second))
     return {"image": np.stack(images), "cond": np.stack(conds).astype(np.float32)}
 
 

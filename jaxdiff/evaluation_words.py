@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxdiff import embed, vectors
+from jaxdiff import conditioning, embed, vectors
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 from jaxdiff.errors import UserError
 
@@ -42,7 +42,7 @@ def evaluation_conditions(table: embed.EmbeddingTable, config: Any) -> list[dict
         out.append(dict(label=f"{word} (hard-debiased)", group="control",
                         raw=embed.hard_debias(table.raw_vector(word), directions.pc1_raw), n=e.num_samples_unseen))
     for c in out:
-        c["projected"] = np.zeros(table.dim, np.float32) if c["raw"] is None else table.project(c["raw"])
+        c["projected"] = conditioning.null_vector(table.dim) if c["raw"] is None else table.project(c["raw"])
         c["scores"] = _scores(table, c["raw"], c["projected"], directions)
     return out
 

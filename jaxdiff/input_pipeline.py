@@ -22,16 +22,15 @@ from typing import Iterator, Sequence
 import ml_collections
 import numpy as np
 
-from jaxdiff import portraits, schema
+from jaxdiff import conditioning, portraits, schema
 from jaxdiff.classes import GENDER_WORDS, PROFESSION_WORDS
 from jaxdiff.cli import hide_accelerators_from_tensorflow, run
-from jaxdiff.errors import UserError
 from jaxdiff.embed import EmbeddingTable
+from jaxdiff.errors import UserError
 
 import tensorflow as tf  # noqa: E402  (command lines quiet its logs first: jaxdiff.startup)
 import tensorflow_datasets as tfds  # noqa: E402
 
-COND_KINDS = ("first", "second", "mean")
 _EPOCH_SEED_STRIDE = 1_000_003  # a prime: distinct (seed, epoch) pairs give distinct shuffle seeds
 
 
@@ -95,20 +94,17 @@ def num_images(data_dir: str, split: str, process_count: int = 1, process_index:
 
 def _expand(images: tf.data.Dataset, table: EmbeddingTable, cond_kinds: Sequence[str]) -> tf.data.Dataset:
     """One example per condition kind for each image: {image, cond (k,), kind (int32)}."""
-    unknown = [k for k in cond_kinds if k not in COND_KINDS]
-    if unknown or not cond_kinds:
-        raise UserError(f"data.cond_kinds {tuple(cond_kinds)} must be a non-empty subset of {COND_KINDS}")
+    conditioning.check_kinds(cond_kinds)
     word_ids = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(table.words), tf.range(len(table.words), dtype=tf.int64)), -1)
     projected = tf.constant(table.projected, tf.float32)
-    kind_ids = tf.constant([COND_KINDS.index(k) for k in cond_kinds], tf.int32)
+    kind_ids = tf.constant([conditioning.COND_KINDS.index(k) for k in cond_kinds], tf.int32)
 
     def expand(example):
         ids = word_ids.lookup(example["words"])
         tf.debugging.assert_non_negative(ids, message="a dataset word is missing from the embedding table")
         first, second = tf.gather(projected, ids[0]), tf.gather(projected, ids[1])
-        by_kind = {"first": first, "second": second, "mean": (first + second) / 2.0}
-        conds = tf.stack([by_kind[k] for k in cond_kinds])
+        conds = tf.stack([conditioning.of_kind(k, first, second) for k in cond_kinds])
         n = len(cond_kinds)
         return tf.data.Dataset.from_tensor_slices({
             "image": tf.repeat(example["image"][None], n, axis=0), "cond": conds, "kind": kind_ids,

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxdiff import conditioning
+
 GROUP_NORM_EPSILON = 1e-6  # as nn.GroupNorm
 _ZERO = nn.initializers.zeros  # zero-initialised output layers: each block starts as the identity
 
@@ -217,10 +219,9 @@ class UNet(nn.Module):
         out_channels = x_BHWC.shape[-1]
         emb_dim = 4 * self.channels
         # docs/question.md: concat(positional encoding of t, word vector), fed forward through an MLP. The
-        # projected word vectors have unit norm, entries ~N(0, 1/K); scaling by sqrt(K) gives them
-        # unit variance like the sinusoidal features, so the word is not drowned out at init. The
-        # null condition (zeros) stays zero.
-        word_BK = word_BK.astype(jnp.float32) * math.sqrt(word_BK.shape[-1])
+        # word is scaled to unit-variance entries like the sinusoidal features (jaxdiff/conditioning.py),
+        # so it is not drowned out at init; the null condition (zeros) stays zero.
+        word_BK = word_BK.astype(jnp.float32) * conditioning.word_scale(word_BK.shape[-1])
         cond_BF = jnp.concatenate([sinusoidal_embedding(t_B, self.time_embed_dim), word_BK], axis=-1)
         emb_BE = nn.Dense(emb_dim, dtype=self.dtype)(cond_BF)
         emb_BE = nn.Dense(emb_dim, dtype=self.dtype)(nn.silu(emb_BE))

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxdiff import files, sampling, workdirs
+from jaxdiff import conditioning, files, sampling, workdirs
 from jaxdiff.cli import ArgumentParser, run
 from jaxdiff.errors import UserError
 
@@ -40,7 +40,7 @@ def conditions(trained: workdirs.TrainedRun, words: Sequence[str], means: Sequen
         vecs = [trained.table.projected_vector(w, source) for w in pair]
         out.append(("+".join(pair), np.mean(vecs, axis=0)))
     if null:
-        out.append(("null", np.zeros(trained.table.dim, np.float32)))
+        out.append(("null", conditioning.null_vector(trained.table.dim)))
     if not out:
         raise UserError("nothing to sample: pass --word WORD (repeatable), --words-mean W1 W2, or --null")
     return out

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxdiff import diffusion, parallel
+from jaxdiff import conditioning, diffusion, parallel
 from jaxdiff.errors import UserError
 
 SPACINGS = ("quadratic", "uniform", "logsnr")
@@ -168,7 +168,7 @@ def guided_denoiser(apply_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Ar
             out = apply_fn(x_t, t_B, cond_BK)
         else:  # conditional and null halves in one batch
             both = apply_fn(jnp.concatenate([x_t, x_t]), jnp.concatenate([t_B, t_B]),
-                            jnp.concatenate([cond_BK, jnp.zeros_like(cond_BK)]))
+                            jnp.concatenate([cond_BK, conditioning.null_like(cond_BK)]))
             cond_out, null_out = jnp.split(both, 2)
             out = null_out + guidance * (cond_out - null_out)
         return diffusion.to_eps_and_x0(prediction, out, x_t, abar_B)

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from absl import flags as absl_flags
 
-from jaxdiff import configuration, diffusion, embed, files, models, parallel, sampling
+from jaxdiff import conditioning, configuration, diffusion, embed, files, models, parallel, sampling
 from jaxdiff.checkpoints import Checkpoints
 from jaxdiff.classes import TRAIN_WORDS
 from jaxdiff.cli import hide_accelerators_from_tensorflow, run
@@ -75,8 +75,8 @@ def diffusion_loss(params: Any, batch: dict[str, jax.Array], key: jax.Array, *, 
     keys = per_example_keys(key, B, first_index)
     t_B = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0, schedule.num_timesteps))(keys)
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x0.shape[1:]))(keys)
-    keep_word = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 2), 1.0 - config.cond.null_prob))(keys)
-    cond = jnp.where(keep_word[:, None], batch["cond"], 0.0)  # docs/question.md: p=0.05 -> all-zero word part
+    cond = conditioning.drop_words(batch["cond"], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys),
+                                   config.cond.null_prob)
     x_t = diffusion.q_sample(schedule, x0, t_B, noise)
     # One dropout key per shard of the batch, distinct from every per-example key's stream.
     dropout_key = jax.random.fold_in(key, global_batch_size + first_index // B)
