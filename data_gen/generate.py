@@ -75,20 +75,9 @@ class Shard(NamedTuple):
 # The layout and the seeds: pure functions of the parameters, never of the workers.
 
 
-def split_counts(per_class: int, val_fraction: float) -> dict[str, int]:
-    """Images per class in each split; both splits stay exactly balanced across classes."""
-    num_val = int(round(per_class * val_fraction))
-    if not 0 < num_val < per_class:
-        raise UserError(
-            f"--val-fraction {val_fraction} leaves no train or no validation image of {per_class} per class; "
-            "pick a value in (0, 1)"
-        )
-    return {"train": per_class - num_val, "validation": num_val}
-
-
 def shard_layout(per_class: int, val_fraction: float, images_per_shard: int) -> list[Shard]:
     """Every shard of the dataset, train then validation, fixed by the three arguments alone."""
-    counts = split_counts(per_class, val_fraction)
+    counts = schema.split_counts(per_class, val_fraction)
     first_index = {"train": 0, "validation": counts["train"]}  # (class, index) is unique over splits
     layout = []
     for split in schema.SPLITS:
@@ -261,7 +250,7 @@ def make_manifest(params: Params, pipe: Any, device: str) -> dict[str, Any]:
     """The manifest: parameters, scheduler, prompts, counts, layout, seed rule and versions."""
     import torch
 
-    counts = split_counts(params.per_class, params.val_fraction)
+    counts = schema.split_counts(params.per_class, params.val_fraction)
     layout = shard_layout(params.per_class, params.val_fraction, params.images_per_shard)
     scheduler_config = json.loads(json.dumps(dict(pipe.scheduler.config), default=str))
     return {

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Callable, NoReturn, Sequence
 
-from jaxdiff.errors import EXIT_USAGE, UserError
+from jaxdiff.errors import EXIT_USAGE, RunStopped, UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -44,7 +44,7 @@ def hide_accelerators_from_tensorflow() -> None:
 
 
 def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None) -> None:
-    """Runs `main(argv)`; a UserError becomes one line on stderr and exit status 2."""
+    """Runs `main(argv)`; a UserError becomes one line on stderr and exit status 2, a RunStopped its own line and status."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "jaxdiff"
     if prog in ("__main__.py", "-m", "-c"):
         prog = "jaxdiff"
@@ -54,3 +54,6 @@ def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None
         message = " ".join(str(error).split("\n"))
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
+    except RunStopped as error:
+        print(error.line(), flush=True)
+        sys.exit(error.exit_status)

@@ -2,6 +2,8 @@
 
 Any module raises `UserError` for bad input (unknown word, missing dataset, wrong config key,
 corrupt shard or checkpoint); the command lines (jaxdiff/cli.py) print it as one line, exit 2.
+A `RunStopped` (training diverged or was preempted, the classifier is too weak) has its own line
+and exit status, said the same way by every command that meets it.
 Core modules import this, never the command-line plumbing.
 """
 
@@ -10,6 +12,16 @@ EXIT_USAGE = 2  # the exit status of a UserError
 
 class UserError(Exception):
     """Bad input (unknown word, missing dataset, wrong config key, corrupt shard): exit 2."""
+
+
+class RunStopped(Exception):
+    """A run that stopped short for a reason of its own (diverged, preempted, an instrument too weak to
+    measure with): every command line says `line()` and exits with `exit_status`."""
+
+    exit_status = 1
+
+    def line(self) -> str:
+        return f"error: {self}"
 
 
 def short_reason(error: BaseException, limit: int = 160) -> str:

@@ -27,12 +27,13 @@ from jaxdiff import classifier, evaluation_words, files, input_pipeline, interva
 from jaxdiff import report as report_files
 from jaxdiff.classes import PROFESSION_WORDS
 from jaxdiff.cli import ArgumentParser, hide_accelerators_from_tensorflow, run
+from jaxdiff.errors import RunStopped
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONDITIONING_THRESHOLD = 0.9  # issue: samples must show their word's attribute this often before bias is read
 
 
-class ClassifierTooWeak(Exception):
+class ClassifierTooWeak(RunStopped):
     """The attribute classifier is below classifier.min_accuracy: no shares are reported."""
 
 
@@ -163,11 +164,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--workdir", default=None, help="a trained run (default: the latest under runs/)")
     args = parser.parse_args(argv)
     workdir = workdirs.resolve(args.workdir)
-    try:
-        report = evaluate(workdir)
-    except ClassifierTooWeak as error:
-        print(f"error: {error}", flush=True)
-        raise SystemExit(1)
+    report = evaluate(workdir)
     print(f"report: {os.path.join(workdir, REPORT_MD)} (numbers in {REPORT_JSON}; plots shares.png, dose_response.png)")
     print("\n".join(report_files.reading(report)))
 

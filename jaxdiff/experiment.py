@@ -92,17 +92,7 @@ def main(argv: Sequence[str]) -> None:
     config = flags.config
     workdir = flags.workdir or config.workdir
     start = time.perf_counter()
-    try:
-        report = run_experiment(config, workdir)
-    except evaluate.ClassifierTooWeak as error:
-        print(f"error: {error}", flush=True)
-        raise SystemExit(1)
-    except train.TrainingDiverged as error:
-        print(f"error: training diverged: {error}", flush=True)
-        raise SystemExit(1)
-    except train.Preempted as error:
-        print(str(error), flush=True)
-        raise SystemExit(train.EXIT_PREEMPTED)
+    report = run_experiment(config, workdir)  # a RunStopped (diverged, preempted, weak classifier): cli.run says it
     minutes = (time.perf_counter() - start) / 60
     print(f"\nreport: {os.path.join(workdir, evaluate.REPORT_MD)} ({minutes:.1f} min this invocation)")
     print("\n".join(report_files.reading(report)))

@@ -201,20 +201,12 @@ def class_images(class_name: str, start: int, count: int, size: int, seed: int) 
     return out
 
 
-def split_counts(per_class: int, val_fraction: float) -> dict[str, int]:
-    """Images per class in each split; both splits stay exactly balanced across classes."""
-    num_val = int(round(per_class * val_fraction))
-    if not 0 < num_val < per_class:
-        raise UserError(f"--val-fraction {val_fraction} leaves no train or no validation image of {per_class} per class; pick a value in (0, 1)")
-    return {"train": per_class - num_val, "validation": num_val}
-
-
 def write_dataset(out: str, per_class: int, size: int, seed: int, val_fraction: float,
                   images_per_shard: int = 1024, contact_columns: int = 12) -> dict[str, int]:
     """Draws every split into a new dataset directory at `out` (atomically) and its contact sheet."""
     from jaxdiff import schema
 
-    counts = split_counts(per_class, val_fraction)
+    counts = schema.split_counts(per_class, val_fraction)
     with files.atomic_dir(out) as tmp:
         first_index = {"train": 0, "validation": counts["train"]}
         sheet_rows = []

@@ -25,6 +25,17 @@ SOURCES = ("portraits", "sd21")
 _TMP_SUBDIR = ".incomplete"  # shards being written; outside the glob TFDS reads
 
 
+def split_counts(per_class: int, val_fraction: float) -> dict[str, int]:
+    """Images per class in each split; both splits stay exactly balanced across classes."""
+    num_val = int(round(per_class * val_fraction))
+    if not 0 < num_val < per_class:
+        raise UserError(
+            f"--val-fraction {val_fraction} leaves no train or no validation image of {per_class} per class; "
+            "pick a value in (0, 1)"
+        )
+    return {"train": per_class - num_val, "validation": num_val}
+
+
 def features() -> tfds.features.FeaturesDict:
     """The feature spec of every record: image, class_name, words, seed, prompt, source."""
     return tfds.features.FeaturesDict(

@@ -35,7 +35,7 @@ from jaxdiff import conditioning, configuration, diffusion, embed, files, models
 from jaxdiff.checkpoints import Checkpoints
 from jaxdiff.classes import TRAIN_WORDS
 from jaxdiff.cli import hide_accelerators_from_tensorflow, run
-from jaxdiff.errors import UserError
+from jaxdiff.errors import RunStopped, UserError
 from jaxdiff.logs import MetricWriter
 from jaxdiff.state import TrainState, create_train_state, ema_decay, ema_update, learning_rate_schedule
 from jaxdiff.workdirs import TABLE_IN_WORKDIR, check_workdir, training_lock
@@ -43,12 +43,20 @@ from jaxdiff.workdirs import TABLE_IN_WORKDIR, check_workdir, training_lock
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a killed process reports; schedulers restart on it
 
 
-class TrainingDiverged(Exception):
+class TrainingDiverged(RunStopped):
     """The loss or the gradient norm became NaN or Inf."""
 
+    def line(self) -> str:
+        return f"error: training diverged: {self}"
 
-class Preempted(Exception):
-    """SIGTERM arrived; a checkpoint was saved."""
+
+class Preempted(RunStopped):
+    """SIGTERM arrived; a checkpoint was saved. The exit status tells a scheduler to restart the job."""
+
+    exit_status = EXIT_PREEMPTED
+
+    def line(self) -> str:
+        return str(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,14 +365,7 @@ def main(argv: Sequence[str]) -> None:
     flags = configuration.parse(argv, define_flags)
     parallel.maybe_initialize_distributed(flags.coordinator_address, flags.num_processes, flags.process_id,
                                           auto=flags.distributed)
-    try:
-        train_and_evaluate(flags.config, flags.workdir or flags.config.workdir)
-    except TrainingDiverged as error:
-        print(f"error: training diverged: {error}", flush=True)
-        raise SystemExit(1)
-    except Preempted as error:
-        print(str(error), flush=True)
-        raise SystemExit(EXIT_PREEMPTED)
+    train_and_evaluate(flags.config, flags.workdir or flags.config.workdir)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_val_fraction_must_leave_both_splits(fraction):
     from jaxdiff.errors import UserError
 
     with pytest.raises(UserError, match="val-fraction"):
-        portraits.split_counts(10, fraction)
+        schema.split_counts(10, fraction)
 
 
 def test_every_shard_is_balanced(tmp_path):
