@@ -135,9 +135,18 @@ def _minutes(member: sweep.Member) -> dict[str, float]:
             "evaluation": sum(i.get("evaluation_s", 0.0) + i.get("probes_s", 0.0) for i in invocations) / 60}
 
 
-def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members)."""
+def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
+                 margin: float = 0.05) -> dict[str, Any]:
+    """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members);
+    the leakage contrast nurse - philosopher with its equivalence test at +-margin, as the sweep's summary."""
     out: dict[str, Any] = {"words": {}}
+    nurse, philosopher = ([(r["words"][w]["women"], r["words"][w]["n"]) for r in rows] for w in ("nurse", "philosopher"))
+    contrast = pooling.random_effects([a / n - b / m for (a, n), (b, m) in zip(nurse, philosopher)],
+                                      [pooling.binomial_variance(a, n) + pooling.binomial_variance(b, m)
+                                       for (a, n), (b, m) in zip(nurse, philosopher)])
+    test = pooling.equivalence(contrast["estimate"], contrast["se"], margin)
+    out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],
+                       "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
     for word in SEED_EVAL_WORDS:
         women = [r["words"][word]["women"] for r in rows]
         n = [r["words"][word]["n"] for r in rows]
@@ -187,7 +196,8 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
         default = Setting("ema", member_config.evaluate.sampler, int(member_config.evaluate.steps))
         default_spi = (pool_setting(counts[default], None)["seconds_per_image"] if default in counts else None)
         for s in settings:
-            row = pool_setting(counts[s], counts[reference] if reference and s != reference else None)
+            row = pool_setting(counts[s], counts[reference] if reference and s != reference else None,
+                               float(config.sweep.equivalence_margin))
             # Evaluation time is almost all sampling: scale the recorded minutes by this setting's speed.
             scale = row["seconds_per_image"] / default_spi if default_spi else None
             row.update({"sweep": sweep_dir, "setting": s.name, "members": len(done),
@@ -207,15 +217,18 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"Agreement: every word's pooled share within +-{100 * result['agreement_limit']:.0f} points of the "
              f"reference's.", "",
              "| sweep | training steps | setting | members | " + " | ".join(f"{w} share (tau)" for w in words)
-             + " | max abs(share - 0.5) | max tau | fits | minus reference, max | minutes per member |",
-             "|---|---|---|---|" + "---|" * len(words) + "---|---|---|---|---|"]
+             + " | max abs(share - 0.5) | max tau | fits | minus reference, max | nurse - philosopher | verdict "
+             "| minutes per member |",
+             "|---|---|---|---|" + "---|" * len(words) + "---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         cells = [f"{100 * r['words'][w]['share_woman']:.1f}% ({r['words'][w]['tau']:.3f})" for w in words]
         minus = f"{100 * r['max_abs_minus_reference']:.1f} pts" if "max_abs_minus_reference" in r else "reference"
         minutes = f"{r['member_minutes']:.1f}" if r["member_minutes"] else "-"
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
                      f"{r['members']} | " + " | ".join(cells) + f" | {100 * r['max_abs_deviation']:.1f}% | "
-                     f"{r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} | {minus} | {minutes} |")
+                     f"{r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} | {minus} | "
+                     f"{100 * r['contrast']['estimate']:+.1f} [{100 * r['contrast']['ci95'][0]:+.1f}, "
+                     f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']} | {minutes} |")
     lines += ["", "Per word, the pooled difference from the reference (points, 95% interval):", ""]
     for r in result["rows"]:
         if "max_abs_minus_reference" in r:

@@ -175,6 +175,7 @@ def test_frontier_fit_and_agreement_on_known_counts():
         assert entry["share_woman"] == pytest.approx(0.5) and entry["tau"] == 0.0
         assert entry["minus_reference"]["estimate"] == pytest.approx(0.0)
     assert balanced["fits"] and balanced["agrees_with_reference"]
+    assert balanced["contrast"]["estimate"] == pytest.approx(0.0) and balanced["contrast"]["verdict"] == "no leakage"
     # Members at 30%, 50%, 70%: the mean is still 50%, but tau (about 0.16) is far above the 0.05 limit.
     spread = frontier.pool_setting(_counts([120, 200, 280], 400), None)
     assert spread["words"]["nurse"]["share_woman"] == pytest.approx(0.5, abs=1e-9)
@@ -184,6 +185,12 @@ def test_frontier_fit_and_agreement_on_known_counts():
     shifted = frontier.pool_setting(_counts([160, 160, 160], 400), _counts([200, 200, 200], 400))
     assert shifted["max_abs_deviation"] == pytest.approx(0.1) and not shifted["fits"]
     assert shifted["max_abs_minus_reference"] == pytest.approx(0.1) and not shifted["agrees_with_reference"]
+    # nurse at 70% and philosopher at 50% in every member: a 20-point contrast, far beyond +-5 points.
+    leaking = _counts([200, 200, 200], 400)
+    for row in leaking:
+        row["words"]["nurse"] = {"women": 280, "n": 400}
+    contrast = frontier.pool_setting(leaking, None)["contrast"]
+    assert contrast["estimate"] == pytest.approx(0.2) and contrast["verdict"] == "leakage"
 
 
 @pytest.mark.parametrize("text, message", [("best:ddpm:10", "PARAMS is ema or raw"), ("ema:euler:10", "unknown sampler"),
