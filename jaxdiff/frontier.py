@@ -128,11 +128,12 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
 
 
 def _minutes(member: sweep.Member) -> dict[str, float]:
-    """The member's recorded training and evaluation (+ probes) minutes, summed over its invocations."""
+    """The member's recorded training minutes (summed over invocations) and its last evaluation + probes."""
     path = os.path.join(member.workdir, sweep.MEMBER_JSON)
     invocations = files.read_json(path)["invocations"] if os.path.exists(path) else []
+    evaluated = [i for i in invocations if i.get("evaluation_s", 0.0) > 0]  # a re-evaluation replaced the first
     return {"training": sum(i.get("training_s", 0.0) for i in invocations) / 60,
-            "evaluation": sum(i.get("evaluation_s", 0.0) + i.get("probes_s", 0.0) for i in invocations) / 60}
+            "evaluation": (evaluated[-1]["evaluation_s"] + evaluated[-1].get("probes_s", 0.0)) / 60 if evaluated else 0.0}
 
 
 def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
