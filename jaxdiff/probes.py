@@ -94,7 +94,8 @@ def run_probes(workdir: str, log: Callable = print) -> dict[str, Any]:
         conditions = [{"kind": "over_training", "word": w, "step": step, "n": config.sweep.samples_over_training,
                        "projected": latest.table.projected_vector(w)} for w in SEED_EVAL_WORDS]
         over_training += _count_women(run, conditions, clf, log)
-    result = {"step": latest.step, "seed": int(config.evaluate.seed),
+    result = {"step": latest.step, "seed": int(config.evaluate.seed), "sampler": config.evaluate.sampler,
+              "steps": int(config.evaluate.steps),
               "intervention": [r for r in final if r["kind"] == "intervention"],
               "unseen": [r for r in final if r["kind"] == "unseen"],
               "over_training": over_training,

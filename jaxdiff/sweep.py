@@ -112,36 +112,45 @@ def _share_classifier(sweep_dir: str, workdir: str) -> None:
                 shutil.copyfile(os.path.join(sweep_dir, name), tmp)
 
 
-def probes_current(workdir: str, evaluation_seed_: int | None = None) -> bool:
-    """Whether probes.json exists and was made from the member's latest checkpoint (with that sampling seed)."""
+# The evaluation settings a report or probes.json must have been made with to count as current.
+# Probes written before they recorded their sampler were all drawn with DPM-Solver++ at 20 steps.
+REPORT_KEYS = ("seed", "sampler", "steps", "guidance", "num_samples", "num_samples_unseen", "num_unseen_words")
+PROBES_KEYS = {"seed": None, "sampler": "dpmpp2m", "steps": 20}
+
+
+def probes_current(workdir: str, evaluate_config: ml_collections.ConfigDict) -> bool:
+    """probes.json exists, from the member's latest checkpoint and its current sampling seed, sampler and steps."""
     path = os.path.join(workdir, probes.PROBES_JSON)
     steps = checkpoints.checkpoint_steps(workdir)
     if not (steps and os.path.exists(path)):
         return False
     made = files.read_json(path)
-    return made.get("step") == steps[-1] and (evaluation_seed_ is None or made.get("seed") == evaluation_seed_)
+    return made.get("step") == steps[-1] and all(made.get(k, old) == evaluate_config[k] for k, old in PROBES_KEYS.items())
 
 
-def report_current(workdir: str, evaluation_seed_: int) -> bool:
-    """report.json is from the latest checkpoint and the member's own sampling seed."""
+def report_current(workdir: str, evaluate_config: ml_collections.ConfigDict) -> bool:
+    """report.json is from the latest checkpoint and the member's current evaluation settings (seed included)."""
     report = experiment.current_report(workdir)
-    return report is not None and report["config"].get("seed") == evaluation_seed_
+    return report is not None and all(report["config"].get(k) == evaluate_config[k] for k in REPORT_KEYS)
 
 
 def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
     """Trained to num_steps, evaluated and probed from that last checkpoint with the member's sampling seed."""
     steps = checkpoints.checkpoint_steps(member.workdir)
-    seed = evaluation_seed(config.evaluate.seed, member)
-    return (bool(steps) and steps[-1] >= config.train.num_steps and report_current(member.workdir, seed)
-            and probes_current(member.workdir, seed))
+    evaluate_config = member_config(config, member).evaluate
+    return (bool(steps) and steps[-1] >= config.train.num_steps and report_current(member.workdir, evaluate_config)
+            and probes_current(member.workdir, evaluate_config))
 
 
-def _use_member_evaluation_seed(c: ml_collections.ConfigDict, workdir: str) -> None:
-    """Members trained before the per-member sampling seed keep their checkpoints; their config.json gets the seed."""
+def _use_current_evaluation_settings(c: ml_collections.ConfigDict, workdir: str) -> None:
+    """A trained member keeps its checkpoints when the sweep's evaluation settings change (the sampler, its
+    steps, the images per word, the member's sampling seed...): its config.json gets them, and the
+    stale report and probes are made again from the same parameters."""
     saved = configuration.load(workdir)
-    if saved.evaluate.seed != c.evaluate.seed:
+    if saved.evaluate.to_dict() != c.evaluate.to_dict() or saved.sweep.to_dict() != c.sweep.to_dict():
         with saved.unlocked():
-            saved.evaluate.seed = c.evaluate.seed
+            saved.evaluate = ml_collections.ConfigDict(c.evaluate.to_dict())
+            saved.sweep = ml_collections.ConfigDict(c.sweep.to_dict())
         configuration.save(saved, workdir)
 
 
@@ -155,15 +164,15 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
         log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
         train.train_and_evaluate(c, member.workdir)
     timings["training_s"] = time.perf_counter() - start
-    _use_member_evaluation_seed(c, member.workdir)
+    _use_current_evaluation_settings(c, member.workdir)
     start = time.perf_counter()
-    if not report_current(member.workdir, c.evaluate.seed):
+    if not report_current(member.workdir, c.evaluate):
         log(f"  evaluating (sampling seed {c.evaluate.seed})")
         _share_classifier(sweep_dir, member.workdir)
         evaluate.evaluate(member.workdir, log)
     timings["evaluation_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    if not probes_current(member.workdir, c.evaluate.seed):
+    if not probes_current(member.workdir, c.evaluate):
         log("  probes: dose-response, over training, intervention")
         probes.run_probes(member.workdir, log)
     timings["probes_s"] = time.perf_counter() - start

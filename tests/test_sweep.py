@@ -3,6 +3,7 @@
 import json
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -82,6 +83,26 @@ def test_a_rerun_skips_finished_members(finished_sweep, monkeypatch):
         monkeypatch.setattr(module, name, must_not_run)
     again = sweep.run_sweep(config, sweep_dir)
     assert again["leakage"]["members"] == summary["leakage"]["members"]
+
+
+def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, tmp_path, monkeypatch):
+    import shutil
+
+    config, sweep_dir, _, _ = finished_sweep
+    copy = str(tmp_path / "sweep")
+    shutil.copytree(sweep_dir, copy)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.evaluate.steps = 2  # the sweep was evaluated at the tiny config's 3 steps
+    monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("a trained member trained again"))
+    evaluated = []
+    real_evaluate = evaluate.evaluate
+    monkeypatch.setattr(evaluate, "evaluate", lambda workdir, log=print: evaluated.append(workdir) or real_evaluate(workdir, log))
+    sweep.run_sweep(config, copy, log=lambda *a: None)
+    assert len(evaluated) == 2
+    for name in ("seed0-embed0", "seed1-embed0"):
+        assert json.load(open(os.path.join(copy, name, evaluate.REPORT_JSON)))["config"]["steps"] == 2
+        assert json.load(open(os.path.join(copy, name, probes.PROBES_JSON)))["steps"] == 2
+        assert json.load(open(os.path.join(copy, name, "config.json")))["evaluate"]["steps"] == 2
 
 
 def test_member_of_splits_cover_every_member_once(tiny_dataset, tmp_path, monkeypatch):
