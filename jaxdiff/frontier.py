@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff import classifier, configuration, files, pooling, sampling, sweep, workdirs
+from jaxdiff import checkpoints, classifier, configuration, files, pooling, sampling, sweep, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
@@ -127,6 +127,11 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
             "seconds_per_image": float(np.median(np.asarray(seconds) / n)), "seconds": seconds}
 
 
+def _trained(workdir: str, num_steps: int) -> bool:
+    steps = checkpoints.checkpoint_steps(workdir)
+    return bool(steps) and steps[-1] >= num_steps
+
+
 def _minutes(member: sweep.Member) -> dict[str, float]:
     """The member's recorded training minutes (summed over invocations) and its last evaluation + probes."""
     path = os.path.join(member.workdir, sweep.MEMBER_JSON)
@@ -178,10 +183,11 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
     wanted = list(dict.fromkeys([*settings, *([reference] if reference else [])]))
     table = []
     for sweep_dir in sweep_dirs:
-        done = [m for m in sweep.members(config, sweep_dir) if sweep.member_done(config, m)]
+        # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
+        done = [m for m in sweep.members(config, sweep_dir) if _trained(m.workdir, config.train.num_steps)]
         if not done:
-            raise UserError(f"no finished member in {sweep_dir}; run: python -m jaxdiff.sweep --config=... "
-                            f"--workdir={sweep_dir}")
+            raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
+                            f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")
         loaded = classifier.load(sweep_dir, config)
         if loaded is None:
             raise UserError(f"{sweep_dir} has no classifier; run the sweep there first: python -m jaxdiff.sweep "
