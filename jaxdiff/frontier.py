@@ -219,7 +219,7 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
 def render_markdown(result: dict[str, Any]) -> str:
     """The frontier as a Markdown table: one row per (sweep, setting)."""
     words = SEED_EVAL_WORDS
-    lines = [f"# Fit frontier (reference: {result['reference']})", "",
+    lines = [f"# Fit frontier (reference: {result['reference'] or 'none'})", "",
              f"Fit good enough to decide: every trained word's tau and |share - 0.5| at most {result['fit_limit']:.2f}. "
              f"Agreement: every word's pooled share within +-{100 * result['agreement_limit']:.0f} points of the "
              f"reference's.", "",
@@ -229,7 +229,8 @@ def render_markdown(result: dict[str, Any]) -> str:
              "|---|---|---|---|" + "---|" * len(words) + "---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         cells = [f"{100 * r['words'][w]['share_woman']:.1f}% ({r['words'][w]['tau']:.3f})" for w in words]
-        minus = f"{100 * r['max_abs_minus_reference']:.1f} pts" if "max_abs_minus_reference" in r else "reference"
+        minus = (f"{100 * r['max_abs_minus_reference']:.1f} pts" if "max_abs_minus_reference" in r
+                 else "reference" if r["setting"] == result["reference"] else "-")
         minutes = f"{r['member_minutes']:.1f}" if r["member_minutes"] else "-"
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
                      f"{r['members']} | " + " | ".join(cells) + f" | {100 * r['max_abs_deviation']:.1f}% | "
