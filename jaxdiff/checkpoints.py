@@ -22,6 +22,12 @@ CHECKPOINT_DIR = "checkpoints"  # Orbax step directories: WORKDIR/checkpoints/<s
 DAMAGED_SUFFIX = ".damaged"  # a checkpoint that does not restore is renamed <step>.damaged, never deleted
 
 
+def trained_to(workdir: str, num_steps: int) -> bool:
+    """Whether the workdir's newest finished checkpoint is at `num_steps` or later."""
+    steps = checkpoint_steps(workdir)
+    return bool(steps) and steps[-1] >= num_steps
+
+
 def checkpoint_steps(workdir: str) -> list[int]:
     """The steps of a workdir's finished checkpoints, ascending (Orbax's in-progress saves have other names)."""
     directory = os.path.join(workdir, CHECKPOINT_DIR)

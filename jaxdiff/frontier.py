@@ -127,11 +127,6 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
             "seconds_per_image": float(np.median(np.asarray(seconds) / n)), "seconds": seconds}
 
 
-def _trained(workdir: str, num_steps: int) -> bool:
-    steps = checkpoints.checkpoint_steps(workdir)
-    return bool(steps) and steps[-1] >= num_steps
-
-
 def _minutes(member: sweep.Member) -> dict[str, float]:
     """The member's recorded training minutes (summed over invocations) and its last evaluation + probes."""
     path = os.path.join(member.workdir, sweep.MEMBER_JSON)
@@ -184,7 +179,7 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
     table = []
     for sweep_dir in sweep_dirs:
         # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
-        done = [m for m in sweep.members(config, sweep_dir) if _trained(m.workdir, config.train.num_steps)]
+        done = [m for m in sweep.members(config, sweep_dir) if checkpoints.trained_to(m.workdir, config.train.num_steps)]
         if not done:
             raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
                             f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")

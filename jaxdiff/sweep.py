@@ -136,9 +136,8 @@ def report_current(workdir: str, evaluate_config: ml_collections.ConfigDict) -> 
 
 def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
     """Trained to num_steps, evaluated and probed from that last checkpoint with the member's sampling seed."""
-    steps = checkpoints.checkpoint_steps(member.workdir)
     evaluate_config = member_config(config, member).evaluate
-    return (bool(steps) and steps[-1] >= config.train.num_steps and report_current(member.workdir, evaluate_config)
+    return (checkpoints.trained_to(member.workdir, config.train.num_steps) and report_current(member.workdir, evaluate_config)
             and probes_current(member.workdir, evaluate_config))
 
 
@@ -159,8 +158,7 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
     c = member_config(config, member)
     timings = {}
     start = time.perf_counter()
-    steps = checkpoints.checkpoint_steps(member.workdir)
-    if not steps or steps[-1] < c.train.num_steps:
+    if not checkpoints.trained_to(member.workdir, c.train.num_steps):
         log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
         train.train_and_evaluate(c, member.workdir)
     timings["training_s"] = time.perf_counter() - start
