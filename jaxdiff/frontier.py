@@ -141,25 +141,19 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members);
     the leakage contrast nurse - philosopher with its equivalence test at +-margin, as the sweep's summary."""
     out: dict[str, Any] = {"words": {}}
-    nurse, philosopher = ([(r["words"][w]["women"], r["words"][w]["n"]) for r in rows] for w in ("nurse", "philosopher"))
-    contrast = pooling.random_effects([a / n - b / m for (a, n), (b, m) in zip(nurse, philosopher)],
-                                      [pooling.binomial_variance(a, n) + pooling.binomial_variance(b, m)
-                                       for (a, n), (b, m) in zip(nurse, philosopher)])
+    def counts(rows_: list[dict[str, Any]], word: str) -> tuple[list[int], list[int]]:
+        return [r["words"][word]["women"] for r in rows_], [r["words"][word]["n"] for r in rows_]
+
+    contrast = pooling.pooled_difference(*counts(rows, "nurse"), *counts(rows, "philosopher"))
     test = pooling.equivalence(contrast["estimate"], contrast["se"], margin)
     out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],
                        "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
     for word in SEED_EVAL_WORDS:
-        women = [r["words"][word]["women"] for r in rows]
-        n = [r["words"][word]["n"] for r in rows]
-        pooled = pooling.random_effects(np.divide(women, n), pooling.binomial_variance(women, n))
+        pooled = pooling.pooled_share(*counts(rows, word))
         entry = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"] or 0.0,
-                 "abs_deviation": abs(pooled["estimate"] - 0.5), "members": list(np.divide(women, n))}
+                 "abs_deviation": abs(pooled["estimate"] - 0.5), "members": pooled["members"]}
         if reference_rows is not None:
-            ref_women = [r["words"][word]["women"] for r in reference_rows]
-            ref_n = [r["words"][word]["n"] for r in reference_rows]
-            difference = pooling.random_effects(
-                np.divide(women, n) - np.divide(ref_women, ref_n),
-                pooling.binomial_variance(women, n) + pooling.binomial_variance(ref_women, ref_n))
+            difference = pooling.pooled_difference(*counts(rows, word), *counts(reference_rows, word))
             entry["minus_reference"] = {"estimate": difference["estimate"], "ci95": difference["ci95"]}
         out["words"][word] = entry
     out["max_tau"] = max(e["tau"] for e in out["words"].values())

@@ -6,7 +6,9 @@ random-effects model whose between-member variance tau^2 widens the interval. Ev
 from statsmodels and scipy:
 
 - `random_effects`: statsmodels' `combine_effects` with the Paule-Mandel tau^2 (its "iterated"
-  method, which stays >= 0; the DerSimonian-Laird "chi2" method returns negative tau^2 there).
+  method, which stays >= 0; the DerSimonian-Laird "chi2" method returns negative tau^2 there);
+  `pooled_share` and `pooled_difference` apply it to counts of women (one share, or the difference
+  of two shares, per member).
 - `equivalence`: two one-sided z-tests (TOST) of a pooled estimate against +-margin.
 - `variance_components`: REML of a crossed random-effects model (statsmodels MixedLM with one
   variance component per seed kind): how much of the between-member variance each seed brings.
@@ -52,6 +54,24 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
     return {"estimate": estimate, "se": se, "ci95": [float(low), float(high)],
             "p_value": float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else None,
             "tau2": tau2, "tau": float(np.sqrt(tau2)), "k": len(effect)}
+
+
+def pooled_share(women: Sequence[int], n: Sequence[int]) -> dict[str, Any]:
+    """`random_effects` of the members' shares women/n, each with its binomial variance; adds `members`."""
+    women, n = np.asarray(women, float), np.asarray(n, float)
+    return {**random_effects(women / n, binomial_variance(women, n)), "members": [float(s) for s in women / n]}
+
+
+def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Sequence[int],
+                      n_b: Sequence[int]) -> dict[str, Any]:
+    """`random_effects` of share a - share b within each member (independent images: variances add).
+
+    Adds `members` (each member's difference) and `member_se` (its sampling standard error)."""
+    women_a, n_a, women_b, n_b = (np.asarray(x, float) for x in (women_a, n_a, women_b, n_b))
+    differences = women_a / n_a - women_b / n_b
+    variances = binomial_variance(women_a, n_a) + binomial_variance(women_b, n_b)
+    return {**random_effects(differences, variances), "members": [float(d) for d in differences],
+            "member_se": [float(s) for s in np.sqrt(variances)]}
 
 
 def equivalence(estimate: float, se: float, margin: float) -> dict[str, Any]:

@@ -136,9 +136,7 @@ def report_current(workdir: str, evaluate_config: ml_collections.ConfigDict) -> 
 
 def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
     """Trained to num_steps, evaluated and probed from that last checkpoint with the member's sampling seed."""
-    evaluate_config = member_config(config, member).evaluate
-    return (checkpoints.trained_to(member.workdir, config.train.num_steps) and report_current(member.workdir, evaluate_config)
-            and probes_current(member.workdir, evaluate_config))
+    return not stages_to_run(config, member)
 
 
 def _use_current_evaluation_settings(c: ml_collections.ConfigDict, workdir: str) -> None:
@@ -154,27 +152,36 @@ def _use_current_evaluation_settings(c: ml_collections.ConfigDict, workdir: str)
 
 
 def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str, log: Callable = print) -> dict:
-    """Trains, evaluates and probes one member, skipping finished stages; returns its stage times."""
+    """Trains, evaluates and probes one member, skipping finished stages; returns the times of those it ran."""
     c = member_config(config, member)
     timings = {}
     start = time.perf_counter()
-    if not checkpoints.trained_to(member.workdir, c.train.num_steps):
+    if "training_s" in stages_to_run(config, member):
         log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
         train.train_and_evaluate(c, member.workdir)
-    timings["training_s"] = time.perf_counter() - start
+        timings["training_s"] = time.perf_counter() - start
     _use_current_evaluation_settings(c, member.workdir)
     start = time.perf_counter()
     if not report_current(member.workdir, c.evaluate):
         log(f"  evaluating (sampling seed {c.evaluate.seed})")
         _share_classifier(sweep_dir, member.workdir)
         evaluate.evaluate(member.workdir, log)
-    timings["evaluation_s"] = time.perf_counter() - start
+        timings["evaluation_s"] = time.perf_counter() - start
     start = time.perf_counter()
     if not probes_current(member.workdir, c.evaluate):
         log("  probes: dose-response, over training, intervention")
         probes.run_probes(member.workdir, log)
-    timings["probes_s"] = time.perf_counter() - start
+        timings["probes_s"] = time.perf_counter() - start
     return timings
+
+
+def stages_to_run(config: ml_collections.ConfigDict, member: Member) -> list[str]:
+    """The member's stages still to run, named by their member.json keys ("training_s", "evaluation_s", "probes_s")."""
+    if not checkpoints.trained_to(member.workdir, config.train.num_steps):
+        return ["training_s", "evaluation_s", "probes_s"]
+    evaluate_config = member_config(config, member).evaluate
+    return ([] if report_current(member.workdir, evaluate_config) else ["evaluation_s"]) + (
+        [] if probes_current(member.workdir, evaluate_config) else ["probes_s"])
 
 
 def _record(member: Member, timings: dict) -> None:
@@ -196,12 +203,29 @@ def use_compilation_cache(sweep_dir: str) -> str:
     return directory
 
 
-def _recorded_minutes(member: Member) -> float | None:
-    """The member's stage times summed over its invocations, if it recorded any."""
-    path = os.path.join(member.workdir, MEMBER_JSON)
-    if not os.path.exists(path):
+def _stage_seconds(grid: Sequence[Member]) -> dict[str, list[float]]:
+    """Every recorded run of each stage, over all members' member.json, for the ETA.
+
+    Records older than this rule also hold stages they skipped, as a second or less: those are left out."""
+    seconds: dict[str, list[float]] = {}
+    for member in grid:
+        path = os.path.join(member.workdir, MEMBER_JSON)
+        for invocation in files.read_json(path)["invocations"] if os.path.exists(path) else []:
+            for stage, value in invocation.items():
+                if stage.endswith("_s") and value > 5.0:
+                    seconds.setdefault(stage, []).append(value)
+    return seconds
+
+
+def eta_minutes(config: ml_collections.ConfigDict, remaining: Sequence[Member], grid: Sequence[Member]) -> float | None:
+    """Minutes left for `remaining`: each stage it still has to run at that stage's median recorded time.
+
+    None until every stage needed has been timed once (a re-evaluation pass costs no training time)."""
+    seconds = _stage_seconds(grid)
+    needed = [stage for member in remaining for stage in stages_to_run(config, member)]
+    if any(stage not in seconds for stage in needed):
         return None
-    return sum(v for i in files.read_json(path)["invocations"] for k, v in i.items() if k.endswith("_s")) / 60
+    return sum(float(np.median(seconds[stage])) for stage in needed) / 60
 
 
 def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: int = 0, of: int = 1,
@@ -217,22 +241,18 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     os.makedirs(sweep_dir, exist_ok=True)
     log(f"XLA compilation cache: {use_compilation_cache(sweep_dir)}")
     ensure_classifier(config, sweep_dir, log)
-    spent: list[float] = []  # seconds per finished member, for the ETA (earlier invocations' records too)
     for i, member in enumerate(mine, start=1):
         position = f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
         if member_done(config, member):
-            minutes = _recorded_minutes(member)
-            spent += [60 * minutes] if minutes else []
             log(f"{position}: done")
             continue
-        eta = f", ETA {(len(mine) - i + 1) * sum(spent) / len(spent) / 60:.0f} min" if spent else ""
-        log(f"{position}{eta}")
+        eta = eta_minutes(config, mine[i - 1:], grid)
+        log(position + (f", ETA {eta:.0f} min" if eta is not None else ""))
         start = time.perf_counter()
         timings = run_member(config, member, sweep_dir, log)
-        spent.append(time.perf_counter() - start)
         if parallel.is_main_process():
             _record(member, timings)
-        log(f"{position}: done in {spent[-1] / 60:.1f} min")
+        log(f"{position}: done in {(time.perf_counter() - start) / 60:.1f} min")
     waiting = [m.name for m in grid if not member_done(config, m)]
     if waiting:
         log(f"{len(waiting)} member(s) not done yet ({', '.join(waiting)}); the summary is written when all are, "

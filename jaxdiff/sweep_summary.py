@@ -19,11 +19,9 @@ REPORTED_WORDS = ("philosopher", "person", "nurse", "man", "woman")
 
 def _pool_counts(rows: Sequence[dict]) -> dict[str, Any]:
     """Random-effects pooled share of women from rows with `women` and `n`."""
-    shares = [r["women"] / r["n"] for r in rows]
-    variances = pooling.binomial_variance([r["women"] for r in rows], [r["n"] for r in rows])
-    pooled = pooling.random_effects(shares, variances)
+    pooled = pooling.pooled_share([r["women"] for r in rows], [r["n"] for r in rows])
     return {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"], "se": pooled["se"],
-            "members": shares}
+            "members": pooled["members"]}
 
 
 def _word_rows(reports: list[dict], word: str) -> list[dict]:
@@ -46,10 +44,8 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
 
     # The leakage test: nurse - philosopher within each member (independent images), pooled.
     nurse, phil = _word_rows(reports, "nurse"), _word_rows(reports, "philosopher")
-    contrasts = [a["share_woman"] - b["share_woman"] for a, b in zip(nurse, phil)]
-    contrast_var = (pooling.binomial_variance([a["women"] for a in nurse], [a["n"] for a in nurse])
-                    + pooling.binomial_variance([b["women"] for b in phil], [b["n"] for b in phil]))
-    pooled = pooling.random_effects(contrasts, contrast_var)
+    pooled = pooling.pooled_difference([a["women"] for a in nurse], [a["n"] for a in nurse],
+                                       [b["women"] for b in phil], [b["n"] for b in phil])
     test = pooling.equivalence(pooled["estimate"], pooled["se"], margin)
     slopes = []
     for report in reports:
@@ -58,7 +54,7 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
                                     pooling.binomial_variance([e["women"] for e in entries], [e["n"] for e in entries])))
     slope = pooling.random_effects([s["slope"] for s in slopes], [s["se"] ** 2 for s in slopes])
     leakage = {"contrast": pooled["estimate"], "ci95": pooled["ci95"], "p_value": pooled["p_value"],
-               "tau": pooled["tau"], "members": contrasts, "member_se": [float(v) for v in np.sqrt(contrast_var)],
+               "tau": pooled["tau"], "members": pooled["members"], "member_se": pooled["member_se"],
                "tost_p_value": test["tost_p_value"], "margin": margin,
                "verdict": test["verdict"], "sentence": pooling.verdict_sentence(test["verdict"], margin),
                "slope": {"per_unit_she_he_score": slope["estimate"], "ci95": slope["ci95"], "p_value": slope["p_value"],
@@ -109,7 +105,7 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
                                                     for a in alphas] for w in SEED_EVAL_WORDS}}
 
     member_rows = []
-    for m, report, probe, contrast in zip(done, reports, member_probes, contrasts):
+    for m, report, probe, contrast in zip(done, reports, member_probes, leakage["members"]):
         record = os.path.join(m.workdir, "member.json")
         invocations = files.read_json(record)["invocations"] if os.path.exists(record) else []
         member_rows.append({"name": m.name, "train_seed": m.train_seed, "embed_seed": m.embed_seed,

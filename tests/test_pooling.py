@@ -35,6 +35,24 @@ def test_binomial_variance_stays_finite_at_zero_and_all():
     assert pooling.binomial_variance(50, 100) == pytest.approx((50.5 / 101) * (50.5 / 101) / 100)
 
 
+def test_pooled_share_of_equal_counts_is_their_share_with_the_binomial_error():
+    result = pooling.pooled_share([40, 40, 40], [100, 100, 100])
+    assert result["estimate"] == pytest.approx(0.4) and result["tau"] == 0.0
+    assert result["members"] == pytest.approx([0.4, 0.4, 0.4])
+    assert result["se"] == pytest.approx(np.sqrt(pooling.binomial_variance(40, 100) / 3))
+
+
+def test_pooled_difference_adds_the_two_sampling_variances():
+    result = pooling.pooled_difference([60, 70], [100, 100], [50, 40], [100, 200])
+    assert result["members"] == pytest.approx([0.10, 0.50])
+    expected_var = [pooling.binomial_variance(60, 100) + pooling.binomial_variance(50, 100),
+                    pooling.binomial_variance(70, 100) + pooling.binomial_variance(40, 200)]
+    assert result["member_se"] == pytest.approx(np.sqrt(expected_var))
+    direct = pooling.random_effects([0.10, 0.50], expected_var)
+    assert result["estimate"] == pytest.approx(direct["estimate"]) and result["tau"] == pytest.approx(direct["tau"])
+    assert result["tau"] > 0.2  # 0.1 against 0.5 with sampling errors near 0.07: most of it is between members
+
+
 @pytest.mark.parametrize("estimate, se, verdict", [
     (0.0, 0.01, "no leakage"),   # +-2 points around 0: inside +-5
     (0.10, 0.01, "leakage"),     # [8, 12] points: beyond +5

@@ -120,6 +120,24 @@ def test_member_of_splits_cover_every_member_once(tiny_dataset, tmp_path, monkey
         assert sorted(ran) == sorted(m.name for m in sweep.members(config, "x")) and len(ran) == 6
 
 
+def test_eta_counts_only_the_stages_each_member_still_has_to_run(tmp_path, monkeypatch):
+    config = tiny_config(str(tmp_path))
+    config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2), (0,)
+    grid = sweep.members(config, str(tmp_path))
+    for member, invocations in zip(grid, [
+            [{"training_s": 600.0, "evaluation_s": 120.0, "probes_s": 60.0}],
+            [{"training_s": 0.3, "evaluation_s": 100.0, "probes_s": 80.0}]]):  # an older re-evaluation record
+        os.makedirs(member.workdir)
+        json.dump({"invocations": invocations}, open(os.path.join(member.workdir, sweep.MEMBER_JSON), "w"))
+    to_run = {grid[1].name: ["evaluation_s", "probes_s"], grid[2].name: ["training_s", "evaluation_s", "probes_s"]}
+    monkeypatch.setattr(sweep, "stages_to_run", lambda c, member: to_run.get(member.name, []))
+    # Re-evaluation: median evaluation 110 s + median probes 70 s; training once at 600 s.
+    assert sweep.eta_minutes(config, grid[1:2], grid) == pytest.approx(3.0)
+    assert sweep.eta_minutes(config, grid[1:], grid) == pytest.approx(3.0 + 13.0)
+    to_run[grid[2].name] = ["training_s", "sampling_s"]  # a stage never timed: no ETA rather than a wrong one
+    assert sweep.eta_minutes(config, grid[1:], grid) is None
+
+
 def test_member_index_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
     from jaxdiff.errors import UserError
 
