@@ -120,8 +120,10 @@ def _one_step(config, devices, batch, state_init):
     model = models.create_model(config)
     schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     mesh = parallel.make_mesh(devices)
-    step = train.jit_train_step(config, model, schedule, mesh, donate=False)
-    state = jax.device_put(state_init, parallel.replicated(mesh))
+    # Donated, as training runs it, so that the compiled step is the one training and the device
+    # check also compile (one persistent-cache entry per mesh); the copy keeps `state_init` alive.
+    step = train.jit_train_step(config, model, schedule, mesh)
+    state = jax.device_put(jax.tree.map(jnp.copy, state_init), parallel.replicated(mesh))
     return step(state, jax.device_put(batch, parallel.batch_sharded(mesh)), jax.random.key(7))
 
 
@@ -168,23 +170,30 @@ def test_loss_goes_down(tiny_dataset, tmp_path):
     assert np.mean(losses[-2:]) < 0.85 * np.mean(losses[:2]), losses
 
 
-def test_resume_equals_uninterrupted_run(tiny_dataset, tmp_path):
-    """2N steps in one run equal N steps, a stop, and N resumed steps: parameters, EMA, data order.
+def test_resume_equals_uninterrupted_run(tiny_run, tiny_dataset, tmp_path, monkeypatch):
+    """A run stopped at step 3 (as SIGTERM stops it: checkpoint, then out) and rerun to its num_steps
+    equals the uninterrupted run (the session's tiny run): parameters, EMA, data order, schedule."""
+    stops = []
+    monkeypatch.setattr(train, "_install_sigterm", lambda stop: stops.append(stop))  # no real signal in-process
+    original = train._device_batches
 
-    A constant rate after warm-up: with a cosine decay a 4-step run has a different schedule from
-    an 8-step one (that is the schedule's doing, not the resumption's; a preempted run keeps its
-    num_steps, see the SIGTERM test)."""
-    overrides = dict(train__sample_every=0, train__checkpoint_every=4, train__eval_every=100,
-                     train__lr_schedule="constant", train__warmup_steps=2)
-    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
-    devices = jax.devices()[:2]
-    train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=8, **overrides), whole, devices=devices)
-    train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=4, **overrides), split, devices=devices)
-    train.train_and_evaluate(tiny_config(tiny_dataset, train__num_steps=8, **overrides), split, devices=devices)
+    def stop_after_three(*args, **kwargs):
+        for i, batch in enumerate(original(*args, **kwargs)):
+            if i == 2:  # while the third step's batch is fetched, as a signal would arrive
+                stops[-1].requested = True
+            yield batch
+
+    split = str(tmp_path / "split")
+    monkeypatch.setattr(train, "_device_batches", stop_after_three)
+    with pytest.raises(train.Preempted, match="at step 3"):
+        train.train_and_evaluate(tiny_config(tiny_dataset, train__sample_every=0), split, devices=jax.devices()[:1])
+    assert checkpoints.checkpoint_steps(split) == [3]
+    monkeypatch.setattr(train, "_device_batches", original)
+    train.train_and_evaluate(tiny_config(tiny_dataset, train__sample_every=0), split, devices=jax.devices()[:1])
     for which in ("raw", "ema"):
-        a, step_a = checkpoints.restore_params(whole, which)
+        a, step_a = checkpoints.restore_params(tiny_run, which)
         b, step_b = checkpoints.restore_params(split, which)
-        assert step_a == step_b == 8
+        assert step_a == step_b == 6
         _trees_close(a, b, rtol=1e-6, atol=1e-7)
 
 
@@ -198,8 +207,9 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path,
             yield batch
 
     monkeypatch.setattr(train, "_device_batches", poisoned)
-    config = tiny_config(tiny_dataset, train__num_steps=9, train__checkpoint_every=3, train__log_every=100,
-                         train__sample_every=0, train__eval_every=100)
+    config = tiny_config(tiny_dataset, train__checkpoint_every=3, train__log_every=100, train__sample_every=0,
+                         train__eval_every=100)
+    assert config.train.num_steps == 6  # the tiny default: the step the session has compiled already
     with pytest.raises(train.TrainingDiverged, match=r"at step 5.*last good checkpoint \(step 3\)"):
         train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
@@ -210,8 +220,7 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path,
 def test_resume_refuses_a_different_architecture(tiny_dataset, tmp_path):
     from jaxdiff.errors import UserError
 
-    config = tiny_config(tiny_dataset, train__num_steps=1, train__sample_every=0)
-    train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+    train.train_and_evaluate(tiny_config(tiny_dataset, train__sample_every=0), str(tmp_path), devices=jax.devices()[:1])
     with pytest.raises(UserError, match="model.channels=16, not 32"):
         train.train_and_evaluate(tiny_config(tiny_dataset, model__channels=32), str(tmp_path), devices=jax.devices()[:1])
 
@@ -261,8 +270,9 @@ def test_remat_gives_the_same_parameters_and_gradients(tiny_dataset):
     """model.remat trades compute for memory only: same parameter tree (checkpoints interchange), same gradients."""
     grads, names = [], []
     x = jax.random.normal(jax.random.key(3), (2, 16, 16, 3))
-    for remat in (False, True):
-        model = models.create_model(tiny_config(tiny_dataset, model__remat=remat))
+    for remat in (False, True):  # one level (with attention): half the tiny UNet to compile, twice
+        model = models.create_model(tiny_config(tiny_dataset, model__remat=remat, model__channel_mults=(1,),
+                                                model__attn_resolutions=(8,)))
         params = model.init(jax.random.key(0), x, jnp.zeros((2,)), jnp.zeros((2, 128)))["params"]
         params = jax.tree.map(lambda a: a + 0.01 * jax.random.normal(jax.random.key(5), a.shape), params)
         loss = lambda p: (model.apply({"params": p}, x, jnp.ones((2,)), jnp.ones((2, 128)), train=True) ** 2).sum()  # noqa: E731
