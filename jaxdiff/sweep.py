@@ -156,7 +156,7 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
     c = member_config(config, member)
     timings = {}
     start = time.perf_counter()
-    if "training_s" in stages_to_run(config, member):
+    if not checkpoints.trained_to(member.workdir, c.train.num_steps):
         log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
         train.train_and_evaluate(c, member.workdir)
         timings["training_s"] = time.perf_counter() - start
