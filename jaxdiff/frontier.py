@@ -11,10 +11,15 @@ own evaluation seed (so the ODE settings of one member start from the same noise
 sweep's classifier. Per sweep and setting: each word's pooled share, |share - 0.5| and tau
 (random effects over members, jaxdiff.pooling), whether the fit is good enough to decide (tau and
 |share - 0.5| at most 0.05 for every word), the pooled difference from the reference setting
-(1000-step DDPM: the sampler the model's training objective describes), and the minutes per member.
+(1000-step DDPM: the sampler the model's training objective describes) with an equivalence test
+at +-2 points, and the minutes per member.
 
-Each member's counts are kept in MEMBER/frontier/<setting>.json, so an interrupted study resumes;
-the table is written to the first sweep directory's frontier.json and frontier.md.
+Images come in rounds of ROUND_IMAGES per word; the noise of image j of a word does not depend on
+how many images were asked for (`first_index`), so asking for more extends a study. Rounds go over
+every member before the next begins, and each member's counts of a round are kept in
+MEMBER/frontier/PARAMS-SAMPLER-STEPS/round-RRR.json: an interrupted study resumes at the round it
+was in, and the table so far, written after each round to the first sweep directory's
+frontier.json and frontier.md, pools equal numbers of images from every member.
 """
 
 if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
@@ -36,10 +41,13 @@ from jaxdiff.classes import SEED_EVAL_WORDS
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
 
-FRONTIER_DIR = "frontier"  # in each member: one JSON of counts per setting
+FRONTIER_DIR = "frontier"  # in each member: per setting, one JSON of counts per round of images
+ROUND_IMAGES = 100  # images per word in a round: a study grows, and resumes, a round at a time
 FRONTIER_JSON, FRONTIER_MD = "frontier.json", "frontier.md"
 FIT_LIMIT = 0.05  # the fit needed for the +-5-point test to mean anything: tau and |share - 0.5| per word
 AGREEMENT_LIMIT = 0.02  # a faster sampler agrees with the reference when its shares are within +-2 points
+# pooling.equivalence's readings, said of a setting's difference from the reference rather than of leakage.
+AGREEMENT_VERDICTS = {"leakage": "differs", "no leakage": "agrees", "undecided": "undecided"}
 DEFAULT_SETTINGS = ("ema:dpmpp2m:20", "ema:dpmpp2m:10", "ema:dpmpp2m:50", "raw:dpmpp2m:20", "ema:ddpm:1000:100")
 DEFAULT_REFERENCE = "ema:ddpm:1000:100"
 
@@ -74,57 +82,91 @@ class Setting:
         return ":".join([self.params, self.sampler, str(self.steps)] + ([str(self.images)] if self.images else []))
 
 
-def _counts_path(workdir: str, setting: Setting) -> str:
-    return os.path.join(workdir, FRONTIER_DIR, setting.name.replace(":", "-") + ".json")
+def first_index(word_index: int, round_: int, round_images: int = ROUND_IMAGES) -> int:
+    """The noise index of a word's first image in a round: blocks of round_images, a round's words side by side.
 
-
-def member_counts(workdir: str, settings: Sequence[Setting], clf: tuple, log: Callable = print) -> dict[Setting, dict]:
-    """Women among a member's images of each trained word under each setting; cached in MEMBER/frontier/.
-
-    The member is loaded once per parameter kind (EMA, raw) for all its settings: restoring and
-    compiling cost more than sampling a few hundred images.
+    Image j of word i is index (j // R * W + i) * R + j % R (R images per round, W words), whatever the
+    number of images asked for: a larger study extends a smaller one with its images unchanged.
     """
-    out: dict[Setting, dict] = {}
+    return (round_ * len(SEED_EVAL_WORDS) + word_index) * round_images
+
+
+def num_rounds(config: ml_collections.ConfigDict, setting: Setting, round_images: int = ROUND_IMAGES) -> int:
+    """How many rounds a setting's images per word take (the last may be partial)."""
+    return -(-_images(config, setting) // round_images)
+
+
+def _images(config: ml_collections.ConfigDict, setting: Setting) -> int:
+    return setting.images or int(config.evaluate.num_samples)
+
+
+def _round_size(config: ml_collections.ConfigDict, setting: Setting, round_: int, round_images: int) -> int:
+    return min(round_images, _images(config, setting) - round_ * round_images)
+
+
+def _round_path(workdir: str, setting: Setting, round_: int) -> str:
+    instrument = "-".join([setting.params, setting.sampler, str(setting.steps)])  # the images are rounds
+    return os.path.join(workdir, FRONTIER_DIR, instrument, f"round-{round_:03d}.json")
+
+
+def sample_round(workdir: str, settings: Sequence[Setting], round_: int, config: ml_collections.ConfigDict,
+                 clf: tuple, round_images: int = ROUND_IMAGES, log: Callable = print) -> None:
+    """Samples and counts one round of a member's images under each setting not yet cached for it.
+
+    A round is cached in MEMBER/frontier/PARAMS-SAMPLER-STEPS/round-RRR.json when its checkpoint step,
+    evaluation seed, layout and size match. The member is loaded once per parameter kind (EMA, raw):
+    restoring and compiling cost more than sampling a round of the fast settings.
+    """
     for params_kind in ("ema", "raw"):
         mine = [s for s in settings if s.params == params_kind]
-        if not mine:
-            continue
-        run_ = workdirs.TrainedRun.load(workdir, params_kind)
+        run_ = None
         sampler_and_params = None
         for setting in mine:
-            path = _counts_path(workdir, setting)
+            path, size = _round_path(workdir, setting, round_), _round_size(config, setting, round_, round_images)
+            if run_ is None:
+                run_ = workdirs.TrainedRun.load(workdir, params_kind)
+            wanted = {"step": run_.step, "seed": int(run_.config.evaluate.seed), "round_images": round_images}
             if os.path.exists(path):
                 cached = files.read_json(path)
-                if cached.get("step") == run_.step and cached.get("seed") == int(run_.config.evaluate.seed):
-                    out[setting] = cached
+                if all(cached.get(k) == v for k, v in wanted.items()) and all(
+                        cached["words"][w]["n"] == size for w in SEED_EVAL_WORDS):
                     continue
             if sampler_and_params is None:
                 sampler_and_params = run_.image_sampler(), run_.device_params()
-            out[setting] = _sample_counts(run_, *sampler_and_params, setting, clf, log)
-            files.write_json(path, out[setting])
-    return out
+            counts = _sample_counts(run_, *sampler_and_params, setting, round_, size, round_images, clf, log)
+            files.write_json(path, {"setting": setting.name, "round": round_, **wanted, **counts})
 
 
 def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampler, params: Any, setting: Setting,
-                   clf: tuple, log: Callable) -> dict[str, Any]:
+                   round_: int, size: int, round_images: int, clf: tuple, log: Callable) -> dict[str, Any]:
     config = run_.config
-    n = setting.images or int(config.evaluate.num_samples)
     model, clf_params, _ = clf
     words, seconds = {}, []
-    log(f"  {os.path.basename(run_.workdir)} {setting.name}: {len(SEED_EVAL_WORDS)} words x {n} images")
+    log(f"  {os.path.basename(run_.workdir)} {setting.name} round {round_}: {len(SEED_EVAL_WORDS)} words x {size} images")
     for index, word in enumerate(SEED_EVAL_WORDS):
-        cond_NK = np.repeat(run_.table.projected_vector(word)[None], n, axis=0)
+        cond_NK = np.repeat(run_.table.projected_vector(word)[None], size, axis=0)
         start = time.perf_counter()
-        # Each word its own block of the member's noise indices (word i: i*n, ..., i*n + n - 1).
         images = image_sampler.sample_as_configured(params, cond_NK, int(config.evaluate.seed), config.sample,
                                                     sampler=setting.sampler, steps=setting.steps,
-                                                    guidance=float(config.evaluate.guidance), first_index=index * n)
+                                                    guidance=float(config.evaluate.guidance),
+                                                    first_index=first_index(index, round_, round_images))
         seconds.append(time.perf_counter() - start)
         gender_probs, _ = classifier.predict(model, clf_params, images)
-        words[word] = {"women": int((gender_probs.argmax(-1) == 1).sum()), "n": n}
-    # The first word's time includes compiling the sampler; the median of the three is a compiled one.
-    return {"setting": setting.name, "step": run_.step, "seed": int(config.evaluate.seed), "words": words,
-            "seconds_per_image": float(np.median(np.asarray(seconds) / n)), "seconds": seconds}
+        words[word] = {"women": int((gender_probs.argmax(-1) == 1).sum()), "n": size}
+    # The first word's time includes compiling (or loading) the sampler; the median of the three is a compiled one.
+    return {"words": words, "seconds_per_image": float(np.median(np.asarray(seconds) / size)), "seconds": seconds}
+
+
+def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Setting, rounds: int,
+                  round_images: int = ROUND_IMAGES) -> dict[str, Any] | None:
+    """A member's women and images per word under a setting, summed over its first `rounds` cached rounds."""
+    paths = [_round_path(workdir, setting, r) for r in range(min(rounds, num_rounds(config, setting, round_images)))]
+    if not paths or not all(os.path.exists(p) for p in paths):
+        return None
+    cached = [files.read_json(p) for p in paths]
+    words = {w: {"women": sum(c["words"][w]["women"] for c in cached), "n": sum(c["words"][w]["n"] for c in cached)}
+             for w in SEED_EVAL_WORDS}
+    return {"words": words, "seconds_per_image": float(np.median([c["seconds_per_image"] for c in cached]))}
 
 
 def _minutes(member: sweep.Member) -> dict[str, float]:
@@ -154,7 +196,10 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
                  "abs_deviation": abs(pooled["estimate"] - 0.5), "members": pooled["members"]}
         if reference_rows is not None:
             difference = pooling.pooled_difference(*counts(rows, word), *counts(reference_rows, word))
-            entry["minus_reference"] = {"estimate": difference["estimate"], "ci95": difference["ci95"]}
+            agreement = pooling.equivalence(difference["estimate"], difference["se"], AGREEMENT_LIMIT)
+            entry["minus_reference"] = {"estimate": difference["estimate"], "ci95": difference["ci95"],
+                                        "tost_p_value": agreement["tost_p_value"],
+                                        "verdict": AGREEMENT_VERDICTS[agreement["verdict"]]}
         out["words"][word] = entry
     out["max_tau"] = max(e["tau"] for e in out["words"].values())
     out["max_abs_deviation"] = max(e["abs_deviation"] for e in out["words"].values())
@@ -162,76 +207,125 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     if reference_rows is not None:
         out["max_abs_minus_reference"] = max(abs(e["minus_reference"]["estimate"]) for e in out["words"].values())
         out["agrees_with_reference"] = out["max_abs_minus_reference"] <= AGREEMENT_LIMIT
+        # Shown, not only estimated: every word's equivalence test at +-2 points rejects both sides.
+        verdicts = {e["minus_reference"]["verdict"] for e in out["words"].values()}
+        out["agreement"] = ("agrees" if verdicts == {"agrees"} else "differs" if "differs" in verdicts
+                            else "undecided")
     out["seconds_per_image"] = float(np.median([r["seconds_per_image"] for r in rows]))
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _Sweep:
+    """A sweep directory under study: its trained members and the classifier every member is read with."""
+
+    workdir: str
+    members: list[sweep.Member]
+    clf: tuple
+
+
+def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
+    # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
+    done = [m for m in sweep.members(config, sweep_dir) if checkpoints.trained_to(m.workdir, config.train.num_steps)]
+    if not done:
+        raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
+                        f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")
+    loaded = classifier.load(sweep_dir, config)
+    if loaded is None:
+        raise UserError(f"{sweep_dir} has no classifier; run the sweep there first: python -m jaxdiff.sweep "
+                        f"--config=... --workdir={sweep_dir}")
+    return _Sweep(sweep_dir, done, loaded)
+
+
 def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings: Sequence[Setting],
-          reference: Setting | None, log: Callable = print) -> dict[str, Any]:
-    """Samples every (sweep, member, setting) not yet cached, pools, and returns the frontier table."""
+          reference: Setting | None, log: Callable = print, round_images: int = ROUND_IMAGES,
+          after_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Samples every (round, sweep, member, setting) not yet cached, pools, and returns the frontier table.
+
+    Rounds go outermost: after each, every member has the same number of images of every setting, so
+    an interrupted study has a balanced table so far (`after_round` receives it) and resumes from it.
+    """
     wanted = list(dict.fromkeys([*settings, *([reference] if reference else [])]))
+    sweeps = [_open_sweep(config, d) for d in sweep_dirs]
+    for s in sweeps:
+        log(f"{s.workdir}: {len(s.members)} finished members, {len(wanted)} settings")
+    total = max(num_rounds(config, s, round_images) for s in wanted)
+    for round_ in range(total):
+        for s in sweeps:
+            sweep.use_compilation_cache(s.workdir)
+            for member in s.members:
+                due = [x for x in wanted if num_rounds(config, x, round_images) > round_]
+                sample_round(member.workdir, due, round_, config, s.clf, round_images, log)
+        if after_round is not None and round_ < total - 1:
+            after_round(_table(config, sweeps, settings, reference, round_ + 1, round_images))
+    return _table(config, sweeps, settings, reference, total, round_images)
+
+
+def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings: Sequence[Setting],
+           reference: Setting | None, rounds: int, round_images: int) -> dict[str, Any]:
+    """The frontier pooled over each member's first `rounds` rounds of every setting."""
     table = []
-    for sweep_dir in sweep_dirs:
-        # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
-        done = [m for m in sweep.members(config, sweep_dir) if checkpoints.trained_to(m.workdir, config.train.num_steps)]
-        if not done:
-            raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
-                            f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")
-        loaded = classifier.load(sweep_dir, config)
-        if loaded is None:
-            raise UserError(f"{sweep_dir} has no classifier; run the sweep there first: python -m jaxdiff.sweep "
-                            f"--config=... --workdir={sweep_dir}")
-        sweep.use_compilation_cache(sweep_dir)
-        log(f"{sweep_dir}: {len(done)} finished members, {len(wanted)} settings")
-        per_member = [member_counts(m.workdir, wanted, loaded, log) for m in done]
-        counts = {s: [c[s] for c in per_member] for s in wanted}
-        member_config = configuration.load(done[0].workdir)
-        minutes = [_minutes(m) for m in done]
+    for s in sweeps:
+        def counts(setting: Setting) -> list[dict[str, Any]]:
+            return [member_counts(m.workdir, config, setting, rounds, round_images) for m in s.members]
+
+        member_config = configuration.load(s.members[0].workdir)
+        minutes = [_minutes(m) for m in s.members]
         training_minutes = float(np.median([m["training"] for m in minutes]))
         evaluation_minutes = float(np.median([m["evaluation"] for m in minutes]))
         default = Setting("ema", member_config.evaluate.sampler, int(member_config.evaluate.steps))
-        default_spi = (pool_setting(counts[default], None)["seconds_per_image"] if default in counts else None)
-        for s in settings:
-            row = pool_setting(counts[s], counts[reference] if reference and s != reference else None,
+        default_rows = counts(default) if default in settings or default == reference else None
+        default_spi = pool_setting(default_rows, None)["seconds_per_image"] if default_rows else None
+        reference_rows = counts(reference) if reference else None
+        for setting in settings:
+            rows = counts(setting)
+            row = pool_setting(rows, reference_rows if setting != reference else None,
                                float(config.sweep.equivalence_margin))
             # Evaluation time is almost all sampling: scale the recorded minutes by this setting's speed.
             scale = row["seconds_per_image"] / default_spi if default_spi else None
-            row.update({"sweep": sweep_dir, "setting": s.name, "members": len(done),
-                        "num_steps": int(member_config.train.num_steps),
-                        "training_minutes": training_minutes,
+            row.update({"sweep": s.workdir, "setting": setting.name, "members": len(s.members),
+                        "images": rows[0]["words"][SEED_EVAL_WORDS[0]]["n"],
+                        "num_steps": int(member_config.train.num_steps), "training_minutes": training_minutes,
                         "member_minutes": training_minutes + evaluation_minutes * scale if scale else None})
             table.append(row)
     return {"reference": reference.name if reference else None, "fit_limit": FIT_LIMIT,
-            "agreement_limit": AGREEMENT_LIMIT, "rows": table}
+            "agreement_limit": AGREEMENT_LIMIT, "round_images": round_images, "rounds": rounds, "rows": table}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The frontier as a Markdown table: one row per (sweep, setting)."""
     words = SEED_EVAL_WORDS
+    limit = f"{100 * result['agreement_limit']:.0f}"
     lines = [f"# Fit frontier (reference: {result['reference'] or 'none'})", "",
              f"Fit good enough to decide: every trained word's tau and |share - 0.5| at most {result['fit_limit']:.2f}. "
-             f"Agreement: every word's pooled share within +-{100 * result['agreement_limit']:.0f} points of the "
-             f"reference's.", "",
-             "| sweep | training steps | setting | members | " + " | ".join(f"{w} share (tau)" for w in words)
-             + " | max abs(share - 0.5) | max tau | fits | minus reference, max | nurse - philosopher | verdict "
-             "| minutes per member |",
-             "|---|---|---|---|" + "---|" * len(words) + "---|---|---|---|---|---|---|"]
+             f"Agreement with the reference: every word's pooled share within +-{limit} points, shown by an "
+             f"equivalence test (TOST) at +-{limit} points per word. Images per word and member: "
+             f"{result['rounds']} round(s) of up to {result['round_images']}.", "",
+             "| sweep | training steps | setting | members | images | "
+             + " | ".join(f"{w} share (tau)" for w in words)
+             + " | max abs(share - 0.5) | max tau | fits | minus reference, max | agreement | nurse - philosopher "
+             "| verdict | minutes per member |",
+             "|---|---|---|---|---|" + "---|" * len(words) + "---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         cells = [f"{100 * r['words'][w]['share_woman']:.1f}% ({r['words'][w]['tau']:.3f})" for w in words]
+        is_reference = r["setting"] == result["reference"]
         minus = (f"{100 * r['max_abs_minus_reference']:.1f} pts" if "max_abs_minus_reference" in r
-                 else "reference" if r["setting"] == result["reference"] else "-")
+                 else "reference" if is_reference else "-")
         minutes = f"{r['member_minutes']:.1f}" if r["member_minutes"] else "-"
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
-                     f"{r['members']} | " + " | ".join(cells) + f" | {100 * r['max_abs_deviation']:.1f}% | "
-                     f"{r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} | {minus} | "
+                     f"{r['members']} | {r['images']} | " + " | ".join(cells)
+                     + f" | {100 * r['max_abs_deviation']:.1f}% | {r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} "
+                     f"| {minus} | {r.get('agreement', '-')} | "
                      f"{100 * r['contrast']['estimate']:+.1f} [{100 * r['contrast']['ci95'][0]:+.1f}, "
                      f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']} | {minutes} |")
-    lines += ["", "Per word, the pooled difference from the reference (points, 95% interval):", ""]
+    lines += ["", f"Per word, the pooled difference from the reference (points, 95% interval, TOST p at +-{limit}):", ""]
     for r in result["rows"]:
         if "max_abs_minus_reference" in r:
-            parts = [f"{w} {100 * r['words'][w]['minus_reference']['estimate']:+.1f} "
-                     f"[{100 * r['words'][w]['minus_reference']['ci95'][0]:+.1f}, "
-                     f"{100 * r['words'][w]['minus_reference']['ci95'][1]:+.1f}]" for w in words]
+            parts = []
+            for w in words:
+                d = r["words"][w]["minus_reference"]
+                parts.append(f"{w} {100 * d['estimate']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
+                             f"p {d['tost_p_value']:.2g}")
             lines.append(f"- {os.path.basename(r['sweep'].rstrip('/'))} {r['setting']}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"
 
@@ -251,11 +345,19 @@ def main(argv: Sequence[str]) -> None:
     settings = [Setting.parse(s) for s in flags.settings]
     reference = Setting.parse(flags.reference) if flags.reference else None
     start = time.perf_counter()
-    result = study(flags.config, sweep_dirs, settings, reference)
-    files.write_json(os.path.join(sweep_dirs[0], FRONTIER_JSON), result)
-    markdown = render_markdown(result)
-    files.write_text(os.path.join(sweep_dirs[0], FRONTIER_MD), markdown)
-    print(markdown)
+
+    def write(result: dict[str, Any]) -> str:
+        files.write_json(os.path.join(sweep_dirs[0], FRONTIER_JSON), result)
+        markdown = render_markdown(result)
+        files.write_text(os.path.join(sweep_dirs[0], FRONTIER_MD), markdown)
+        return markdown
+
+    def after_round(result: dict[str, Any]) -> None:
+        write(result)
+        print(f"round {result['rounds']} done ({(time.perf_counter() - start) / 60:.1f} min); table so far in "
+              f"{os.path.join(sweep_dirs[0], FRONTIER_MD)}", flush=True)
+
+    print(write(study(flags.config, sweep_dirs, settings, reference, after_round=after_round)))
     print(f"({(time.perf_counter() - start) / 60:.1f} min; {os.path.join(sweep_dirs[0], FRONTIER_MD)})")
 
 

@@ -191,7 +191,7 @@ def test_frontier_pools_each_setting_and_caches_member_counts(finished_sweep, mo
             assert "minus_reference" in entry
         assert row["member_minutes"] is None or row["member_minutes"] > 0
     for name in ("seed0-embed0", "seed1-embed0"):
-        cached = json.load(open(os.path.join(sweep_dir, name, "frontier", "raw-ddim-3-8.json")))
+        cached = json.load(open(os.path.join(sweep_dir, name, "frontier", "raw-ddim-3", "round-000.json")))
         assert cached["step"] == 6 and all(cached["words"][w]["n"] == 8 for w in SEED_EVAL_WORDS)
     # A second study reads the cached counts: nothing is sampled again, and the table is the same.
     monkeypatch.setattr(workdirs.TrainedRun, "image_sampler", lambda self: pytest.fail("sampled again"))
@@ -199,6 +199,38 @@ def test_frontier_pools_each_setting_and_caches_member_counts(finished_sweep, mo
     assert again["rows"][1]["words"] == result["rows"][1]["words"]
     text = frontier.render_markdown(again)
     assert "raw:ddim:3:8" in text and "ema:ddpm:4:8" in text
+
+
+def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
+    from jaxdiff import frontier
+
+    config, sweep_dir, _, _ = finished_sweep
+    first = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:dpmpp2m:2:4")], None,
+                           log=lambda *a: None, round_images=4)
+    sampled, interim = [], []
+    real = frontier._sample_counts
+
+    def recording(run_, sampler, params, setting, round_, size, *rest):
+        sampled.append((os.path.basename(run_.workdir), round_, size))
+        return real(run_, sampler, params, setting, round_, size, *rest)
+
+    monkeypatch.setattr(frontier, "_sample_counts", recording)
+    grown = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:dpmpp2m:2:10")], None,
+                           log=lambda *a: None, round_images=4, after_round=interim.append)
+    # 10 images = rounds of 4, 4 and 2; the first round is read back, and rounds go over both members in turn.
+    assert sampled == [("seed0-embed0", 1, 4), ("seed1-embed0", 1, 4), ("seed0-embed0", 2, 2), ("seed1-embed0", 2, 2)]
+    assert [t["rounds"] for t in interim] == [1, 2] and [t["rows"][0]["images"] for t in interim] == [4, 8]
+    assert interim[0]["rows"][0]["words"] == first["rows"][0]["words"]
+    assert grown["rows"][0]["images"] == 10 and grown["rounds"] == 3
+    for word in SEED_EVAL_WORDS:
+        rounds = [json.load(open(os.path.join(sweep_dir, "seed0-embed0", "frontier", "ema-dpmpp2m-2",
+                                              f"round-{r:03d}.json")))["words"][word] for r in range(3)]
+        assert grown["rows"][0]["words"][word]["members"][0] == pytest.approx(
+            sum(c["women"] for c in rounds) / 10)
+    # Every (word, image) has its own noise index, whatever the number of images: blocks never overlap.
+    indices = [frontier.first_index(w, j // 4, 4) + j % 4 for w in range(len(SEED_EVAL_WORDS)) for j in range(12)]
+    assert sorted(indices) == list(range(36))
+    assert [frontier.first_index(w, 0, 100) for w in range(3)] == [0, 100, 200]  # n = 100: word i from i * n
 
 
 def _counts(women_by_member: list[int], n: int) -> list[dict]:
@@ -214,6 +246,10 @@ def test_frontier_fit_and_agreement_on_known_counts():
         assert entry["share_woman"] == pytest.approx(0.5) and entry["tau"] == 0.0
         assert entry["minus_reference"]["estimate"] == pytest.approx(0.0)
     assert balanced["fits"] and balanced["agrees_with_reference"]
+    # 400 images a member and 3 members: +-2 points is not yet shown (the difference's SE is 2 points).
+    assert balanced["agreement"] == "undecided"
+    many = frontier.pool_setting(_counts([2000] * 9, 4000), _counts([2000] * 9, 4000))
+    assert many["agreement"] == "agrees" and many["words"]["nurse"]["minus_reference"]["tost_p_value"] < 0.05
     assert balanced["contrast"]["estimate"] == pytest.approx(0.0) and balanced["contrast"]["verdict"] == "no leakage"
     # Members at 30%, 50%, 70%: the mean is still 50%, but tau (about 0.16) is far above the 0.05 limit.
     spread = frontier.pool_setting(_counts([120, 200, 280], 400), None)
@@ -224,6 +260,7 @@ def test_frontier_fit_and_agreement_on_known_counts():
     shifted = frontier.pool_setting(_counts([160, 160, 160], 400), _counts([200, 200, 200], 400))
     assert shifted["max_abs_deviation"] == pytest.approx(0.1) and not shifted["fits"]
     assert shifted["max_abs_minus_reference"] == pytest.approx(0.1) and not shifted["agrees_with_reference"]
+    assert shifted["agreement"] == "differs"
     # nurse at 70% and philosopher at 50% in every member: a 20-point contrast, far beyond +-5 points.
     leaking = _counts([200, 200, 200], 400)
     for row in leaking:
