@@ -273,9 +273,11 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
         minutes = [_minutes(m) for m in s.members]
         training_minutes = float(np.median([m["training"] for m in minutes]))
         evaluation_minutes = float(np.median([m["evaluation"] for m in minutes]))
+        # The members' own evaluation setting, at whatever number of images it was studied with here.
         default = Setting("ema", member_config.evaluate.sampler, int(member_config.evaluate.steps))
-        default_rows = counts(default) if default in settings or default == reference else None
-        default_spi = pool_setting(default_rows, None)["seconds_per_image"] if default_rows else None
+        studied = [x for x in [*settings, *([reference] if reference else [])]
+                   if dataclasses.replace(x, images=None) == default]
+        default_spi = pool_setting(counts(studied[0]), None)["seconds_per_image"] if studied else None
         reference_rows = counts(reference) if reference else None
         for setting in settings:
             rows = counts(setting)
@@ -354,7 +356,7 @@ def main(argv: Sequence[str]) -> None:
 
     def after_round(result: dict[str, Any]) -> None:
         write(result)
-        print(f"round {result['rounds']} done ({(time.perf_counter() - start) / 60:.1f} min); table so far in "
+        print(f"{result['rounds']} round(s) done ({(time.perf_counter() - start) / 60:.1f} min); table so far in "
               f"{os.path.join(sweep_dirs[0], FRONTIER_MD)}", flush=True)
 
     print(write(study(flags.config, sweep_dirs, settings, reference, after_round=after_round)))

@@ -205,7 +205,8 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     from jaxdiff import frontier
 
     config, sweep_dir, _, _ = finished_sweep
-    first = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:dpmpp2m:2:4")], None,
+    # The members' own evaluation setting (DPM++ at 3 steps in the tiny config), so minutes per member are known.
+    first = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:dpmpp2m:3:4")], None,
                            log=lambda *a: None, round_images=4)
     sampled, interim = [], []
     real = frontier._sample_counts
@@ -215,15 +216,16 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
         return real(run_, sampler, params, setting, round_, size, *rest)
 
     monkeypatch.setattr(frontier, "_sample_counts", recording)
-    grown = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:dpmpp2m:2:10")], None,
+    grown = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:dpmpp2m:3:10")], None,
                            log=lambda *a: None, round_images=4, after_round=interim.append)
     # 10 images = rounds of 4, 4 and 2; the first round is read back, and rounds go over both members in turn.
     assert sampled == [("seed0-embed0", 1, 4), ("seed1-embed0", 1, 4), ("seed0-embed0", 2, 2), ("seed1-embed0", 2, 2)]
     assert [t["rounds"] for t in interim] == [1, 2] and [t["rows"][0]["images"] for t in interim] == [4, 8]
     assert interim[0]["rows"][0]["words"] == first["rows"][0]["words"]
     assert grown["rows"][0]["images"] == 10 and grown["rounds"] == 3
+    assert grown["rows"][0]["member_minutes"] > grown["rows"][0]["training_minutes"] > 0
     for word in SEED_EVAL_WORDS:
-        rounds = [json.load(open(os.path.join(sweep_dir, "seed0-embed0", "frontier", "ema-dpmpp2m-2",
+        rounds = [json.load(open(os.path.join(sweep_dir, "seed0-embed0", "frontier", "ema-dpmpp2m-3",
                                               f"round-{r:03d}.json")))["words"][word] for r in range(3)]
         assert grown["rows"][0]["words"][word]["members"][0] == pytest.approx(
             sum(c["women"] for c in rounds) / 10)
