@@ -36,7 +36,7 @@ import ml_collections
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff import checkpoints, classifier, configuration, files, pooling, sampling, sweep, workdirs
+from jaxdiff import checkpoints, classifier, configuration, files, pooling, sampling, sweep, sweep_summary, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
@@ -169,15 +169,6 @@ def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Sett
     return {"words": words, "seconds_per_image": float(np.median([c["seconds_per_image"] for c in cached]))}
 
 
-def _minutes(member: sweep.Member) -> dict[str, float]:
-    """The member's recorded training minutes (summed over invocations) and its last evaluation + probes."""
-    path = os.path.join(member.workdir, sweep.MEMBER_JSON)
-    invocations = files.read_json(path)["invocations"] if os.path.exists(path) else []
-    evaluated = [i for i in invocations if i.get("evaluation_s", 0.0) > 0]  # a re-evaluation replaced the first
-    return {"training": sum(i.get("training_s", 0.0) for i in invocations) / 60,
-            "evaluation": (evaluated[-1]["evaluation_s"] + evaluated[-1].get("probes_s", 0.0)) / 60 if evaluated else 0.0}
-
-
 def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
                  margin: float = 0.05) -> dict[str, Any]:
     """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members);
@@ -270,9 +261,9 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
             return [member_counts(m.workdir, config, setting, rounds, round_images) for m in s.members]
 
         member_config = configuration.load(s.members[0].workdir)
-        minutes = [_minutes(m) for m in s.members]
+        minutes = [sweep_summary.member_minutes(m.workdir) for m in s.members]
         training_minutes = float(np.median([m["training"] for m in minutes]))
-        evaluation_minutes = float(np.median([m["evaluation"] for m in minutes]))
+        evaluation_minutes = float(np.median([m["evaluation"] + m["probes"] for m in minutes]))
         # The members' own evaluation setting, at whatever number of images it was studied with here.
         default = Setting("ema", member_config.evaluate.sampler, int(member_config.evaluate.steps))
         studied = [x for x in [*settings, *([reference] if reference else [])]

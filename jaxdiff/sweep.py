@@ -31,7 +31,7 @@ from jaxdiff import (checkpoints, classifier, configuration, evaluate, experimen
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
 
-MEMBER_JSON = "member.json"
+MEMBER_JSON = sweep_summary.MEMBER_JSON
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,10 +209,9 @@ def _stage_seconds(grid: Sequence[Member]) -> dict[str, list[float]]:
     Records older than this rule also hold stages they skipped, as a second or less: those are left out."""
     seconds: dict[str, list[float]] = {}
     for member in grid:
-        path = os.path.join(member.workdir, MEMBER_JSON)
-        for invocation in files.read_json(path)["invocations"] if os.path.exists(path) else []:
+        for invocation in sweep_summary.member_invocations(member.workdir):
             for stage, value in invocation.items():
-                if stage.endswith("_s") and value > 5.0:
+                if stage.endswith("_s") and value > sweep_summary.SKIPPED_STAGE_S:
                     seconds.setdefault(stage, []).append(value)
     return seconds
 

@@ -14,6 +14,8 @@ from jaxdiff import report as report_files
 from jaxdiff.classes import SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+MEMBER_JSON = "member.json"  # in each member: the stage times of every sweep invocation (jaxdiff.sweep writes it)
+SKIPPED_STAGE_S = 5.0  # older member.json records hold the stages an invocation skipped, as a second or less
 REPORTED_WORDS = ("philosopher", "person", "nurse", "man", "woman")
 
 
@@ -106,20 +108,42 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
 
     member_rows = []
     for m, report, probe, contrast in zip(done, reports, member_probes, leakage["members"]):
-        record = os.path.join(m.workdir, "member.json")
-        invocations = files.read_json(record)["invocations"] if os.path.exists(record) else []
         member_rows.append({"name": m.name, "train_seed": m.train_seed, "embed_seed": m.embed_seed,
                             "report": os.path.join(m.workdir, evaluate.REPORT_JSON), "step": report["config"]["step"],
                             "shares": {w: _word_rows([report], w)[0]["share_woman"] for w in REPORTED_WORDS},
                             "contrast": contrast,
-                            "minutes": {k: sum(i.get(k, 0) for i in invocations) / 60
-                                        for k in ("training_s", "evaluation_s", "probes_s")}})
-    minutes = [sum(r["minutes"].values()) for r in member_rows]
+                            "minutes": member_minutes(m.workdir)})
+    minutes = [_member_cost(m["minutes"]) for m in member_rows]
     accuracy = files.read_json(os.path.join(sweep_dir, classifier.METRICS_FILE))
     return {"sweep_dir": sweep_dir, "members": member_rows, "num_members": len(done),
             "classifier": accuracy, "words": words, "leakage": leakage, "projection": projection, "fit": fit,
             "dose_response": dose, "over_training": over_training, "intervention": intervention,
-            "timings": {"member_minutes_median": float(np.median(minutes)), "members_minutes_total": float(sum(minutes))}}
+            "timings": {"member_minutes_median": float(np.median(minutes)), "members_minutes_total": float(sum(minutes)),
+                        "spent_minutes_total": float(sum(m["minutes"]["spent"] for m in member_rows))}}
+
+
+def member_invocations(workdir: str) -> list[dict]:
+    """The stage times of every sweep invocation that worked on a member (its member.json, written by jaxdiff.sweep)."""
+    path = os.path.join(workdir, MEMBER_JSON)
+    return files.read_json(path)["invocations"] if os.path.exists(path) else []
+
+
+def member_minutes(workdir: str) -> dict[str, float]:
+    """What a member costs with its current report: training (summed over the invocations that resumed it)
+    plus its latest evaluation and probes; and `spent`, every recorded stage, re-evaluations included."""
+    invocations = member_invocations(workdir)
+
+    def latest(stage: str) -> float:
+        runs = [i[stage] for i in invocations if i.get(stage, 0.0) > SKIPPED_STAGE_S]
+        return runs[-1] / 60 if runs else 0.0
+
+    return {"training": sum(i.get("training_s", 0.0) for i in invocations) / 60,
+            "evaluation": latest("evaluation_s"), "probes": latest("probes_s"),
+            "spent": sum(v for i in invocations for k, v in i.items() if k.endswith("_s")) / 60}
+
+
+def _member_cost(minutes: dict[str, float]) -> float:
+    return minutes["training"] + minutes["evaluation"] + minutes["probes"]
 
 
 def _within_word_slope(scores: Sequence[float], shares: Sequence[float], words: Sequence[str]) -> dict[str, Any]:
@@ -219,7 +243,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
               "|---|---|" + "---|" * len(REPORTED_WORDS) + "---|---|"]
     for m in summary["members"]:
         lines.append(f"| {m['name']} | {m['step']} | " + " | ".join(_pct(m["shares"][w]) for w in REPORTED_WORDS)
-                     + f" | {_pts(m['contrast'])} | {sum(m['minutes'].values()):.1f} |")
+                     + f" | {_pts(m['contrast'])} | {_member_cost(m['minutes']):.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -138,6 +138,21 @@ def test_eta_counts_only_the_stages_each_member_still_has_to_run(tmp_path, monke
     assert sweep.eta_minutes(config, grid[1:], grid) is None
 
 
+def test_member_minutes_count_training_once_and_the_latest_evaluation(tmp_path):
+    from jaxdiff import sweep_summary
+
+    invocations = [{"training_s": 300.0, "evaluation_s": 120.0, "probes_s": 60.0},  # trained and evaluated
+                   {"training_s": 0.2, "evaluation_s": 180.0, "probes_s": 0.4},  # re-evaluated (older record)
+                   {"training_s": 120.0}]  # trained further, not yet evaluated
+    json.dump({"invocations": invocations}, open(tmp_path / sweep.MEMBER_JSON, "w"))
+    minutes = sweep_summary.member_minutes(str(tmp_path))
+    assert minutes["training"] == pytest.approx(420.2 / 60)
+    assert (minutes["evaluation"], minutes["probes"]) == (pytest.approx(3.0), pytest.approx(1.0))
+    assert minutes["spent"] == pytest.approx((420.2 + 300.0 + 60.4) / 60)
+    assert sweep_summary.member_minutes(str(tmp_path / "missing")) == {"training": 0.0, "evaluation": 0.0,
+                                                                       "probes": 0.0, "spent": 0.0}
+
+
 def test_member_index_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
     from jaxdiff.errors import UserError
 
