@@ -28,6 +28,7 @@ if __name__ == "__main__":  # a command line: set the process up before JAX and 
     prepare_process()
 
 import dataclasses
+import hashlib
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -45,7 +46,7 @@ FRONTIER_DIR = "frontier"  # in each member: per setting, one JSON of counts per
 ROUND_IMAGES = 100  # images per word in a round: a study grows, and resumes, a round at a time
 FRONTIER_JSON, FRONTIER_MD = "frontier.json", "frontier.md"
 FIT_LIMIT = 0.05  # the fit needed for the +-5-point test to mean anything: tau and |share - 0.5| per word
-AGREEMENT_LIMIT = 0.02  # a faster sampler agrees with the reference when its shares are within +-2 points
+AGREEMENT_LIMIT = 0.02  # a faster sampler agrees with the reference when its shares are shown within +-2 points
 # pooling.equivalence's readings, said of a setting's difference from the reference rather than of leakage.
 AGREEMENT_VERDICTS = {"leakage": "differs", "no leakage": "agrees", "undecided": "undecided"}
 DEFAULT_SETTINGS = ("ema:dpmpp2m:20", "ema:dpmpp2m:10", "ema:dpmpp2m:50", "raw:dpmpp2m:20", "ema:ddpm:1000:100")
@@ -104,37 +105,79 @@ def _round_size(config: ml_collections.ConfigDict, setting: Setting, round_: int
     return min(round_images, _images(config, setting) - round_ * round_images)
 
 
+def _instrument(setting: Setting) -> str:
+    return "-".join([setting.params, setting.sampler, str(setting.steps)])  # a setting less its number of images
+
+
 def _round_path(workdir: str, setting: Setting, round_: int) -> str:
-    instrument = "-".join([setting.params, setting.sampler, str(setting.steps)])  # the images are rounds
-    return os.path.join(workdir, FRONTIER_DIR, instrument, f"round-{round_:03d}.json")
+    return os.path.join(workdir, FRONTIER_DIR, _instrument(setting), f"round-{round_:03d}.json")
 
 
-def sample_round(workdir: str, settings: Sequence[Setting], round_: int, config: ml_collections.ConfigDict,
-                 clf: tuple, round_images: int = ROUND_IMAGES, log: Callable = print) -> None:
-    """Samples and counts one round of a member's images under each setting not yet cached for it.
+def _serves(cached: dict[str, Any], size: int) -> bool:
+    """Whether a cached round holds the first `size` images of every word (each image's reading is kept)."""
+    return all(e["n"] == size or (e["n"] > size and "is_woman" in e) for e in cached["words"].values())
 
-    A round is cached in MEMBER/frontier/PARAMS-SAMPLER-STEPS/round-RRR.json when its checkpoint step,
-    evaluation seed, layout and size match. The member is loaded once per parameter kind (EMA, raw):
-    restoring and compiling cost more than sampling a round of the fast settings.
+
+def _women(entry: dict[str, Any], size: int) -> int:
+    return entry["women"] if entry["n"] == size else int(sum(entry["is_woman"][:size]))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sweep:
+    """A sweep directory under study: its trained members and the classifier every member is read with."""
+
+    workdir: str
+    members: list[sweep.Member]
+    clf: tuple  # (model, params, accuracy)
+    classifier_id: str  # a digest of the classifier's parameters file: counts made with another are redone
+
+
+def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
+    # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
+    done = [m for m in sweep.members(config, sweep_dir) if checkpoints.trained_to(m.workdir, config.train.num_steps)]
+    if not done:
+        raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
+                        f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")
+    loaded = classifier.load(sweep_dir, config)
+    if loaded is None:
+        raise UserError(f"{sweep_dir} has no classifier; run the sweep there first: python -m jaxdiff.sweep "
+                        f"--config=... --workdir={sweep_dir}")
+    with open(os.path.join(sweep_dir, classifier.PARAMS_FILE), "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    return _Sweep(sweep_dir, done, loaded, digest)
+
+
+def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config: ml_collections.ConfigDict,
+                  study_sweep: _Sweep, round_images: int, log: Callable) -> None:
+    """Samples and counts one round of a member's images for each setting whose round is not cached yet.
+
+    Settings that differ only in their number of images share a round (the larger serves the smaller:
+    the first images are the same). A cached round counts when the member's checkpoint step, its
+    evaluation seed and guidance, the classifier and the layout are those it was made with.
     """
-    for params_kind in ("ema", "raw"):
-        mine = [s for s in settings if s.params == params_kind]
-        run_ = None
-        sampler_and_params = None
-        for setting in mine:
-            path, size = _round_path(workdir, setting, round_), _round_size(config, setting, round_, round_images)
-            if run_ is None:
-                run_ = workdirs.TrainedRun.load(workdir, params_kind)
-            wanted = {"step": run_.step, "seed": int(run_.config.evaluate.seed), "round_images": round_images}
-            if os.path.exists(path):
-                cached = files.read_json(path)
-                if all(cached.get(k) == v for k, v in wanted.items()) and all(
-                        cached["words"][w]["n"] == size for w in SEED_EVAL_WORDS):
-                    continue
-            if sampler_and_params is None:
-                sampler_and_params = run_.image_sampler(), run_.device_params()
-            counts = _sample_counts(run_, *sampler_and_params, setting, round_, size, round_images, clf, log)
-            files.write_json(path, {"setting": setting.name, "round": round_, **wanted, **counts})
+    member_config = configuration.load(workdir)
+    made_with = {"step": checkpoints.checkpoint_steps(workdir)[-1], "seed": int(member_config.evaluate.seed),
+                 "guidance": float(member_config.evaluate.guidance), "classifier": study_sweep.classifier_id,
+                 "round_images": round_images}
+    by_instrument: dict[str, list[Setting]] = {}
+    for setting in settings:
+        by_instrument.setdefault(_instrument(setting), []).append(setting)
+    runs: dict[str, tuple] = {}  # per parameter kind: the restored run, its sampler and device parameters
+    for same in by_instrument.values():
+        path = _round_path(workdir, same[0], round_)
+        size = max(_round_size(config, x, round_, round_images) for x in same)
+        if os.path.exists(path):
+            cached = files.read_json(path)
+            if all(cached.get(k) == v for k, v in made_with.items()) and _serves(cached, size):
+                continue
+        kind = same[0].params
+        if kind not in runs:
+            run_ = workdirs.TrainedRun.load(workdir, kind)
+            runs[kind] = (run_, run_.image_sampler(), run_.device_params())
+        counts = _sample_counts(*runs[kind], same[0], round_, size, round_images, study_sweep.clf, log)
+        # The restored step is the one sampled (a damaged newest checkpoint falls back to an older one).
+        files.write_json(path, {"setting": _instrument(same[0]), "round": round_,
+                                **made_with, "step": runs[kind][0].step, **counts})
 
 
 def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampler, params: Any, setting: Setting,
@@ -142,7 +185,8 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
     config = run_.config
     model, clf_params, _ = clf
     words, seconds = {}, []
-    log(f"  {os.path.basename(run_.workdir)} {setting.name} round {round_}: {len(SEED_EVAL_WORDS)} words x {size} images")
+    log(f"  {os.path.basename(run_.workdir)} {_instrument(setting)} round {round_}: "
+        f"{len(SEED_EVAL_WORDS)} words x {size} images")
     for index, word in enumerate(SEED_EVAL_WORDS):
         cond_NK = np.repeat(run_.table.projected_vector(word)[None], size, axis=0)
         start = time.perf_counter()
@@ -152,21 +196,28 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
                                                     first_index=first_index(index, round_, round_images))
         seconds.append(time.perf_counter() - start)
         gender_probs, _ = classifier.predict(model, clf_params, images)
-        words[word] = {"women": int((gender_probs.argmax(-1) == 1).sum()), "n": size}
+        is_woman = (gender_probs.argmax(-1) == 1).astype(int)
+        words[word] = {"women": int(is_woman.sum()), "n": size, "is_woman": is_woman.tolist()}
     # The first word's time includes compiling (or loading) the sampler; the median of the three is a compiled one.
     return {"words": words, "seconds_per_image": float(np.median(np.asarray(seconds) / size)), "seconds": seconds}
 
 
 def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Setting, rounds: int,
-                  round_images: int = ROUND_IMAGES) -> dict[str, Any] | None:
+                  round_images: int = ROUND_IMAGES) -> dict[str, Any]:
     """A member's women and images per word under a setting, summed over its first `rounds` cached rounds."""
-    paths = [_round_path(workdir, setting, r) for r in range(min(rounds, num_rounds(config, setting, round_images)))]
-    if not paths or not all(os.path.exists(p) for p in paths):
-        return None
-    cached = [files.read_json(p) for p in paths]
-    words = {w: {"women": sum(c["words"][w]["women"] for c in cached), "n": sum(c["words"][w]["n"] for c in cached)}
-             for w in SEED_EVAL_WORDS}
-    return {"words": words, "seconds_per_image": float(np.median([c["seconds_per_image"] for c in cached]))}
+    words = {w: {"women": 0, "n": 0} for w in SEED_EVAL_WORDS}
+    per_image = []
+    for round_ in range(min(rounds, num_rounds(config, setting, round_images))):
+        path, size = _round_path(workdir, setting, round_), _round_size(config, setting, round_, round_images)
+        cached = files.read_json(path) if os.path.exists(path) else None
+        if cached is None or not _serves(cached, size):
+            raise UserError(f"{path} is missing or holds fewer than {size} images a word; rerun "
+                            f"python -m jaxdiff.frontier with the same settings to sample it")
+        for word, entry in cached["words"].items():
+            words[word]["women"] += _women(entry, size)
+            words[word]["n"] += size
+        per_image.append(cached["seconds_per_image"])
+    return {"words": words, "seconds_per_image": float(np.median(per_image))}
 
 
 def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
@@ -197,35 +248,13 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     out["fits"] = out["max_tau"] <= FIT_LIMIT and out["max_abs_deviation"] <= FIT_LIMIT
     if reference_rows is not None:
         out["max_abs_minus_reference"] = max(abs(e["minus_reference"]["estimate"]) for e in out["words"].values())
-        out["agrees_with_reference"] = out["max_abs_minus_reference"] <= AGREEMENT_LIMIT
-        # Shown, not only estimated: every word's equivalence test at +-2 points rejects both sides.
+        # Agrees: every word's equivalence test at +-2 points rejects both sides; differs: some word's
+        # 95% interval lies beyond +-2 points; else undecided (too few images to tell).
         verdicts = {e["minus_reference"]["verdict"] for e in out["words"].values()}
         out["agreement"] = ("agrees" if verdicts == {"agrees"} else "differs" if "differs" in verdicts
                             else "undecided")
     out["seconds_per_image"] = float(np.median([r["seconds_per_image"] for r in rows]))
     return out
-
-
-@dataclasses.dataclass(frozen=True)
-class _Sweep:
-    """A sweep directory under study: its trained members and the classifier every member is read with."""
-
-    workdir: str
-    members: list[sweep.Member]
-    clf: tuple
-
-
-def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
-    # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
-    done = [m for m in sweep.members(config, sweep_dir) if checkpoints.trained_to(m.workdir, config.train.num_steps)]
-    if not done:
-        raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
-                        f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")
-    loaded = classifier.load(sweep_dir, config)
-    if loaded is None:
-        raise UserError(f"{sweep_dir} has no classifier; run the sweep there first: python -m jaxdiff.sweep "
-                        f"--config=... --workdir={sweep_dir}")
-    return _Sweep(sweep_dir, done, loaded)
 
 
 def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings: Sequence[Setting],
@@ -244,9 +273,9 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
     for round_ in range(total):
         for s in sweeps:
             sweep.use_compilation_cache(s.workdir)
+            due = [x for x in wanted if num_rounds(config, x, round_images) > round_]
             for member in s.members:
-                due = [x for x in wanted if num_rounds(config, x, round_images) > round_]
-                sample_round(member.workdir, due, round_, config, s.clf, round_images, log)
+                _sample_round(member.workdir, due, round_, config, s, round_images, log)
         if after_round is not None and round_ < total - 1:
             after_round(_table(config, sweeps, settings, reference, round_ + 1, round_images))
     return _table(config, sweeps, settings, reference, total, round_images)
@@ -292,7 +321,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Fit frontier (reference: {result['reference'] or 'none'})", "",
              f"Fit good enough to decide: every trained word's tau and |share - 0.5| at most {result['fit_limit']:.2f}. "
              f"Agreement with the reference: every word's pooled share within +-{limit} points, shown by an "
-             f"equivalence test (TOST) at +-{limit} points per word. Images per word and member: "
+             f"equivalence test (TOST) at +-{limit} points per word; differs: some word's 95% interval lies beyond "
+             f"+-{limit} points; undecided: neither, too few images to tell. Images per word and member: "
              f"{result['rounds']} round(s) of up to {result['round_images']}.", "",
              "| sweep | training steps | setting | members | images | "
              + " | ".join(f"{w} share (tau)" for w in words)

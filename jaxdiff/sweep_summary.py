@@ -15,7 +15,7 @@ from jaxdiff.classes import SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 MEMBER_JSON = "member.json"  # in each member: the stage times of every sweep invocation (jaxdiff.sweep writes it)
-SKIPPED_STAGE_S = 5.0  # older member.json records hold the stages an invocation skipped, as a second or less
+SKIPPED_STAGE_S = 1.5  # older member.json records hold the stages an invocation skipped, as a second or less
 REPORTED_WORDS = ("philosopher", "person", "nurse", "man", "woman")
 
 
