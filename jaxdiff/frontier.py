@@ -220,6 +220,16 @@ def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Sett
     return {"words": words, "seconds_per_image": float(np.median(per_image))}
 
 
+def _seconds_per_image(rows: list[dict[str, Any]]) -> float:
+    """The median over members of a setting's compiled sampling time per image."""
+    return float(np.median([r["seconds_per_image"] for r in rows]))
+
+
+def _with_reference(settings: Sequence[Setting], reference: Setting | None) -> list[Setting]:
+    """The settings a study samples: the table's rows and the reference, each once."""
+    return list(dict.fromkeys([*settings, *([reference] if reference else [])]))
+
+
 def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
                  margin: float = 0.05) -> dict[str, Any]:
     """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members);
@@ -253,7 +263,7 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
         verdicts = {e["minus_reference"]["verdict"] for e in out["words"].values()}
         out["agreement"] = ("agrees" if verdicts == {"agrees"} else "differs" if "differs" in verdicts
                             else "undecided")
-    out["seconds_per_image"] = float(np.median([r["seconds_per_image"] for r in rows]))
+    out["seconds_per_image"] = _seconds_per_image(rows)
     return out
 
 
@@ -265,7 +275,7 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
     Rounds go outermost: after each, every member has the same number of images of every setting, so
     an interrupted study has a balanced table so far (`after_round` receives it) and resumes from it.
     """
-    wanted = list(dict.fromkeys([*settings, *([reference] if reference else [])]))
+    wanted = _with_reference(settings, reference)
     sweeps = [_open_sweep(config, d) for d in sweep_dirs]
     for s in sweeps:
         log(f"{s.workdir}: {len(s.members)} finished members, {len(wanted)} settings")
@@ -286,22 +296,20 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
     """The frontier pooled over each member's first `rounds` rounds of every setting."""
     table = []
     for s in sweeps:
-        def counts(setting: Setting) -> list[dict[str, Any]]:
-            return [member_counts(m.workdir, config, setting, rounds, round_images) for m in s.members]
-
+        # Each setting's rounds are read once, for its row, the reference column and the speed scale.
+        counts = {x: [member_counts(m.workdir, config, x, rounds, round_images) for m in s.members]
+                  for x in _with_reference(settings, reference)}
         member_config = configuration.load(s.members[0].workdir)
         minutes = [sweep_summary.member_minutes(m.workdir) for m in s.members]
         training_minutes = float(np.median([m["training"] for m in minutes]))
         evaluation_minutes = float(np.median([m["evaluation"] + m["probes"] for m in minutes]))
         # The members' own evaluation setting, at whatever number of images it was studied with here.
         default = Setting("ema", member_config.evaluate.sampler, int(member_config.evaluate.steps))
-        studied = [x for x in [*settings, *([reference] if reference else [])]
-                   if dataclasses.replace(x, images=None) == default]
-        default_spi = pool_setting(counts(studied[0]), None)["seconds_per_image"] if studied else None
-        reference_rows = counts(reference) if reference else None
+        studied = [x for x in counts if dataclasses.replace(x, images=None) == default]
+        default_spi = _seconds_per_image(counts[studied[0]]) if studied else None
         for setting in settings:
-            rows = counts(setting)
-            row = pool_setting(rows, reference_rows if setting != reference else None,
+            rows = counts[setting]
+            row = pool_setting(rows, counts[reference] if reference and setting != reference else None,
                                float(config.sweep.equivalence_margin))
             # Evaluation time is almost all sampling: scale the recorded minutes by this setting's speed.
             scale = row["seconds_per_image"] / default_spi if default_spi else None
