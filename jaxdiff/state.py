@@ -57,5 +57,9 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.UNet, ke
     variables = model.init(key, jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32),
                            jnp.zeros((1, config.embed.dim)), train=False)
     params = variables["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train),
-                             ema_params=jax.tree.map(jnp.copy, params))
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train),
+                              ema_params=jax.tree.map(jnp.copy, params))
+    # Flax starts `step` at the Python int 0, which jit traces as a weakly typed int32; a checkpoint
+    # restores it strongly typed, so a resumed run compiled the step again (and missed the persistent
+    # compilation cache). A strong int32 from the start gives fresh and restored states one signature.
+    return state.replace(step=jnp.zeros((), jnp.int32))
