@@ -152,11 +152,13 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
     """Samples and counts one round of a member's images for each setting whose round is not cached yet.
 
     Settings that differ only in their number of images share a round (the larger serves the smaller:
-    the first images are the same). A cached round counts when the member's checkpoint step, its
+    the first images are the same). A cached round counts when the member's newest checkpoint, its
     evaluation seed and guidance, the classifier and the layout are those it was made with.
     """
     member_config = configuration.load(workdir)
-    made_with = {"step": checkpoints.checkpoint_steps(workdir)[-1], "seed": int(member_config.evaluate.seed),
+    # The newest checkpoint on disk, not the step restored: a damaged newest one (restore falls back to an
+    # older step) then keeps its rounds valid instead of making every run sample them again.
+    made_with = {"newest": checkpoints.checkpoint_steps(workdir)[-1], "seed": int(member_config.evaluate.seed),
                  "guidance": float(member_config.evaluate.guidance), "classifier": study_sweep.classifier_id,
                  "round_images": round_images}
     by_instrument: dict[str, list[Setting]] = {}
@@ -168,6 +170,7 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
         size = max(_round_size(config, x, round_, round_images) for x in same)
         if os.path.exists(path):
             cached = files.read_json(path)
+            cached.setdefault("newest", cached.get("step"))  # rounds written before "newest" was recorded
             if all(cached.get(k) == v for k, v in made_with.items()) and _serves(cached, size):
                 continue
         kind = same[0].params
@@ -313,8 +316,12 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
                                float(config.sweep.equivalence_margin))
             # Evaluation time is almost all sampling: scale the recorded minutes by this setting's speed.
             scale = row["seconds_per_image"] / default_spi if default_spi else None
+            images = rows[0]["words"][SEED_EVAL_WORDS[0]]["n"]
+            # Verdicts count at the number of images planned in advance: an equivalence test looked at after
+            # every round, the study stopped at the first pass, would pass by chance more often than 5%.
             row.update({"sweep": s.workdir, "setting": setting.name, "members": len(s.members),
-                        "images": rows[0]["words"][SEED_EVAL_WORDS[0]]["n"],
+                        "images": images, "planned_images": _images(config, setting),
+                        "interim": images < _images(config, setting),
                         "num_steps": int(member_config.train.num_steps), "training_minutes": training_minutes,
                         "member_minutes": training_minutes + evaluation_minutes * scale if scale else None})
             table.append(row)
@@ -331,7 +338,10 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"Agreement with the reference: every word's pooled share within +-{limit} points, shown by an "
              f"equivalence test (TOST) at +-{limit} points per word; differs: some word's 95% interval lies beyond "
              f"+-{limit} points; undecided: neither, too few images to tell. Images per word and member: "
-             f"{result['rounds']} round(s) of up to {result['round_images']}.", "",
+             f"{result['rounds']} round(s) of up to {result['round_images']}. A verdict marked interim is the "
+             "table so far, before the images planned for that setting: the study's answer is the verdict at "
+             "the planned number (checked after every round and stopped at the first pass, an equivalence "
+             "test would pass by chance more often than its 5%).", "",
              "| sweep | training steps | setting | members | images | "
              + " | ".join(f"{w} share (tau)" for w in words)
              + " | max abs(share - 0.5) | max tau | fits | minus reference, max | agreement | nurse - philosopher "
@@ -343,12 +353,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         minus = (f"{100 * r['max_abs_minus_reference']:.1f} pts" if "max_abs_minus_reference" in r
                  else "reference" if is_reference else "-")
         minutes = f"{r['member_minutes']:.1f}" if r["member_minutes"] else "-"
+        interim = f" (interim, {r['images']} of {r['planned_images']})" if r.get("interim") else ""
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
                      f"{r['members']} | {r['images']} | " + " | ".join(cells)
                      + f" | {100 * r['max_abs_deviation']:.1f}% | {r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} "
-                     f"| {minus} | {r.get('agreement', '-')} | "
+                     f"| {minus} | {r.get('agreement', '-')}{interim} | "
                      f"{100 * r['contrast']['estimate']:+.1f} [{100 * r['contrast']['ci95'][0]:+.1f}, "
-                     f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']} | {minutes} |")
+                     f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']}{interim} | {minutes} |")
     lines += ["", f"Per word, the pooled difference from the reference (points, 95% interval, TOST p at +-{limit}):", ""]
     for r in result["rows"]:
         if "max_abs_minus_reference" in r:

@@ -28,3 +28,15 @@ def run_cli(module: str, *args: str, cwd: str = REPO, env_extra: dict | None = N
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def truncate(path: str) -> None:
+    """Cuts a file to half its size, as a full disk or a killed copy leaves it."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+
+
+def damage_checkpoint(workdir: str, step: int) -> None:
+    """Makes a run's checkpoint at `step` unreadable (its state's metadata cut in half)."""
+    truncate(os.path.join(workdir, "checkpoints", str(step), "state", "_METADATA"))

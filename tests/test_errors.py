@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import tiny_config
+from helpers import damage_checkpoint, tiny_config, truncate
 from jaxdiff import checkpoints, cli, embed, evaluate, experiment, sample, train, workdirs
 
 
@@ -50,13 +50,6 @@ def snapshot(root: str) -> dict[str, str]:
             with open(os.path.join(base, name), "rb") as f:
                 out[os.path.relpath(os.path.join(base, name), root)] = hashlib.sha256(f.read()).hexdigest()
     return out
-
-
-def truncate(path: str) -> None:
-    """Cuts a file to half its size, as a full disk or a killed copy leaves it."""
-    size = os.path.getsize(path)
-    with open(path, "r+b") as f:
-        f.truncate(size // 2)
 
 
 @pytest.fixture
@@ -220,12 +213,8 @@ def test_a_damaged_run_file_is_named_with_the_fix(command, name, run_copy, tiny_
 # Damaged checkpoints.
 
 
-def _damage_checkpoint(workdir: str, step: int) -> None:
-    truncate(os.path.join(workdir, "checkpoints", str(step), "state", "_METADATA"))
-
-
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(run_copy, tiny_run, tiny_dataset, tmp_path, capfd):
-    _damage_checkpoint(run_copy, 6)
+    damage_checkpoint(run_copy, 6)
     damaged = snapshot(os.path.join(run_copy, "checkpoints", "6"))
     expected, _ = checkpoints.restore_params(tiny_run, "raw", step=3)
 
@@ -259,8 +248,8 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(run_copy, ti
 
 
 def test_no_checkpoint_that_restores_is_one_line(run_copy, tiny_dataset, capfd):
-    _damage_checkpoint(run_copy, 3)
-    _damage_checkpoint(run_copy, 6)
+    damage_checkpoint(run_copy, 3)
+    damage_checkpoint(run_copy, 6)
     before = snapshot(run_copy)
     for main, argv in ((train.main, train_args(run_copy, tiny_dataset)),
                        (sample.main, ["--workdir", run_copy, "--word", "nurse"])):

@@ -2,13 +2,14 @@
 
 import json
 import os
+import shutil
 
 import ml_collections
 import numpy as np
 import pytest
 
-from helpers import tiny_config
-from jaxdiff import classifier, embed, evaluate, probes, sweep, train, vectors, workdirs
+from helpers import damage_checkpoint, tiny_config
+from jaxdiff import checkpoints, classifier, embed, evaluate, probes, sweep, train, vectors, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 
 
@@ -242,6 +243,10 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
                        ("seed0-embed0", 2, 2), ("seed1-embed0", 2, 2)]
     assert [t["rounds"] for t in interim] == [1, 2] and [t["rows"][0]["images"] for t in interim] == [4, 8]
     assert grown["rows"][0]["images"] == 10 and grown["rounds"] == 3
+    # Verdicts before the planned number of images are marked interim, in the data and the table.
+    assert [t["rows"][0]["interim"] for t in interim] == [True, True] and not grown["rows"][0]["interim"]
+    assert "(interim, 8 of 10)" in frontier.render_markdown(interim[-1])
+    assert "interim, " not in frontier.render_markdown(grown)
     assert grown["rows"][0]["member_minutes"] > grown["rows"][0]["training_minutes"] > 0
     # The first images do not depend on how many were asked for: round 0 of 4 begins with the 2 drawn before.
     redrawn = _round_file(sweep_dir, "seed0-embed0", "ema-dpmpp2m-3", 0)
@@ -268,6 +273,34 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     indices = [frontier.first_index(w, j // 4, 4) + j % 4 for w in range(len(SEED_EVAL_WORDS)) for j in range(12)]
     assert sorted(indices) == list(range(36))
     assert [frontier.first_index(w, 0, 100) for w in range(3)] == [0, 100, 200]  # n = 100: word i from i * n
+
+
+def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finished_sweep, tmp_path, monkeypatch):
+    """Restore falls back to an older checkpoint; its rounds record both steps and are not sampled again."""
+    from jaxdiff import frontier
+
+    config, sweep_dir, _, _ = finished_sweep
+    # Without the rounds other tests cached: these must be sampled from the older checkpoint.
+    copy = shutil.copytree(sweep_dir, str(tmp_path / "sweep"), ignore=shutil.ignore_patterns("frontier"))
+    member = os.path.join(copy, "seed0-embed0")
+    steps = checkpoints.checkpoint_steps(member)
+    damage_checkpoint(member, steps[-1])
+    sampled = []
+    real = frontier._sample_counts
+
+    def recording(run_, *rest):
+        sampled.append(os.path.basename(run_.workdir))
+        return real(run_, *rest)
+
+    monkeypatch.setattr(frontier, "_sample_counts", recording)
+    study = lambda: frontier.study(config, [copy], [frontier.Setting.parse("ema:dpmpp2m:3:2")], None,  # noqa: E731
+                                   log=lambda *a: None, round_images=4)
+    study()
+    cached = _round_file(copy, "seed0-embed0", "ema-dpmpp2m-3", 0)
+    assert (cached["newest"], cached["step"]) == (steps[-1], steps[-2])
+    sampled.clear()
+    study()
+    assert sampled == []
 
 
 def _counts(women_by_member: list[int], n: int) -> list[dict]:
