@@ -20,7 +20,9 @@ def correlation_with_interval(x: Sequence[float], y: Sequence[float], method: st
 
     fn = {"spearman": stats.spearmanr, "pearson": stats.pearsonr}[method]
     x, y = np.asarray(x, float), np.asarray(y, float)
-    if np.std(y) == 0 or np.std(x) == 0:  # e.g. every unseen word at 0% women: no correlation to speak of
+    # Fewer than 3 words (a sweep member draws none: its probes measure the dose-response), or every
+    # unseen word at 0% women: no correlation to speak of.
+    if len(x) < 3 or np.std(y) == 0 or np.std(x) == 0:
         return {"r": None, "p_value": None, "ci95": [None, None], "n": len(x)}
     result = fn(x, y)
     boot = stats.bootstrap((x, y), lambda a, b: fn(a, b).statistic, paired=True, vectorized=False,

@@ -18,6 +18,10 @@ def _ci(c: Sequence[float | None]) -> str:
     return "n/a" if c[0] is None else f"[{c[0]:+.2f}, {c[1]:+.2f}]"
 
 
+NO_UNSEEN_WORDS = ("None drawn (`evaluate.num_unseen_words` = 0): a sweep member's dose-response is measured by its "
+                   "probes, over `sweep.num_unseen_words` professions, and pooled in the sweep's summary.")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """report.md: a plain reading of the result, then the tables."""
     words, controls, dose, clf = report["words"], report["controls"], report["dose_response"], report["classifier"]
@@ -38,14 +42,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"[{_pct(w['ci95'][0])}, {_pct(w['ci95'][1])}] | {w['abs_deviation']:.3f} | {mix} | "
                      f"{_fmt(w['score_raw'])} | {_fmt(w['score_projected'])} | {_fmt(w['score_pc1_raw'])} | "
                      f"{_fmt(w['score_pc1_projected'])} |")
-    lines += ["", f"## Dose-response over {len(dose['words'])} unseen professions", "",
-              "| correlation of share woman with | r | 95% CI (bootstrap) | p |", "|---|---|---|---|"]
-    for key, label in (("spearman", "she-he score, raw (Spearman)"), ("pearson", "she-he score, raw (Pearson)"),
-                       ("spearman_projected", "she-he score, projected (Spearman)"),
-                       ("pearson_projected", "she-he score, projected (Pearson)")):
-        d = dose[key]
-        p_value = "n/a" if d["p_value"] is None else f"{d['p_value']:.3g}"
-        lines.append(f"| {label} | {_fmt(d['r'])} | {_ci(d['ci95'])} | {p_value} |")
+    lines += ["", f"## Dose-response over {len(dose['words'])} unseen professions", ""]
+    lines += _dose_table(dose) if dose["words"] else [NO_UNSEEN_WORDS]
     c = report["conditioning"]
     lines += ["", "## Conditioning check", "",
               f"Samples must show their own training word at least {_pct(c['threshold'])} of the time before "
@@ -53,6 +51,17 @@ def render_markdown(report: dict[str, Any]) -> str:
               + f" ({'passed' if c['passed'] else 'NOT passed: read the shares with care'}).",
               "", "Files: shares.png, dose_response.png, eval/grids/WORD.png; numbers: report.json."]
     return "\n".join(lines) + "\n"
+
+
+def _dose_table(dose: dict[str, Any]) -> list[str]:
+    lines = ["| correlation of share woman with | r | 95% CI (bootstrap) | p |", "|---|---|---|---|"]
+    for key, label in (("spearman", "she-he score, raw (Spearman)"), ("pearson", "she-he score, raw (Pearson)"),
+                       ("spearman_projected", "she-he score, projected (Spearman)"),
+                       ("pearson_projected", "she-he score, projected (Pearson)")):
+        d = dose[key]
+        p_value = "n/a" if d["p_value"] is None else f"{d['p_value']:.3g}"
+        lines.append(f"| {label} | {_fmt(d['r'])} | {_ci(d['ci95'])} | {p_value} |")
+    return lines
 
 
 def reading(report: dict[str, Any]) -> list[str]:

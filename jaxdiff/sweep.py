@@ -87,6 +87,9 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     c.seed = member.train_seed
     c.embed.seed = member.embed_seed
     c.evaluate.seed = evaluation_seed(config.evaluate.seed, member)
+    # A member's own report skips the single run's 24-word dose-response (half its evaluation images):
+    # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
+    c.evaluate.num_unseen_words = config.sweep.member_unseen_words
     c.workdir = member.workdir
     c.train.keep_period = keep_period(c.train, c.sweep.checkpoints_over_training)
     return c

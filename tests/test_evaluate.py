@@ -38,6 +38,8 @@ def test_bootstrap_correlation_intervals():
     assert monotone["r"] == pytest.approx(1.0) and monotone["ci95"] == pytest.approx([1.0, 1.0])
     flat = intervals.correlation_with_interval(np.arange(5), np.ones(5), "pearson", 100, seed=0)
     assert flat["r"] is None  # a constant share has no correlation; reported, not crashed
+    for n in (0, 2):  # too few words (a sweep member's report draws none)
+        assert intervals.correlation_with_interval(np.arange(n), np.arange(n), "spearman", 100, seed=0)["r"] is None
 
 
 def test_unseen_words_span_the_gender_score():

@@ -60,7 +60,11 @@ def test_members_are_ordinary_runs(finished_sweep):
     seeds = [json.load(open(os.path.join(sweep_dir, name, evaluate.REPORT_JSON)))["config"]["seed"]
              for name in ("seed0-embed0", "seed1-embed0")]
     assert seeds[0] != seeds[1] and seeds[1] == run.config.evaluate.seed
-    assert os.path.exists(os.path.join(member, evaluate.REPORT_JSON))
+    report = json.load(open(os.path.join(member, evaluate.REPORT_JSON)))
+    # The member's report draws no unseen professions (its probes do, for the summary) and says so.
+    assert report["config"]["num_unseen_words"] == 0 and report["dose_response"]["words"] == []
+    assert not [w for w, e in report["words"].items() if e["group"] == "unseen"]
+    assert "None drawn (`evaluate.num_unseen_words` = 0)" in open(os.path.join(member, evaluate.REPORT_MD)).read()
     assert json.load(open(os.path.join(member, probes.PROBES_JSON)))["step"] == 6
     assert workdirs.TrainedRun.load(member, at_step=3).step == 3  # the kept checkpoint along training
 
