@@ -253,6 +253,8 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
             difference = pooling.pooled_difference(*counts(rows, word), *counts(reference_rows, word))
             agreement = pooling.equivalence(difference["estimate"], difference["se"], AGREEMENT_LIMIT)
             entry["minus_reference"] = {"estimate": difference["estimate"], "ci95": difference["ci95"],
+                                        "tau": difference["tau"],
+                                        "heterogeneity_p_value": difference["heterogeneity_p_value"],
                                         "tost_p_value": agreement["tost_p_value"],
                                         "verdict": AGREEMENT_VERDICTS[agreement["verdict"]]}
         out["words"][word] = entry
@@ -357,17 +359,20 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
                      f"{r['members']} | {r['images']} | " + " | ".join(cells)
                      + f" | {100 * r['max_abs_deviation']:.1f}% | {r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} "
-                     f"| {minus} | {r.get('agreement', '-')}{interim} | "
+                     f"| {minus} | {r['agreement'] + interim if 'agreement' in r else '-'} | "
                      f"{100 * r['contrast']['estimate']:+.1f} [{100 * r['contrast']['ci95'][0]:+.1f}, "
                      f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']}{interim} | {minutes} |")
-    lines += ["", f"Per word, the pooled difference from the reference (points, 95% interval, TOST p at +-{limit}):", ""]
+    lines += ["", f"Per word, the pooled difference from the reference (points, 95% interval, TOST p at +-{limit}; the "
+              "difference's own between-member SD tau, points, and Cochran's Q test of tau = 0):", ""]
     for r in result["rows"]:
         if "max_abs_minus_reference" in r:
             parts = []
             for w in words:
                 d = r["words"][w]["minus_reference"]
+                spread = (f", tau {100 * d['tau']:.1f} (Q p {d['heterogeneity_p_value']:.2g})"
+                          if d.get("heterogeneity_p_value") is not None else "")
                 parts.append(f"{w} {100 * d['estimate']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
-                             f"p {d['tost_p_value']:.2g}")
+                             f"p {d['tost_p_value']:.2g}{spread}")
             lines.append(f"- {os.path.basename(r['sweep'].rstrip('/'))} {r['setting']}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"
 

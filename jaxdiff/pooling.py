@@ -35,7 +35,8 @@ def binomial_variance(women: int | np.ndarray, n: int | np.ndarray) -> np.ndarra
 
 
 def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> dict[str, Any]:
-    """Random-effects pooled estimate, its 95% interval, z-test p-value against 0, tau^2 and tau."""
+    """Random-effects pooled estimate, its 95% interval, z-test p-value against 0, tau^2 and tau, and
+    Cochran's Q test of no between-member variance (`heterogeneity_p_value`; None for one member)."""
     from statsmodels.stats.meta_analysis import combine_effects
 
     effect, variance = np.asarray(estimates, float), np.asarray(variances, float)
@@ -44,7 +45,7 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
         z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
         return {"estimate": float(effect[0]), "se": se, "ci95": [float(effect[0] - z * se), float(effect[0] + z * se)],
                 "p_value": float(2 * stats.norm.sf(abs(effect[0]) / se)) if se > 0 else None,
-                "tau2": None, "tau": None, "k": 1}
+                "tau2": None, "tau": None, "heterogeneity_p_value": None, "k": 1}
     with warnings.catch_warnings():  # I^2 divides by zero when all members agree exactly; tau^2 is still 0
         warnings.simplefilter("ignore", RuntimeWarning)
         result = combine_effects(effect, variance, method_re="iterated", alpha=1 - CONFIDENCE)
@@ -53,7 +54,8 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
     tau2 = max(float(result.tau2), 0.0)
     return {"estimate": estimate, "se": se, "ci95": [float(low), float(high)],
             "p_value": float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else None,
-            "tau2": tau2, "tau": float(np.sqrt(tau2)), "k": len(effect)}
+            "tau2": tau2, "tau": float(np.sqrt(tau2)),
+            "heterogeneity_p_value": float(result.test_homogeneity().pvalue), "k": len(effect)}
 
 
 def pooled_share(women: Sequence[int], n: Sequence[int]) -> dict[str, Any]:

@@ -24,6 +24,15 @@ def test_large_between_member_variance_widens_the_interval():
     assert result["ci95"][1] - result["ci95"][0] > 0.5  # against 0.2 when tau^2 is ignored
 
 
+def test_heterogeneity_test_is_cochrans_q():
+    # Q = sum of (effect - fixed-effect mean)^2 / variance on k - 1 degrees of freedom: here
+    # (0.05^2 + 0.05^2) / 0.01 = 0.5 on 1, and 0 (p 1) for members that agree.
+    assert pooling.random_effects([0.0, 0.1], [0.01, 0.01])["heterogeneity_p_value"] == pytest.approx(0.4795, abs=1e-4)
+    assert pooling.random_effects([0.5] * 3, [0.01] * 3)["heterogeneity_p_value"] == pytest.approx(1.0)
+    assert pooling.random_effects([0.2, 0.8, 0.3, 0.7], [0.01] * 4)["heterogeneity_p_value"] < 1e-4  # Q = 26 on 3
+    assert pooling.random_effects([0.5], [0.01])["heterogeneity_p_value"] is None
+
+
 def test_less_spread_than_sampling_noise_gives_tau_zero_not_negative():
     result = pooling.random_effects([0.4, 0.5, 0.6, 0.45], [0.01] * 4)
     assert result["tau2"] == 0.0

@@ -335,6 +335,9 @@ def test_frontier_fit_and_agreement_on_known_counts():
     assert shifted["max_abs_deviation"] == pytest.approx(0.1) and not shifted["fits"]
     assert shifted["max_abs_minus_reference"] == pytest.approx(0.1)
     assert shifted["agreement"] == "differs"
+    # Every member shifted alike: the difference has no spread between members (Cochran's Q = 0).
+    assert shifted["words"]["nurse"]["minus_reference"]["tau"] == 0.0
+    assert shifted["words"]["nurse"]["minus_reference"]["heterogeneity_p_value"] == pytest.approx(1.0)
     # nurse at 70% and philosopher at 50% in every member: a 20-point contrast, far beyond +-5 points.
     leaking = _counts([200, 200, 200], 400)
     for row in leaking:
