@@ -209,7 +209,7 @@ def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Sett
                   round_images: int = ROUND_IMAGES) -> dict[str, Any]:
     """A member's women and images per word under a setting, summed over its first `rounds` cached rounds."""
     words = {w: {"women": 0, "n": 0} for w in SEED_EVAL_WORDS}
-    per_image = []
+    per_image, steps = [], set()  # the checkpoint steps its rounds were sampled from
     for round_ in range(min(rounds, num_rounds(config, setting, round_images))):
         path, size = _round_path(workdir, setting, round_), _round_size(config, setting, round_, round_images)
         cached = files.read_json(path) if os.path.exists(path) else None
@@ -220,7 +220,8 @@ def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Sett
             words[word]["women"] += _women(entry, size)
             words[word]["n"] += size
         per_image.append(cached["seconds_per_image"])
-    return {"words": words, "seconds_per_image": float(np.median(per_image))}
+        steps.add(int(cached["step"]))
+    return {"words": words, "seconds_per_image": float(np.median(per_image)), "steps": sorted(steps)}
 
 
 def _seconds_per_image(rows: list[dict[str, Any]]) -> float:
@@ -296,6 +297,17 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
     return _table(config, sweeps, settings, reference, total, round_images)
 
 
+def _check_one_checkpoint(members: Sequence[sweep.Member], counts: dict[Setting, list[dict[str, Any]]]) -> None:
+    """Every round of a member, in every setting, comes from one checkpoint: a setting compared with the
+    reference on other parameters would confound the checkpoint with the sampler."""
+    for i, member in enumerate(members):
+        steps = sorted({step for rows in counts.values() for step in rows[i]["steps"]})
+        if len(steps) > 1:
+            raise UserError(f"{member.workdir}: its frontier rounds were sampled from checkpoints {steps} (a newest "
+                            f"checkpoint was damaged or replaced during the study); delete "
+                            f"{os.path.join(member.workdir, 'frontier')} and rerun python -m jaxdiff.frontier")
+
+
 def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings: Sequence[Setting],
            reference: Setting | None, rounds: int, round_images: int) -> dict[str, Any]:
     """The frontier pooled over each member's first `rounds` rounds of every setting."""
@@ -304,6 +316,7 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
         # Each setting's rounds are read once, for its row, the reference column and the speed scale.
         counts = {x: [member_counts(m.workdir, config, x, rounds, round_images) for m in s.members]
                   for x in _with_reference(settings, reference)}
+        _check_one_checkpoint(s.members, counts)
         member_config = configuration.load(s.members[0].workdir)
         minutes = [sweep_summary.member_minutes(m.workdir) for m in s.members]
         training_minutes = float(np.median([m["training"] for m in minutes]))
@@ -321,9 +334,12 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
             images = rows[0]["words"][SEED_EVAL_WORDS[0]]["n"]
             # Verdicts count at the number of images planned in advance: an equivalence test looked at after
             # every round, the study stopped at the first pass, would pass by chance more often than 5%.
+            # A comparison is interim while either side is.
+            interim = images < _images(config, setting) or (
+                reference is not None and counts[reference][0]["words"][SEED_EVAL_WORDS[0]]["n"]
+                < _images(config, reference))
             row.update({"sweep": s.workdir, "setting": setting.name, "members": len(s.members),
-                        "images": images, "planned_images": _images(config, setting),
-                        "interim": images < _images(config, setting),
+                        "images": images, "planned_images": _images(config, setting), "interim": interim,
                         "num_steps": int(member_config.train.num_steps), "training_minutes": training_minutes,
                         "member_minutes": training_minutes + evaluation_minutes * scale if scale else None})
             table.append(row)
@@ -341,8 +357,8 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"equivalence test (TOST) at +-{limit} points per word; differs: some word's 95% interval lies beyond "
              f"+-{limit} points; undecided: neither, too few images to tell. Images per word and member: "
              f"{result['rounds']} round(s) of up to {result['round_images']}. A verdict marked interim is the "
-             "table so far, before the images planned for that setting: the study's answer is the verdict at "
-             "the planned number (checked after every round and stopped at the first pass, an equivalence "
+             "table so far, before the images planned for the setting or its reference: the study's answer is "
+             "the verdict at the planned numbers (checked after every round and stopped at the first pass, an equivalence "
              "test would pass by chance more often than its 5%).", "",
              "| sweep | training steps | setting | members | images | "
              + " | ".join(f"{w} share (tau)" for w in words)
@@ -355,7 +371,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         minus = (f"{100 * r['max_abs_minus_reference']:.1f} pts" if "max_abs_minus_reference" in r
                  else "reference" if is_reference else "-")
         minutes = f"{r['member_minutes']:.1f}" if r["member_minutes"] else "-"
-        interim = f" (interim, {r['images']} of {r['planned_images']})" if r.get("interim") else ""
+        interim = " (interim)" if r.get("interim") else ""
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
                      f"{r['members']} | {r['images']} | " + " | ".join(cells)
                      + f" | {100 * r['max_abs_deviation']:.1f}% | {r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} "

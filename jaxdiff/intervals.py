@@ -15,7 +15,9 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 def correlation_with_interval(x: Sequence[float], y: Sequence[float], method: str, resamples: int,
                               seed: int) -> dict[str, Any]:
-    """Spearman or Pearson r of paired data, its p-value, and a paired bootstrap 95% interval."""
+    """Spearman or Pearson r of paired data, its p-value, and a paired bootstrap 95% interval.
+
+    All None where there is nothing to correlate: fewer than 3 points, or a constant x or y."""
     from scipy import stats
 
     fn = {"spearman": stats.spearmanr, "pearson": stats.pearsonr}[method]

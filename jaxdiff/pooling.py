@@ -35,8 +35,9 @@ def binomial_variance(women: int | np.ndarray, n: int | np.ndarray) -> np.ndarra
 
 
 def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> dict[str, Any]:
-    """Random-effects pooled estimate, its 95% interval, z-test p-value against 0, tau^2 and tau, and
-    Cochran's Q test of no between-member variance (`heterogeneity_p_value`; None for one member)."""
+    """Random-effects pooled estimate, its 95% interval, z-test p-value against 0, tau^2 and tau.
+
+    Also Cochran's Q test of no between-member variance (`heterogeneity_p_value`; None for one member)."""
     from statsmodels.stats.meta_analysis import combine_effects
 
     effect, variance = np.asarray(estimates, float), np.asarray(variances, float)

@@ -5,6 +5,9 @@ from typing import Any, Sequence
 from jaxdiff import files
 from jaxdiff.classes import PROFESSION_WORDS, SEED_EVAL_WORDS
 
+NO_UNSEEN_WORDS = ("None drawn (`evaluate.num_unseen_words` = 0). In a sweep, each member's probes measure it over "
+                   "`sweep.num_unseen_words` professions, pooled in the sweep's summary.")
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
@@ -16,10 +19,6 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 def _ci(c: Sequence[float | None]) -> str:
     return "n/a" if c[0] is None else f"[{c[0]:+.2f}, {c[1]:+.2f}]"
-
-
-NO_UNSEEN_WORDS = ("None drawn (`evaluate.num_unseen_words` = 0): a sweep member's dose-response is measured by its "
-                   "probes, over `sweep.num_unseen_words` professions, and pooled in the sweep's summary.")
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -42,8 +41,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"[{_pct(w['ci95'][0])}, {_pct(w['ci95'][1])}] | {w['abs_deviation']:.3f} | {mix} | "
                      f"{_fmt(w['score_raw'])} | {_fmt(w['score_projected'])} | {_fmt(w['score_pc1_raw'])} | "
                      f"{_fmt(w['score_pc1_projected'])} |")
-    lines += ["", f"## Dose-response over {len(dose['words'])} unseen professions", ""]
-    lines += _dose_table(dose) if dose["words"] else [NO_UNSEEN_WORDS]
+    if dose["words"]:
+        lines += ["", f"## Dose-response over {len(dose['words'])} unseen professions", "", *_dose_table(dose)]
+    else:
+        lines += ["", "## Dose-response", "", NO_UNSEEN_WORDS]
     c = report["conditioning"]
     lines += ["", "## Conditioning check", "",
               f"Samples must show their own training word at least {_pct(c['threshold'])} of the time before "

@@ -11,6 +11,7 @@ import pytest
 from helpers import damage_checkpoint, tiny_config
 from jaxdiff import checkpoints, classifier, embed, evaluate, probes, sweep, train, vectors, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
+from jaxdiff.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,15 @@ def test_members_are_ordinary_runs(finished_sweep):
     assert "None drawn (`evaluate.num_unseen_words` = 0)" in open(os.path.join(member, evaluate.REPORT_MD)).read()
     assert json.load(open(os.path.join(member, probes.PROBES_JSON)))["step"] == 6
     assert workdirs.TrainedRun.load(member, at_step=3).step == 3  # the kept checkpoint along training
+
+
+def test_members_skip_the_single_runs_unseen_words_and_the_single_run_keeps_them():
+    from configs import base
+
+    config = base.get_config()
+    member = sweep.members(config, "sweep")[0]
+    assert sweep.member_config(config, member).evaluate.num_unseen_words == config.sweep.member_unseen_words == 0
+    assert config.evaluate.num_unseen_words == 24  # the main job's own 24-word dose-response
 
 
 def test_the_classifier_is_trained_once_and_shared(finished_sweep):
@@ -249,8 +259,8 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     assert grown["rows"][0]["images"] == 10 and grown["rounds"] == 3
     # Verdicts before the planned number of images are marked interim, in the data and the table.
     assert [t["rows"][0]["interim"] for t in interim] == [True, True] and not grown["rows"][0]["interim"]
-    assert "(interim, 8 of 10)" in frontier.render_markdown(interim[-1])
-    assert "interim, " not in frontier.render_markdown(grown)
+    assert "(interim)" in frontier.render_markdown(interim[-1])
+    assert "(interim)" not in frontier.render_markdown(grown)
     assert grown["rows"][0]["member_minutes"] > grown["rows"][0]["training_minutes"] > 0
     # The first images do not depend on how many were asked for: round 0 of 4 begins with the 2 drawn before.
     redrawn = _round_file(sweep_dir, "seed0-embed0", "ema-dpmpp2m-3", 0)
@@ -305,6 +315,33 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
     sampled.clear()
     study()
     assert sampled == []
+    # A round written before "newest" was recorded counts by its step (the newest checkpoint, when healthy).
+    healthy = os.path.join(copy, "seed1-embed0", "frontier", "ema-dpmpp2m-3", "round-000.json")
+    old_style = {k: v for k, v in json.load(open(healthy)).items() if k != "newest"}
+    json.dump(old_style, open(healthy, "w"))
+    study()
+    assert sampled == []
+    # The damaged checkpoint repaired: a new setting samples the newest again, and a table that would
+    # compare rounds of two checkpoints of one member refuses, naming it.
+    shutil.copyfile(os.path.join(sweep_dir, "seed0-embed0", "checkpoints", str(steps[-1]), "state", "_METADATA"),
+                    os.path.join(member, "checkpoints", str(steps[-1]), "state", "_METADATA"))
+    with pytest.raises(UserError, match=r"seed0-embed0: its frontier rounds were sampled from checkpoints"):
+        frontier.study(config, [copy], [frontier.Setting.parse("ema:dpmpp2m:2:2")],
+                       frontier.Setting.parse("ema:dpmpp2m:3:2"), log=lambda *a: None, round_images=4)
+
+
+def test_frontier_comparisons_are_interim_while_the_reference_is(finished_sweep, tmp_path):
+    from jaxdiff import frontier
+
+    config, sweep_dir, _, _ = finished_sweep
+    copy = shutil.copytree(sweep_dir, str(tmp_path / "sweep"), ignore=shutil.ignore_patterns("frontier"))
+    tables = []
+    final = frontier.study(config, [copy], [frontier.Setting.parse("ema:dpmpp2m:3:2")],
+                           frontier.Setting.parse("ema:dpmpp2m:3:4"), log=lambda *a: None, round_images=2,
+                           after_round=tables.append)
+    # After round 1 the row has its 2 planned images but the reference only 2 of its 4.
+    assert [t["rows"][0]["images"] for t in tables] == [2] and tables[0]["rows"][0]["interim"]
+    assert final["rows"][0]["images"] == 2 and not final["rows"][0]["interim"]
 
 
 def _counts(women_by_member: list[int], n: int) -> list[dict]:
