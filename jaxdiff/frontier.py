@@ -234,6 +234,27 @@ def _with_reference(settings: Sequence[Setting], reference: Setting | None) -> l
     return list(dict.fromkeys([*settings, *([reference] if reference else [])]))
 
 
+def _contrast_minus_reference(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per member, (nurse - philosopher) here minus (nurse - philosopher) under the reference, random-effects
+    pooled; the four shares' images are independent, so their binomial variances add."""
+    def share_and_variance(rows_: list[dict[str, Any]], word: str) -> tuple[np.ndarray, np.ndarray]:
+        women = np.array([r["words"][word]["women"] for r in rows_], float)
+        n = np.array([r["words"][word]["n"] for r in rows_], float)
+        return women / n, pooling.binomial_variance(women, n)
+
+    (nurse, v1), (philosopher, v2) = (share_and_variance(rows, w) for w in ("nurse", "philosopher"))
+    (nurse_ref, v3), (philosopher_ref, v4) = (share_and_variance(reference_rows, w) for w in ("nurse", "philosopher"))
+    return pooling.random_effects((nurse - philosopher) - (nurse_ref - philosopher_ref), v1 + v2 + v3 + v4)
+
+
+def _agreement(difference: dict[str, Any]) -> dict[str, Any]:
+    """A pooled difference from the reference with its equivalence test at +-AGREEMENT_LIMIT and verdict."""
+    test = pooling.equivalence(difference["estimate"], difference["se"], AGREEMENT_LIMIT)
+    return {"estimate": difference["estimate"], "ci95": difference["ci95"], "tau": difference["tau"],
+            "heterogeneity_p_value": difference["heterogeneity_p_value"], "tost_p_value": test["tost_p_value"],
+            "verdict": AGREEMENT_VERDICTS[test["verdict"]]}
+
+
 def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
                  margin: float = 0.05) -> dict[str, Any]:
     """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members);
@@ -246,18 +267,16 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     test = pooling.equivalence(contrast["estimate"], contrast["se"], margin)
     out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],
                        "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
+    if reference_rows is not None:
+        # The leakage test reads the contrast, so whether a setting keeps the reference's contrast is asked too.
+        out["contrast"]["minus_reference"] = _agreement(_contrast_minus_reference(rows, reference_rows))
     for word in SEED_EVAL_WORDS:
         pooled = pooling.pooled_share(*counts(rows, word))
         entry = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"] or 0.0,
                  "abs_deviation": abs(pooled["estimate"] - 0.5), "members": pooled["members"]}
         if reference_rows is not None:
-            difference = pooling.pooled_difference(*counts(rows, word), *counts(reference_rows, word))
-            agreement = pooling.equivalence(difference["estimate"], difference["se"], AGREEMENT_LIMIT)
-            entry["minus_reference"] = {"estimate": difference["estimate"], "ci95": difference["ci95"],
-                                        "tau": difference["tau"],
-                                        "heterogeneity_p_value": difference["heterogeneity_p_value"],
-                                        "tost_p_value": agreement["tost_p_value"],
-                                        "verdict": AGREEMENT_VERDICTS[agreement["verdict"]]}
+            entry["minus_reference"] = _agreement(
+                pooling.pooled_difference(*counts(rows, word), *counts(reference_rows, word)))
         out["words"][word] = entry
     out["max_tau"] = max(e["tau"] for e in out["words"].values())
     out["max_abs_deviation"] = max(e["abs_deviation"] for e in out["words"].values())
@@ -378,16 +397,19 @@ def render_markdown(result: dict[str, Any]) -> str:
                      f"| {minus} | {r['agreement'] + interim if 'agreement' in r else '-'} | "
                      f"{100 * r['contrast']['estimate']:+.1f} [{100 * r['contrast']['ci95'][0]:+.1f}, "
                      f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']}{interim} | {minutes} |")
-    lines += ["", f"Per word, the pooled difference from the reference (points, 95% interval, TOST p at +-{limit}; the "
-              "difference's own between-member SD tau, points, and Cochran's Q test of tau = 0):", ""]
+    lines += ["", f"Per word, and for the leakage contrast nurse - philosopher, the pooled difference from the reference "
+              f"(points, 95% interval, TOST p at +-{limit}; the difference's own between-member SD tau, points, and "
+              "Cochran's Q test of tau = 0):", ""]
     for r in result["rows"]:
         if "max_abs_minus_reference" in r:
             parts = []
-            for w in words:
-                d = r["words"][w]["minus_reference"]
+            differences = [(w, r["words"][w]["minus_reference"]) for w in words]
+            if "minus_reference" in r["contrast"]:
+                differences.append(("nurse - philosopher", r["contrast"]["minus_reference"]))
+            for name, d in differences:
                 spread = (f", tau {100 * d['tau']:.1f} (Q p {d['heterogeneity_p_value']:.2g})"
                           if d.get("heterogeneity_p_value") is not None else "")
-                parts.append(f"{w} {100 * d['estimate']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
+                parts.append(f"{name} {100 * d['estimate']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
                              f"p {d['tost_p_value']:.2g}{spread}")
             lines.append(f"- {os.path.basename(r['sweep'].rstrip('/'))} {r['setting']}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"

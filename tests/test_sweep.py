@@ -372,9 +372,20 @@ def test_frontier_fit_and_agreement_on_known_counts():
     assert shifted["max_abs_deviation"] == pytest.approx(0.1) and not shifted["fits"]
     assert shifted["max_abs_minus_reference"] == pytest.approx(0.1)
     assert shifted["agreement"] == "differs"
-    # Every member shifted alike: the difference has no spread between members (Cochran's Q = 0).
+    # Every member shifted alike: the difference has no spread between members (Cochran's Q = 0), and
+    # the contrast nurse - philosopher is the reference's exactly.
     assert shifted["words"]["nurse"]["minus_reference"]["tau"] == 0.0
     assert shifted["words"]["nurse"]["minus_reference"]["heterogeneity_p_value"] == pytest.approx(1.0)
+    assert shifted["contrast"]["minus_reference"]["estimate"] == pytest.approx(0.0, abs=1e-12)
+    # Only nurse 10 points low: the contrast moves by -10 points against the reference, which differs;
+    # its standard error adds the four shares' binomial variances (k + 0.5 of n + 1).
+    nurse_low = _counts([200, 200, 200], 400)
+    for row in nurse_low:
+        row["words"]["nurse"] = {"women": 160, "n": 400}
+    moved = frontier.pool_setting(nurse_low, _counts([200, 200, 200], 400))["contrast"]["minus_reference"]
+    assert moved["estimate"] == pytest.approx(-0.1) and moved["verdict"] == "differs"
+    member_variance = 3 * (200.5 / 401) * (200.5 / 401) / 400 + (160.5 / 401) * (240.5 / 401) / 400
+    assert moved["ci95"][1] - moved["estimate"] == pytest.approx(1.959964 * np.sqrt(member_variance / 3), rel=1e-4)
     # nurse at 70% and philosopher at 50% in every member: a 20-point contrast, far beyond +-5 points.
     leaking = _counts([200, 200, 200], 400)
     for row in leaking:
