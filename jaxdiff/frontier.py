@@ -234,16 +234,22 @@ def _with_reference(settings: Sequence[Setting], reference: Setting | None) -> l
     return list(dict.fromkeys([*settings, *([reference] if reference else [])]))
 
 
+def _word_counts(rows: list[dict[str, Any]], word: str) -> tuple[list[int], list[int]]:
+    """The members' women and images of one word."""
+    return [r["words"][word]["women"] for r in rows], [r["words"][word]["n"] for r in rows]
+
+
+def _images_drawn(rows: list[dict[str, Any]]) -> int:
+    """Images per word and member in a setting's rows (equal in every member and word)."""
+    return rows[0]["words"][SEED_EVAL_WORDS[0]]["n"]
+
+
 def _contrast_minus_reference(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per member, (nurse - philosopher) here minus (nurse - philosopher) under the reference, random-effects
     pooled; the four shares' images are independent, so their binomial variances add."""
-    def share_and_variance(rows_: list[dict[str, Any]], word: str) -> tuple[np.ndarray, np.ndarray]:
-        women = np.array([r["words"][word]["women"] for r in rows_], float)
-        n = np.array([r["words"][word]["n"] for r in rows_], float)
-        return women / n, pooling.binomial_variance(women, n)
-
-    (nurse, v1), (philosopher, v2) = (share_and_variance(rows, w) for w in ("nurse", "philosopher"))
-    (nurse_ref, v3), (philosopher_ref, v4) = (share_and_variance(reference_rows, w) for w in ("nurse", "philosopher"))
+    words = ("nurse", "philosopher")
+    (nurse, v1), (philosopher, v2) = (pooling.share_and_variance(*_word_counts(rows, w)) for w in words)
+    (nurse_ref, v3), (philosopher_ref, v4) = (pooling.share_and_variance(*_word_counts(reference_rows, w)) for w in words)
     return pooling.random_effects((nurse - philosopher) - (nurse_ref - philosopher_ref), v1 + v2 + v3 + v4)
 
 
@@ -260,10 +266,7 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members);
     the leakage contrast nurse - philosopher with its equivalence test at +-margin, as the sweep's summary."""
     out: dict[str, Any] = {"words": {}}
-    def counts(rows_: list[dict[str, Any]], word: str) -> tuple[list[int], list[int]]:
-        return [r["words"][word]["women"] for r in rows_], [r["words"][word]["n"] for r in rows_]
-
-    contrast = pooling.pooled_difference(*counts(rows, "nurse"), *counts(rows, "philosopher"))
+    contrast = pooling.pooled_difference(*_word_counts(rows, "nurse"), *_word_counts(rows, "philosopher"))
     test = pooling.equivalence(contrast["estimate"], contrast["se"], margin)
     out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],
                        "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
@@ -271,12 +274,12 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
         # The leakage test reads the contrast, so whether a setting keeps the reference's contrast is asked too.
         out["contrast"]["minus_reference"] = _agreement(_contrast_minus_reference(rows, reference_rows))
     for word in SEED_EVAL_WORDS:
-        pooled = pooling.pooled_share(*counts(rows, word))
+        pooled = pooling.pooled_share(*_word_counts(rows, word))
         entry = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"] or 0.0,
                  "abs_deviation": abs(pooled["estimate"] - 0.5), "members": pooled["members"]}
         if reference_rows is not None:
             entry["minus_reference"] = _agreement(
-                pooling.pooled_difference(*counts(rows, word), *counts(reference_rows, word)))
+                pooling.pooled_difference(*_word_counts(rows, word), *_word_counts(reference_rows, word)))
         out["words"][word] = entry
     out["max_tau"] = max(e["tau"] for e in out["words"].values())
     out["max_abs_deviation"] = max(e["abs_deviation"] for e in out["words"].values())
@@ -350,13 +353,12 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
                                float(config.sweep.equivalence_margin))
             # Evaluation time is almost all sampling: scale the recorded minutes by this setting's speed.
             scale = row["seconds_per_image"] / default_spi if default_spi else None
-            images = rows[0]["words"][SEED_EVAL_WORDS[0]]["n"]
+            images = _images_drawn(rows)
             # Verdicts count at the number of images planned in advance: an equivalence test looked at after
             # every round, the study stopped at the first pass, would pass by chance more often than 5%.
             # A comparison is interim while either side is.
             interim = images < _images(config, setting) or (
-                reference is not None and counts[reference][0]["words"][SEED_EVAL_WORDS[0]]["n"]
-                < _images(config, reference))
+                reference is not None and _images_drawn(counts[reference]) < _images(config, reference))
             row.update({"sweep": s.workdir, "setting": setting.name, "members": len(s.members),
                         "images": images, "planned_images": _images(config, setting), "interim": interim,
                         "num_steps": int(member_config.train.num_steps), "training_minutes": training_minutes,

@@ -59,10 +59,16 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
             "heterogeneity_p_value": float(result.test_homogeneity().pvalue), "k": len(effect)}
 
 
+def share_and_variance(women: Sequence[int], n: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The members' shares women/n and their binomial sampling variances."""
+    women, n = np.asarray(women, float), np.asarray(n, float)
+    return women / n, binomial_variance(women, n)
+
+
 def pooled_share(women: Sequence[int], n: Sequence[int]) -> dict[str, Any]:
     """`random_effects` of the members' shares women/n, each with its binomial variance; adds `members`."""
-    women, n = np.asarray(women, float), np.asarray(n, float)
-    return {**random_effects(women / n, binomial_variance(women, n)), "members": [float(s) for s in women / n]}
+    shares, variances = share_and_variance(women, n)
+    return {**random_effects(shares, variances), "members": [float(s) for s in shares]}
 
 
 def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Sequence[int],
@@ -70,9 +76,8 @@ def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Seque
     """`random_effects` of share a - share b within each member (independent images: variances add).
 
     Adds `members` (each member's difference) and `member_se` (its sampling standard error)."""
-    women_a, n_a, women_b, n_b = (np.asarray(x, float) for x in (women_a, n_a, women_b, n_b))
-    differences = women_a / n_a - women_b / n_b
-    variances = binomial_variance(women_a, n_a) + binomial_variance(women_b, n_b)
+    (share_a, variance_a), (share_b, variance_b) = share_and_variance(women_a, n_a), share_and_variance(women_b, n_b)
+    differences, variances = share_a - share_b, variance_a + variance_b
     return {**random_effects(differences, variances), "members": [float(d) for d in differences],
             "member_se": [float(s) for s in np.sqrt(variances)]}
 

@@ -289,13 +289,17 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     assert [frontier.first_index(w, 0, 100) for w in range(3)] == [0, 100, 200]  # n = 100: word i from i * n
 
 
+def _copy_without_frontier(sweep_dir: str, tmp_path) -> str:
+    """A copy of the session's sweep that a test may change, without the rounds other tests cached."""
+    return shutil.copytree(sweep_dir, str(tmp_path / "sweep"), ignore=shutil.ignore_patterns("frontier"))
+
+
 def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finished_sweep, tmp_path, monkeypatch):
     """Restore falls back to an older checkpoint; its rounds record both steps and are not sampled again."""
     from jaxdiff import frontier
 
     config, sweep_dir, _, _ = finished_sweep
-    # Without the rounds other tests cached: these must be sampled from the older checkpoint.
-    copy = shutil.copytree(sweep_dir, str(tmp_path / "sweep"), ignore=shutil.ignore_patterns("frontier"))
+    copy = _copy_without_frontier(sweep_dir, tmp_path)  # these rounds must be sampled from the older checkpoint
     member = os.path.join(copy, "seed0-embed0")
     steps = checkpoints.checkpoint_steps(member)
     damage_checkpoint(member, steps[-1])
@@ -334,7 +338,7 @@ def test_frontier_comparisons_are_interim_while_the_reference_is(finished_sweep,
     from jaxdiff import frontier
 
     config, sweep_dir, _, _ = finished_sweep
-    copy = shutil.copytree(sweep_dir, str(tmp_path / "sweep"), ignore=shutil.ignore_patterns("frontier"))
+    copy = _copy_without_frontier(sweep_dir, tmp_path)
     tables = []
     final = frontier.study(config, [copy], [frontier.Setting.parse("ema:dpmpp2m:3:2")],
                            frontier.Setting.parse("ema:dpmpp2m:3:4"), log=lambda *a: None, round_images=2,
