@@ -21,6 +21,9 @@ from jaxdiff import checkpoints, classifier, embed, evaluate, evaluation_words, 
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 
 PROBES_JSON = "probes.json"
+# The sweep fields that set how many images the probes draw; probes.json records them, so a change re-probes.
+COUNT_FIELDS = ("num_unseen_words", "samples_per_unseen_word", "intervention_alphas", "samples_per_alpha",
+                "samples_over_training")
 
 
 def intervention_alphas(table: embed.EmbeddingTable, count: int) -> np.ndarray:
@@ -96,6 +99,7 @@ def run_probes(workdir: str, log: Callable = print) -> dict[str, Any]:
         over_training += _count_women(run, conditions, clf, log)
     result = {"step": latest.step, "seed": int(config.evaluate.seed), "sampler": config.evaluate.sampler,
               "steps": int(config.evaluate.steps),
+              "counts": {k: int(config.sweep[k]) for k in COUNT_FIELDS},
               "intervention": [r for r in final if r["kind"] == "intervention"],
               "unseen": [r for r in final if r["kind"] == "unseen"],
               "over_training": over_training,

@@ -119,16 +119,23 @@ def _share_classifier(sweep_dir: str, workdir: str) -> None:
 # Probes written before they recorded their sampler were all drawn with DPM-Solver++ at 20 steps.
 REPORT_KEYS = ("seed", "sampler", "steps", "guidance", "num_samples", "num_samples_unseen", "num_unseen_words")
 PROBES_KEYS = {"seed": None, "sampler": "dpmpp2m", "steps": 20}
+# Probes written before they recorded their image counts were drawn with these.
+PROBE_COUNTS_BEFORE_RECORDED = {"num_unseen_words": 100, "samples_per_unseen_word": 10, "intervention_alphas": 7,
+                                "samples_per_alpha": 50, "samples_over_training": 50}
 
 
-def probes_current(workdir: str, evaluate_config: ml_collections.ConfigDict) -> bool:
-    """probes.json exists, from the member's latest checkpoint and its current sampling seed, sampler and steps."""
+def probes_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
+    """probes.json exists, from the member's latest checkpoint, its current sampling seed, sampler and steps,
+    and the sweep's current probe image counts."""
     path = os.path.join(workdir, probes.PROBES_JSON)
     steps = checkpoints.checkpoint_steps(workdir)
     if not (steps and os.path.exists(path)):
         return False
     made = files.read_json(path)
-    return made.get("step") == steps[-1] and all(made.get(k, old) == evaluate_config[k] for k, old in PROBES_KEYS.items())
+    counts = made.get("counts", PROBE_COUNTS_BEFORE_RECORDED)
+    return (made.get("step") == steps[-1]
+            and all(made.get(k, old) == config.evaluate[k] for k, old in PROBES_KEYS.items())
+            and all(counts.get(k) == config.sweep[k] for k in probes.COUNT_FIELDS))
 
 
 def report_current(workdir: str, evaluate_config: ml_collections.ConfigDict) -> bool:
@@ -171,7 +178,7 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
         evaluate.evaluate(member.workdir, log)
         timings["evaluation_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    if not probes_current(member.workdir, c.evaluate):
+    if not probes_current(member.workdir, c):
         log("  probes: dose-response, over training, intervention")
         probes.run_probes(member.workdir, log)
         timings["probes_s"] = time.perf_counter() - start
@@ -182,9 +189,9 @@ def stages_to_run(config: ml_collections.ConfigDict, member: Member) -> list[str
     """The member's stages still to run, named by their member.json keys ("training_s", "evaluation_s", "probes_s")."""
     if not checkpoints.trained_to(member.workdir, config.train.num_steps):
         return ["training_s", "evaluation_s", "probes_s"]
-    evaluate_config = member_config(config, member).evaluate
-    return ([] if report_current(member.workdir, evaluate_config) else ["evaluation_s"]) + (
-        [] if probes_current(member.workdir, evaluate_config) else ["probes_s"])
+    c = member_config(config, member)
+    return ([] if report_current(member.workdir, c.evaluate) else ["evaluation_s"]) + (
+        [] if probes_current(member.workdir, c) else ["probes_s"])
 
 
 def _record(member: Member, timings: dict) -> None:

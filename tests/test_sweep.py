@@ -120,6 +120,25 @@ def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, 
         assert json.load(open(os.path.join(copy, name, "config.json")))["evaluate"]["steps"] == 2
 
 
+def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
+    import shutil
+
+    config, sweep_dir, _, _ = finished_sweep
+    copy = str(tmp_path / "sweep")
+    shutil.copytree(sweep_dir, copy)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.sweep.samples_per_alpha += 1
+    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("a current report was made again"))
+    probed = []
+    real_run_probes = probes.run_probes
+    monkeypatch.setattr(probes, "run_probes", lambda workdir, log=print: probed.append(workdir) or real_run_probes(workdir, log))
+    sweep.run_sweep(config, copy, log=lambda *a: None)
+    assert len(probed) == 2
+    made = json.load(open(os.path.join(copy, "seed0-embed0", probes.PROBES_JSON)))
+    assert made["counts"]["samples_per_alpha"] == config.sweep.samples_per_alpha
+    assert {r["n"] for r in made["intervention"]} == {config.sweep.samples_per_alpha}
+
+
 def test_member_of_splits_cover_every_member_once(tiny_dataset, tmp_path, monkeypatch):
     config = tiny_config(tiny_dataset)
     config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2), (0, 1)
