@@ -115,6 +115,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.sweep.equivalence_margin = 0.05  # +- share points of the nurse - philosopher equivalence test (TOST)
     config.sweep.num_unseen_words = 100  # unseen professions of the pooled dose-response
     config.sweep.samples_per_unseen_word = 10  # images per unseen profession and member (they pool over members)
+    config.sweep.member_samples = 400  # replaces evaluate.num_samples in each member: images per training word (pooled over members)
     config.sweep.member_unseen_words = 0  # replaces evaluate.num_unseen_words in each member: the probes measure the dose-response
     config.sweep.checkpoints_over_training = 5  # evenly spaced checkpoints kept and evaluated along training
     config.sweep.samples_over_training = 50  # images per word (nurse, philosopher, person) and earlier checkpoint

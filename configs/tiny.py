@@ -51,6 +51,7 @@ def get_config():
     config.sweep.workdir = "runs/tiny-sweep"
     config.sweep.train_seeds = (0, 1)
     config.sweep.embed_seeds = (0,)
+    config.sweep.member_samples = 6  # not evaluate.num_samples, so a member that ignored it would show
     config.sweep.num_unseen_words = 6
     config.sweep.samples_per_unseen_word = 2
     config.sweep.checkpoints_over_training = 2

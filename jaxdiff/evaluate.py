@@ -133,7 +133,7 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
         "controls": controls,
         "conditioning": conditioning_check(words),
         "config": {"workdir": workdir, "step": trained.step, "params": "ema", "embed": config.embed.to_dict(),
-                   **e.to_dict()},
+                   **e.to_dict(), **sampling_settings(config)},
         "timings": timings,
     }
     start = time.perf_counter()
@@ -144,6 +144,15 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
     # Last: report.json marks the evaluation as finished (jaxdiff.experiment skips a current one).
     files.write_json(os.path.join(workdir, REPORT_JSON), report)
     return report
+
+
+# The `sample` settings that shape evaluation images besides evaluate.sampler, steps and guidance.
+SAMPLING_KEYS = ("spacing", "clip_x0", "ddim_eta")
+
+
+def sampling_settings(config: Any) -> dict[str, Any]:
+    """The run's `sample` settings that the evaluation images depend on, for the report to record."""
+    return {k: config.sample[k] for k in SAMPLING_KEYS}
 
 
 def _sample_with_progress(trained: workdirs.TrainedRun, cond_NK: np.ndarray, e: Any) -> np.ndarray:

@@ -48,7 +48,7 @@ FRONTIER_JSON, FRONTIER_MD = "frontier.json", "frontier.md"
 FIT_LIMIT = 0.05  # the fit needed for the +-5-point test to mean anything: tau and |share - 0.5| per word
 AGREEMENT_LIMIT = 0.02  # a faster sampler agrees with the reference when its shares are shown within +-2 points
 # pooling.equivalence's readings, said of a setting's difference from the reference rather than of leakage.
-AGREEMENT_VERDICTS = {"leakage": "differs", "no leakage": "agrees", "undecided": "undecided"}
+AGREEMENT_VERDICTS = {"leakage": "differs", "reverse gap": "differs", "no leakage": "agrees", "undecided": "undecided"}
 DEFAULT_SETTINGS = ("ema:dpmpp2m:20", "ema:dpmpp2m:10", "ema:dpmpp2m:50", "raw:dpmpp2m:20", "ema:ddpm:1000:100")
 DEFAULT_REFERENCE = "ema:ddpm:1000:100"
 

@@ -83,14 +83,20 @@ def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Seque
 
 
 def equivalence(estimate: float, se: float, margin: float) -> dict[str, Any]:
-    """TOST of |effect| < margin (z-tests), and which of the three readings the 95% interval supports."""
+    """TOST of |effect| < margin (z-tests), and which reading the 95% interval supports.
+
+    "leakage": the interval lies above +margin (nurse drawn as a woman more often than philosopher,
+    the embedding's lean); "reverse gap": it lies below -margin, a gap against the lean, which is
+    not leakage; "no leakage": TOST rejects both sides; "undecided": none of these."""
     p_lower = float(stats.norm.sf((estimate + margin) / se))  # H0: effect <= -margin
     p_upper = float(stats.norm.cdf((estimate - margin) / se))  # H0: effect >= +margin
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
     low, high = estimate - z * se, estimate + z * se
     tost_p = max(p_lower, p_upper)
-    if low > margin or high < -margin:
+    if low > margin:
         verdict = "leakage"
+    elif high < -margin:
+        verdict = "reverse gap"
     elif tost_p < 1 - CONFIDENCE:
         verdict = "no leakage"
     else:
@@ -99,7 +105,9 @@ def equivalence(estimate: float, se: float, margin: float) -> dict[str, Any]:
 
 
 VERDICT_SENTENCES = {
-    "leakage": "leakage of at least {m} points: the 95% interval of the contrast lies beyond +-{m} points",
+    "leakage": "leakage of at least {m} points: the 95% interval of the contrast lies above +{m} points",
+    "reverse gap": ("no leakage, but a gap of at least {m} points against the embedding's lean: the 95% interval "
+                    "of the contrast lies below -{m} points"),
     "no leakage": "no leakage larger than {m} points: the equivalence test (TOST) at +-{m} points rejects both sides",
     "undecided": "undecided: the interval neither excludes +-{m} points nor lies within them",
 }
@@ -185,8 +193,13 @@ def logistic_mixed_slope(women: Sequence[int], n: Sequence[int], scores: Sequenc
 
 
 def slope(x: Sequence[float], y: Sequence[float], variances: Sequence[float]) -> dict[str, float]:
-    """Weighted least-squares slope of y on x (weights 1/variance) with its standard error."""
+    """Weighted least-squares slope of y on x (weights 1/variance) with its standard error.
+
+    The variances are known (binomial), so the scale is fixed at 1 rather than estimated from the
+    residuals: with three words there is one residual degree of freedom, and an estimated scale
+    would make the standard error (and the members' weights when pooled) mostly noise."""
     import statsmodels.api as sm
 
-    fit = sm.WLS(np.asarray(y, float), sm.add_constant(np.asarray(x, float)), weights=1 / np.asarray(variances)).fit()
+    fit = sm.WLS(np.asarray(y, float), sm.add_constant(np.asarray(x, float)),
+                 weights=1 / np.asarray(variances)).fit(cov_type="fixed scale")
     return {"slope": float(fit.params[1]), "se": float(fit.bse[1])}

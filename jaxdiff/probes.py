@@ -98,7 +98,8 @@ def run_probes(workdir: str, log: Callable = print) -> dict[str, Any]:
                        "projected": latest.table.projected_vector(w)} for w in SEED_EVAL_WORDS]
         over_training += _count_women(run, conditions, clf, log)
     result = {"step": latest.step, "seed": int(config.evaluate.seed), "sampler": config.evaluate.sampler,
-              "steps": int(config.evaluate.steps),
+              "steps": int(config.evaluate.steps), "guidance": float(config.evaluate.guidance),
+              **evaluate.sampling_settings(config),
               "counts": {k: int(config.sweep[k]) for k in COUNT_FIELDS},
               "intervention": [r for r in final if r["kind"] == "intervention"],
               "unseen": [r for r in final if r["kind"] == "unseen"],

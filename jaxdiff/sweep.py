@@ -20,7 +20,7 @@ import dataclasses
 import os
 import shutil
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import ml_collections
 import numpy as np
@@ -90,6 +90,9 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # A member's own report skips the single run's 24-word dose-response (half its evaluation images):
     # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
     c.evaluate.num_unseen_words = config.sweep.member_unseen_words
+    # Fewer images per word than a single run's 400: the summary pools them over members, whose spread
+    # (tau), not the images, sets the width of the pooled intervals.
+    c.evaluate.num_samples = config.sweep.member_samples
     c.workdir = member.workdir
     c.train.keep_period = keep_period(c.train, c.sweep.checkpoints_over_training)
     return c
@@ -116,9 +119,11 @@ def _share_classifier(sweep_dir: str, workdir: str) -> None:
 
 
 # The evaluation settings a report or probes.json must have been made with to count as current.
-# Probes written before they recorded their sampler were all drawn with DPM-Solver++ at 20 steps.
+# Probes written before they recorded their sampler were all drawn with DPM-Solver++ at 20 steps and
+# guidance 1; reports and probes written before they recorded the `sample` settings, with these.
 REPORT_KEYS = ("seed", "sampler", "steps", "guidance", "num_samples", "num_samples_unseen", "num_unseen_words")
-PROBES_KEYS = {"seed": None, "sampler": "dpmpp2m", "steps": 20}
+PROBES_KEYS = {"seed": None, "sampler": "dpmpp2m", "steps": 20, "guidance": 1.0}
+SAMPLING_BEFORE_RECORDED = {"spacing": "quadratic", "clip_x0": True, "ddim_eta": 0.0}
 # Probes written before they recorded their image counts were drawn with these.
 PROBE_COUNTS_BEFORE_RECORDED = {"num_unseen_words": 100, "samples_per_unseen_word": 10, "intervention_alphas": 7,
                                 "samples_per_alpha": 50, "samples_over_training": 50}
@@ -135,13 +140,20 @@ def probes_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
     counts = made.get("counts", PROBE_COUNTS_BEFORE_RECORDED)
     return (made.get("step") == steps[-1]
             and all(made.get(k, old) == config.evaluate[k] for k, old in PROBES_KEYS.items())
+            and _same_sampling(made, config)
             and all(counts.get(k) == config.sweep[k] for k in probes.COUNT_FIELDS))
 
 
-def report_current(workdir: str, evaluate_config: ml_collections.ConfigDict) -> bool:
-    """report.json is from the latest checkpoint and the member's current evaluation settings (seed included)."""
+def report_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
+    """report.json is from the latest checkpoint and the member's current evaluation and sampling settings."""
     report = experiment.current_report(workdir)
-    return report is not None and all(report["config"].get(k) == evaluate_config[k] for k in REPORT_KEYS)
+    return (report is not None and all(report["config"].get(k) == config.evaluate[k] for k in REPORT_KEYS)
+            and _same_sampling(report["config"], config))
+
+
+def _same_sampling(made: dict, config: ml_collections.ConfigDict) -> bool:
+    """Whether images recorded as made with `made`'s sample settings match the config's."""
+    return all(made.get(k, old) == config.sample[k] for k, old in SAMPLING_BEFORE_RECORDED.items())
 
 
 def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
@@ -154,10 +166,11 @@ def _use_current_evaluation_settings(c: ml_collections.ConfigDict, workdir: str)
     steps, the images per word, the member's sampling seed...): its config.json gets them, and the
     stale report and probes are made again from the same parameters."""
     saved = configuration.load(workdir)
-    if saved.evaluate.to_dict() != c.evaluate.to_dict() or saved.sweep.to_dict() != c.sweep.to_dict():
+    sections = ("evaluate", "sweep", "sample")
+    if any(saved[k].to_dict() != c[k].to_dict() for k in sections):
         with saved.unlocked():
-            saved.evaluate = ml_collections.ConfigDict(c.evaluate.to_dict())
-            saved.sweep = ml_collections.ConfigDict(c.sweep.to_dict())
+            for k in sections:
+                saved[k] = ml_collections.ConfigDict(c[k].to_dict())
         configuration.save(saved, workdir)
 
 
@@ -172,7 +185,7 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
         timings["training_s"] = time.perf_counter() - start
     _use_current_evaluation_settings(c, member.workdir)
     start = time.perf_counter()
-    if not report_current(member.workdir, c.evaluate):
+    if not report_current(member.workdir, c):
         log(f"  evaluating (sampling seed {c.evaluate.seed})")
         _share_classifier(sweep_dir, member.workdir)
         evaluate.evaluate(member.workdir, log)
@@ -190,16 +203,25 @@ def stages_to_run(config: ml_collections.ConfigDict, member: Member) -> list[str
     if not checkpoints.trained_to(member.workdir, config.train.num_steps):
         return ["training_s", "evaluation_s", "probes_s"]
     c = member_config(config, member)
-    return ([] if report_current(member.workdir, c.evaluate) else ["evaluation_s"]) + (
+    return ([] if report_current(member.workdir, c) else ["evaluation_s"]) + (
         [] if probes_current(member.workdir, c) else ["probes_s"])
 
 
-def _record(member: Member, timings: dict) -> None:
-    """Adds this invocation's stage times to the member's member.json (a rerun appends, never replaces)."""
+def evaluation_cost_setting(c: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What an evaluation's and the probes' time depends on: sampler, steps, guidance and image counts."""
+    e = c.evaluate
+    return {"sampler": e.sampler, "steps": int(e.steps), "guidance": float(e.guidance),
+            **{k: int(e[k]) for k in ("num_samples", "num_samples_unseen", "num_unseen_words")},
+            **{k: int(c.sweep[k]) for k in probes.COUNT_FIELDS}}
+
+
+def _record(member: Member, timings: dict, setting: dict) -> None:
+    """Adds this invocation's stage times, and the evaluation setting they were made at, to the member's
+    member.json (a rerun appends, never replaces)."""
     path = os.path.join(member.workdir, MEMBER_JSON)
     record = files.read_json(path) if os.path.exists(path) else {
         "train_seed": member.train_seed, "embed_seed": member.embed_seed, "invocations": []}
-    record["invocations"].append({**{k: round(v, 1) for k, v in timings.items()},
+    record["invocations"].append({**{k: round(v, 1) for k, v in timings.items()}, "setting": setting,
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     files.write_json(path, record)
 
@@ -213,15 +235,18 @@ def use_compilation_cache(sweep_dir: str) -> str:
     return directory
 
 
-def _stage_seconds(grid: Sequence[Member]) -> dict[str, list[float]]:
-    """Every recorded run of each stage, over all members' member.json, for the ETA.
+def _stage_seconds(grid: Sequence[Member], setting: dict) -> dict[str, list[float]]:
+    """Every recorded run of each stage, over all members' member.json, for the ETA: training at any
+    setting, evaluation and probes only at `setting` (at 200 DDPM steps they take four times as long
+    as at 50 DPM-Solver++ steps).
 
     Records older than this rule also hold stages they skipped, as a second or less: those are left out."""
     seconds: dict[str, list[float]] = {}
     for member in grid:
         for invocation in sweep_summary.member_invocations(member.workdir):
             for stage, value in invocation.items():
-                if stage.endswith("_s") and value > sweep_summary.SKIPPED_STAGE_S:
+                if (stage.endswith("_s") and value > sweep_summary.SKIPPED_STAGE_S
+                        and (stage == "training_s" or invocation.get("setting") == setting)):
                     seconds.setdefault(stage, []).append(value)
     return seconds
 
@@ -229,8 +254,9 @@ def _stage_seconds(grid: Sequence[Member]) -> dict[str, list[float]]:
 def eta_minutes(config: ml_collections.ConfigDict, remaining: Sequence[Member], grid: Sequence[Member]) -> float | None:
     """Minutes left for `remaining`: each stage it still has to run at that stage's median recorded time.
 
-    None until every stage needed has been timed once (a re-evaluation pass costs no training time)."""
-    seconds = _stage_seconds(grid)
+    None until every stage needed has been timed once at the current setting (a re-evaluation pass
+    costs no training time)."""
+    seconds = _stage_seconds(grid, evaluation_cost_setting(member_config(config, grid[0])))
     needed = [stage for member in remaining for stage in stages_to_run(config, member)]
     if any(stage not in seconds for stage in needed):
         return None
@@ -260,7 +286,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
         start = time.perf_counter()
         timings = run_member(config, member, sweep_dir, log)
         if parallel.is_main_process():
-            _record(member, timings)
+            _record(member, timings, evaluation_cost_setting(member_config(config, member)))
         log(f"{position}: done in {(time.perf_counter() - start) / 60:.1f} min")
     waiting = [m.name for m in grid if not member_done(config, m)]
     if waiting:

@@ -65,7 +65,7 @@ def test_pooled_difference_adds_the_two_sampling_variances():
 @pytest.mark.parametrize("estimate, se, verdict", [
     (0.0, 0.01, "no leakage"),   # +-2 points around 0: inside +-5
     (0.10, 0.01, "leakage"),     # [8, 12] points: beyond +5
-    (-0.10, 0.01, "leakage"),
+    (-0.10, 0.01, "reverse gap"),  # [-12, -8]: beyond -5, against the embedding's lean
     (0.0, 0.05, "undecided"),    # [-10, 10]: neither
     (0.06, 0.02, "undecided"),   # [2, 10]: crosses +5
 ])
@@ -126,3 +126,16 @@ def test_logistic_mixed_slope_recovers_the_log_odds_slope():
 def test_weighted_slope_of_a_line():
     result = pooling.slope([-1, 0, 1], [0.3, 0.5, 0.7], [0.01, 0.01, 0.01])
     assert result["slope"] == pytest.approx(0.2)
+
+
+def test_weighted_slope_error_comes_from_the_known_variances_not_the_residuals():
+    # Weights 1/0.01 at x = -1, 0, 1: var(slope) = 1 / sum(w (x - mean x)^2) = 1/200, whatever the residuals.
+    for y in ([0.3, 0.5, 0.7], [0.3, 0.65, 0.7]):
+        assert pooling.slope([-1, 0, 1], y, [0.01, 0.01, 0.01])["se"] == pytest.approx(np.sqrt(1 / 200))
+
+
+def test_a_gap_against_the_embeddings_lean_is_not_called_leakage():
+    assert pooling.equivalence(-0.10, 0.01, margin=0.05)["verdict"] == "reverse gap"
+    sentence = pooling.verdict_sentence("reverse gap", 0.05)
+    assert sentence.startswith("no leakage, but a gap of at least 5 points against") and "below -5 points" in sentence
+    assert "above +5 points" in pooling.verdict_sentence("leakage", 0.05)

@@ -65,18 +65,22 @@ def test_members_are_ordinary_runs(finished_sweep):
     # The member's report draws no unseen professions (its probes do, for the summary) and says so.
     assert report["config"]["num_unseen_words"] == 0 and report["dose_response"]["words"] == []
     assert not [w for w, e in report["words"].items() if e["group"] == "unseen"]
+    config = finished_sweep[0]
+    assert {e["n"] for e in report["words"].values()} == {config.sweep.member_samples} != {config.evaluate.num_samples}
     assert "None drawn (`evaluate.num_unseen_words` = 0)" in open(os.path.join(member, evaluate.REPORT_MD)).read()
     assert json.load(open(os.path.join(member, probes.PROBES_JSON)))["step"] == 6
     assert workdirs.TrainedRun.load(member, at_step=3).step == 3  # the kept checkpoint along training
 
 
-def test_members_skip_the_single_runs_unseen_words_and_the_single_run_keeps_them():
+def test_members_draw_the_sweeps_image_counts_and_the_single_run_keeps_its_own():
     from configs import base
 
     config = base.get_config()
-    member = sweep.members(config, "sweep")[0]
-    assert sweep.member_config(config, member).evaluate.num_unseen_words == config.sweep.member_unseen_words == 0
+    member = sweep.member_config(config, sweep.members(config, "sweep")[0])
+    assert member.evaluate.num_unseen_words == config.sweep.member_unseen_words == 0
+    assert member.evaluate.num_samples == config.sweep.member_samples
     assert config.evaluate.num_unseen_words == 24  # the main job's own 24-word dose-response
+    assert config.evaluate.num_samples == 400  # and its 400 images per word
 
 
 def test_the_classifier_is_trained_once_and_shared(finished_sweep):
@@ -118,6 +122,8 @@ def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, 
         assert json.load(open(os.path.join(copy, name, evaluate.REPORT_JSON)))["config"]["steps"] == 2
         assert json.load(open(os.path.join(copy, name, probes.PROBES_JSON)))["steps"] == 2
         assert json.load(open(os.path.join(copy, name, "config.json")))["evaluate"]["steps"] == 2
+        # Its stage times are recorded with the setting they were made at, for the ETA of later members.
+        assert json.load(open(os.path.join(copy, name, sweep.MEMBER_JSON)))["invocations"][-1]["setting"]["steps"] == 2
 
 
 def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
@@ -139,6 +145,30 @@ def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_pat
     assert {r["n"] for r in made["intervention"]} == {config.sweep.samples_per_alpha}
 
 
+def test_reports_and_probes_go_stale_with_any_setting_their_images_depend_on(tmp_path, monkeypatch):
+    config = tiny_config(str(tmp_path))
+    workdir = str(tmp_path)
+    monkeypatch.setattr(checkpoints, "checkpoint_steps", lambda w: [6])
+    report = {"config": {"step": 6, **config.evaluate.to_dict()}}  # made before the sample settings were recorded
+    made = {"step": 6, "seed": config.evaluate.seed, "sampler": config.evaluate.sampler, "steps": config.evaluate.steps}
+    json.dump(report, open(os.path.join(workdir, evaluate.REPORT_JSON), "w"))
+    json.dump(made, open(os.path.join(workdir, probes.PROBES_JSON), "w"))  # ... and before guidance and counts were
+    assert sweep.report_current(workdir, config)
+    assert not sweep.probes_current(workdir, config)  # the tiny counts are not those of the time before they were recorded
+    with config.unlocked():
+        config.sweep.update(sweep.PROBE_COUNTS_BEFORE_RECORDED)
+    assert sweep.probes_current(workdir, config)
+    for section, key, value in (("sample", "spacing", "uniform"), ("sample", "clip_x0", False),
+                                ("evaluate", "guidance", 2.0)):
+        changed = ml_collections.ConfigDict(config.to_dict())
+        changed[section][key] = value
+        assert not sweep.probes_current(workdir, changed), key
+        assert not sweep.report_current(workdir, changed), key
+    changed = ml_collections.ConfigDict(config.to_dict())
+    changed.sweep.samples_per_alpha += 1
+    assert sweep.report_current(workdir, changed) and not sweep.probes_current(workdir, changed)
+
+
 def test_member_of_splits_cover_every_member_once(tiny_dataset, tmp_path, monkeypatch):
     config = tiny_config(tiny_dataset)
     config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2), (0, 1)
@@ -158,9 +188,13 @@ def test_eta_counts_only_the_stages_each_member_still_has_to_run(tmp_path, monke
     config = tiny_config(str(tmp_path))
     config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2), (0,)
     grid = sweep.members(config, str(tmp_path))
+    now = sweep.evaluation_cost_setting(sweep.member_config(config, grid[0]))
+    before = dict(now, steps=now["steps"] + 1)
     for member, invocations in zip(grid, [
-            [{"training_s": 600.0, "evaluation_s": 120.0, "probes_s": 60.0}],
-            [{"training_s": 0.3, "evaluation_s": 100.0, "probes_s": 80.0}]]):  # an older re-evaluation record
+            [{"training_s": 600.0, "evaluation_s": 120.0, "probes_s": 60.0, "setting": now},
+             {"evaluation_s": 480.0, "probes_s": 240.0}],  # at another setting (this one unrecorded): not counted
+            [{"training_s": 0.3, "evaluation_s": 100.0, "probes_s": 80.0, "setting": now},  # an older re-evaluation record
+             {"evaluation_s": 999.0, "setting": before}]]):  # at another setting: not counted
         os.makedirs(member.workdir)
         json.dump({"invocations": invocations}, open(os.path.join(member.workdir, sweep.MEMBER_JSON), "w"))
     to_run = {grid[1].name: ["evaluation_s", "probes_s"], grid[2].name: ["training_s", "evaluation_s", "probes_s"]}
@@ -258,10 +292,11 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     from jaxdiff import frontier
 
     config, sweep_dir, _, _ = finished_sweep
+    own = config.evaluate.sampler
     study = lambda text, **kw: frontier.study(config, [sweep_dir], [frontier.Setting.parse(t) for t in text.split()],  # noqa: E731
                                               None, log=lambda *a: None, round_images=4, **kw)
-    # The members' own evaluation setting (DPM++ at 3 steps in the tiny config), so minutes per member are known.
-    first = study("ema:dpmpp2m:3:2")
+    # The members' own evaluation setting (`own` at the tiny config's 3 steps), so minutes per member are known.
+    first = study(f"ema:{own}:3:2")
     sampled, interim = [], []
     real = frontier._sample_counts
 
@@ -270,7 +305,7 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
         return real(run_, sampler, params, setting, round_, size, *rest)
 
     monkeypatch.setattr(frontier, "_sample_counts", recording)
-    grown = study("ema:dpmpp2m:3:10", after_round=interim.append)
+    grown = study(f"ema:{own}:3:10", after_round=interim.append)
     # 10 images = rounds of 4, 4 and 2, each over both members in turn; round 0 held only 2 images, so it is redone.
     assert sampled == [("seed0-embed0", 0, 4), ("seed1-embed0", 0, 4), ("seed0-embed0", 1, 4), ("seed1-embed0", 1, 4),
                        ("seed0-embed0", 2, 2), ("seed1-embed0", 2, 2)]
@@ -282,25 +317,25 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     assert "(interim)" not in frontier.render_markdown(grown)
     assert grown["rows"][0]["member_minutes"] > grown["rows"][0]["training_minutes"] > 0
     # The first images do not depend on how many were asked for: round 0 of 4 begins with the 2 drawn before.
-    redrawn = _round_file(sweep_dir, "seed0-embed0", "ema-dpmpp2m-3", 0)
+    redrawn = _round_file(sweep_dir, "seed0-embed0", f"ema-{own}-3", 0)
     assert [first["rows"][0]["words"][w]["members"][0] * 2 for w in SEED_EVAL_WORDS] == [
         sum(redrawn["words"][w]["is_woman"][:2]) for w in SEED_EVAL_WORDS]
     for word in SEED_EVAL_WORDS:
-        rounds = [_round_file(sweep_dir, "seed0-embed0", "ema-dpmpp2m-3", r)["words"][word] for r in range(3)]
+        rounds = [_round_file(sweep_dir, "seed0-embed0", f"ema-{own}-3", r)["words"][word] for r in range(3)]
         assert grown["rows"][0]["words"][word]["members"][0] == pytest.approx(sum(c["women"] for c in rounds) / 10)
     # Fewer images of the same sampler, and a second setting of other size, are served by the rounds at hand.
     sampled.clear()
-    both = study("ema:dpmpp2m:3:6 ema:dpmpp2m:3:10")
+    both = study(f"ema:{own}:3:6 ema:{own}:3:10")
     assert sampled == [] and [r["images"] for r in both["rows"]] == [6, 10]
     assert both["rows"][1]["words"] == grown["rows"][0]["words"]
     # Counts made with another classifier are made again.
     for member in ("seed0-embed0", "seed1-embed0"):
-        path = os.path.join(sweep_dir, member, "frontier", "ema-dpmpp2m-3", "round-002.json")
+        path = os.path.join(sweep_dir, member, "frontier", f"ema-{own}-3", "round-002.json")
         with open(path) as f:
             cached = json.load(f)
         with open(path, "w") as f:
             json.dump({**cached, "classifier": "another"}, f)
-    study("ema:dpmpp2m:3:10")
+    study(f"ema:{own}:3:10")
     assert sampled == [("seed0-embed0", 2, 2), ("seed1-embed0", 2, 2)]
     # Every (word, image) has its own noise index, whatever the number of images: blocks never overlap.
     indices = [frontier.first_index(w, j // 4, 4) + j % 4 for w in range(len(SEED_EVAL_WORDS)) for j in range(12)]
