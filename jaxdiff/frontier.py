@@ -256,9 +256,22 @@ def _contrast_minus_reference(rows: list[dict[str, Any]], reference_rows: list[d
 def _agreement(difference: dict[str, Any]) -> dict[str, Any]:
     """A pooled difference from the reference with its equivalence test at +-AGREEMENT_LIMIT and verdict."""
     test = pooling.equivalence(difference["estimate"], difference["se"], AGREEMENT_LIMIT)
-    return {"estimate": difference["estimate"], "ci95": difference["ci95"], "tau": difference["tau"],
-            "heterogeneity_p_value": difference["heterogeneity_p_value"], "tost_p_value": test["tost_p_value"],
-            "verdict": AGREEMENT_VERDICTS[test["verdict"]]}
+    out = {"estimate": difference["estimate"], "ci95": difference["ci95"], "tau": difference["tau"],
+           "heterogeneity_p_value": difference["heterogeneity_p_value"], "tost_p_value": test["tost_p_value"],
+           "verdict": AGREEMENT_VERDICTS[test["verdict"]]}
+    if difference["df"]:
+        # The same test with few members' small-sample interval (HKSJ, t on k - 1 df): reported beside
+        # the verdict, which stays the z-based one the study was planned with.
+        hksj = pooling.equivalence(difference["estimate"], difference["se_hksj"], AGREEMENT_LIMIT, difference["df"])
+        out["hksj"] = {"ci95": hksj["ci95"], "tost_p_value": hksj["tost_p_value"],
+                       "verdict": AGREEMENT_VERDICTS[hksj["verdict"]]}
+    return out
+
+
+def _overall_agreement(word_verdicts: Sequence[str]) -> str:
+    """A setting agrees when every word does; differs when some word does; else undecided."""
+    verdicts = set(word_verdicts)
+    return "agrees" if verdicts == {"agrees"} else "differs" if "differs" in verdicts else "undecided"
 
 
 def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
@@ -288,9 +301,7 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
         out["max_abs_minus_reference"] = max(abs(e["minus_reference"]["estimate"]) for e in out["words"].values())
         # Agrees: every word's equivalence test at +-2 points rejects both sides; differs: some word's
         # 95% interval lies beyond +-2 points; else undecided (too few images to tell).
-        verdicts = {e["minus_reference"]["verdict"] for e in out["words"].values()}
-        out["agreement"] = ("agrees" if verdicts == {"agrees"} else "differs" if "differs" in verdicts
-                            else "undecided")
+        out["agreement"] = _overall_agreement([e["minus_reference"]["verdict"] for e in out["words"].values()])
     out["seconds_per_image"] = _seconds_per_image(rows)
     return out
 
@@ -414,7 +425,29 @@ def render_markdown(result: dict[str, Any]) -> str:
                 parts.append(f"{name} {100 * d['estimate']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
                              f"p {d['tost_p_value']:.2g}{spread}")
             lines.append(f"- {os.path.basename(r['sweep'].rstrip('/'))} {r['setting']}: " + "; ".join(parts))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _hksj_lines(result)) + "\n"
+
+
+def _hksj_lines(result: dict[str, Any]) -> list[str]:
+    """The agreement tests again with the small-sample (HKSJ, t on k - 1 df) intervals, as a sensitivity check."""
+    rows = [r for r in result["rows"] if "hksj" in r["words"][SEED_EVAL_WORDS[0]].get("minus_reference", {})]
+    if not rows:
+        return []
+    limit = f"{100 * result['agreement_limit']:.0f}"
+    lines = ["", "## Sensitivity: few members", "",
+             "The intervals above are z-based. With few members, a reviewer may ask for the Hartung-Knapp-Sidik-Jonkman "
+             "interval (t on members - 1 degrees of freedom, its standard error kept at least the z-based one). The "
+             f"differences from the reference and their TOST p at +-{limit} points under it:", "",
+             "| sweep | setting | " + " | ".join(SEED_EVAL_WORDS) + " | nurse - philosopher | agreement |",
+             "|---|---|" + "---|" * len(SEED_EVAL_WORDS) + "---|---|"]
+    for r in rows:
+        tests = [r["words"][w]["minus_reference"] for w in SEED_EVAL_WORDS]
+        cells = [f"{100 * d['estimate']:+.1f} [{100 * d['hksj']['ci95'][0]:+.1f}, {100 * d['hksj']['ci95'][1]:+.1f}] "
+                 f"p {d['hksj']['tost_p_value']:.2g}" for d in tests + [r["contrast"]["minus_reference"]]]
+        agreement = _overall_agreement([d["hksj"]["verdict"] for d in tests])
+        lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['setting']} | " + " | ".join(cells)
+                     + f" | {agreement}{' (interim)' if r.get('interim') else ''} |")
+    return lines
 
 
 def define_flags(values: absl_flags.FlagValues) -> None:

@@ -37,7 +37,11 @@ def binomial_variance(women: int | np.ndarray, n: int | np.ndarray) -> np.ndarra
 def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> dict[str, Any]:
     """Random-effects pooled estimate, its 95% interval, z-test p-value against 0, tau^2 and tau.
 
-    Also Cochran's Q test of no between-member variance (`heterogeneity_p_value`; None for one member)."""
+    Also Cochran's Q test of no between-member variance (`heterogeneity_p_value`; None for one member),
+    and the small-sample alternative a reviewer may ask for with few members: the Hartung-Knapp-Sidik-
+    Jonkman standard error (`se_hksj`, to be used with t on `df` = k - 1 degrees of freedom), kept
+    at least the z-based one (the modification of Roever et al. 2015: unmodified, it shrinks below
+    the z-based error when the members agree more closely than their variances say)."""
     from statsmodels.stats.meta_analysis import combine_effects
 
     effect, variance = np.asarray(estimates, float), np.asarray(variances, float)
@@ -46,7 +50,7 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
         z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
         return {"estimate": float(effect[0]), "se": se, "ci95": [float(effect[0] - z * se), float(effect[0] + z * se)],
                 "p_value": float(2 * stats.norm.sf(abs(effect[0]) / se)) if se > 0 else None,
-                "tau2": None, "tau": None, "heterogeneity_p_value": None, "k": 1}
+                "tau2": None, "tau": None, "heterogeneity_p_value": None, "k": 1, "se_hksj": None, "df": None}
     with warnings.catch_warnings():  # I^2 divides by zero when all members agree exactly; tau^2 is still 0
         warnings.simplefilter("ignore", RuntimeWarning)
         result = combine_effects(effect, variance, method_re="iterated", alpha=1 - CONFIDENCE)
@@ -56,7 +60,8 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
     return {"estimate": estimate, "se": se, "ci95": [float(low), float(high)],
             "p_value": float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else None,
             "tau2": tau2, "tau": float(np.sqrt(tau2)),
-            "heterogeneity_p_value": float(result.test_homogeneity().pvalue), "k": len(effect)}
+            "heterogeneity_p_value": float(result.test_homogeneity().pvalue), "k": len(effect),
+            "se_hksj": max(se, float(np.sqrt(result.var_hksj_re))), "df": int(result.df_resid)}
 
 
 def share_and_variance(women: Sequence[int], n: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -82,15 +87,17 @@ def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Seque
             "member_se": [float(s) for s in np.sqrt(variances)]}
 
 
-def equivalence(estimate: float, se: float, margin: float) -> dict[str, Any]:
-    """TOST of |effect| < margin (z-tests), and which reading the 95% interval supports.
+def equivalence(estimate: float, se: float, margin: float, df: int | None = None) -> dict[str, Any]:
+    """TOST of |effect| < margin (z-tests, or t-tests on `df` degrees of freedom), and which reading the
+    95% interval supports.
 
     "leakage": the interval lies above +margin (nurse drawn as a woman more often than philosopher,
     the embedding's lean); "reverse gap": it lies below -margin, a gap against the lean, which is
     not leakage; "no leakage": TOST rejects both sides; "undecided": none of these."""
-    p_lower = float(stats.norm.sf((estimate + margin) / se))  # H0: effect <= -margin
-    p_upper = float(stats.norm.cdf((estimate - margin) / se))  # H0: effect >= +margin
-    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    reference = stats.norm if df is None else stats.t(df)
+    p_lower = float(reference.sf((estimate + margin) / se))  # H0: effect <= -margin
+    p_upper = float(reference.cdf((estimate - margin) / se))  # H0: effect >= +margin
+    z = reference.ppf(0.5 + CONFIDENCE / 2)
     low, high = estimate - z * se, estimate + z * se
     tost_p = max(p_lower, p_upper)
     if low > margin:
@@ -101,7 +108,7 @@ def equivalence(estimate: float, se: float, margin: float) -> dict[str, Any]:
         verdict = "no leakage"
     else:
         verdict = "undecided"
-    return {"margin": margin, "tost_p_value": tost_p, "verdict": verdict}
+    return {"margin": margin, "tost_p_value": tost_p, "verdict": verdict, "ci95": [float(low), float(high)]}
 
 
 VERDICT_SENTENCES = {

@@ -33,6 +33,25 @@ def test_heterogeneity_test_is_cochrans_q():
     assert pooling.random_effects([0.5], [0.01])["heterogeneity_p_value"] is None
 
 
+def test_small_sample_interval_is_hksj_with_t_on_k_minus_1_degrees_of_freedom():
+    from scipy import stats
+
+    # Spread members: Paule-Mandel sets tau^2 so that the HKSJ scale is 1, so its error is the z-based one.
+    spread = pooling.random_effects([0.2, 0.8, 0.3, 0.7], [0.01] * 4)
+    assert spread["df"] == 3 and spread["se_hksj"] == pytest.approx(spread["se"], rel=1e-4)
+    # Members closer together than their variances say: the unmodified HKSJ error would be smaller
+    # than the z-based one (here about a tenth); it is kept at least as large.
+    close = pooling.random_effects([0.50, 0.51, 0.50], [0.01] * 3)
+    assert close["tau2"] == 0.0 and close["se_hksj"] == pytest.approx(close["se"])
+    # The TOST on t: at the estimate 0 and the margin t(3)'s 95th percentile errors away, p is 0.05.
+    t95 = stats.t.ppf(0.95, 3)  # 2.353
+    assert pooling.equivalence(0.0, 0.05 / t95, 0.05, df=3)["tost_p_value"] == pytest.approx(0.05, abs=1e-9)
+    assert pooling.equivalence(0.0, 0.05 / t95, 0.05)["tost_p_value"] < 0.01  # the z-test is more lenient
+    assert pooling.equivalence(0.0, 0.01, 0.05, df=3)["ci95"] == pytest.approx([-0.01 * 3.182446, 0.01 * 3.182446],
+                                                                               rel=1e-5)
+    assert pooling.random_effects([0.5], [0.01])["df"] is None
+
+
 def test_less_spread_than_sampling_noise_gives_tau_zero_not_negative():
     result = pooling.random_effects([0.4, 0.5, 0.6, 0.45], [0.01] * 4)
     assert result["tau2"] == 0.0

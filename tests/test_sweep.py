@@ -419,6 +419,13 @@ def test_frontier_fit_and_agreement_on_known_counts():
     assert balanced["agreement"] == "undecided"
     many = frontier.pool_setting(_counts([2000] * 9, 4000), _counts([2000] * 9, 4000))
     assert many["agreement"] == "agrees" and many["words"]["nurse"]["minus_reference"]["tost_p_value"] < 0.05
+    # The small-sample (HKSJ, t on 8 df) test beside it: the same estimate, a wider interval, a larger p.
+    nurse = many["words"]["nurse"]["minus_reference"]
+    assert nurse["hksj"]["ci95"][1] > nurse["ci95"][1] and nurse["hksj"]["tost_p_value"] > nurse["tost_p_value"]
+    assert "## Sensitivity: few members" in frontier.render_markdown(
+        {"rows": [dict(many, sweep="s", setting="ema:ddpm:200", members=9, images=4000, num_steps=1,
+                       member_minutes=None)], "reference": "ema:ddpm:1000", "fit_limit": 0.05,
+         "agreement_limit": 0.02, "rounds": 40, "round_images": 100})
     assert balanced["contrast"]["estimate"] == pytest.approx(0.0) and balanced["contrast"]["verdict"] == "no leakage"
     # Members at 30%, 50%, 70%: the mean is still 50%, but tau (about 0.16) is far above the 0.05 limit.
     spread = frontier.pool_setting(_counts([120, 200, 280], 400), None)
