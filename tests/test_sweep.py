@@ -104,18 +104,24 @@ def test_a_rerun_skips_finished_members(finished_sweep, monkeypatch):
     assert again["leakage"]["members"] == summary["leakage"]["members"]
 
 
-def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, tmp_path, monkeypatch):
-    import shutil
-
+def _changed_copy(finished_sweep, tmp_path) -> tuple[ml_collections.ConfigDict, str]:
+    """A copy of the finished sweep and a copy of its config, for a test to change one setting."""
     config, sweep_dir, _, _ = finished_sweep
-    copy = str(tmp_path / "sweep")
-    shutil.copytree(sweep_dir, copy)
-    config = ml_collections.ConfigDict(config.to_dict())
+    return ml_collections.ConfigDict(config.to_dict()), shutil.copytree(sweep_dir, str(tmp_path / "sweep"))
+
+
+def _recording(monkeypatch, module, name: str) -> list[str]:
+    """Wraps module.name(workdir, log) so that each call's workdir is appended to the returned list."""
+    calls, real = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda workdir, log=print: calls.append(workdir) or real(workdir, log))
+    return calls
+
+
+def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, tmp_path, monkeypatch):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
     config.evaluate.steps = 2  # the sweep was evaluated at the tiny config's 3 steps
     monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("a trained member trained again"))
-    evaluated = []
-    real_evaluate = evaluate.evaluate
-    monkeypatch.setattr(evaluate, "evaluate", lambda workdir, log=print: evaluated.append(workdir) or real_evaluate(workdir, log))
+    evaluated = _recording(monkeypatch, evaluate, "evaluate")
     sweep.run_sweep(config, copy, log=lambda *a: None)
     assert len(evaluated) == 2
     for name in ("seed0-embed0", "seed1-embed0"):
@@ -127,17 +133,10 @@ def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, 
 
 
 def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
-    import shutil
-
-    config, sweep_dir, _, _ = finished_sweep
-    copy = str(tmp_path / "sweep")
-    shutil.copytree(sweep_dir, copy)
-    config = ml_collections.ConfigDict(config.to_dict())
+    config, copy = _changed_copy(finished_sweep, tmp_path)
     config.sweep.samples_per_alpha += 1
     monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("a current report was made again"))
-    probed = []
-    real_run_probes = probes.run_probes
-    monkeypatch.setattr(probes, "run_probes", lambda workdir, log=print: probed.append(workdir) or real_run_probes(workdir, log))
+    probed = _recording(monkeypatch, probes, "run_probes")
     sweep.run_sweep(config, copy, log=lambda *a: None)
     assert len(probed) == 2
     made = json.load(open(os.path.join(copy, "seed0-embed0", probes.PROBES_JSON)))
