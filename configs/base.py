@@ -102,8 +102,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.evaluate.num_samples = 400  # images per SEED/training word: a 95% Wilson interval within +-0.05
     config.evaluate.num_samples_unseen = 100  # images per unseen profession and per control
     config.evaluate.num_unseen_words = 24  # unseen professions of bolukbasi.json, spread over the gender score
-    config.evaluate.sampler = "dpmpp2m"  # sampler for the evaluation images
-    config.evaluate.steps = 50  # its steps; at 20 (and 10) DPM-Solver++ draws fewer women than at 50 (docs/sweep.md, fit frontier)
+    config.evaluate.sampler = "ddpm"  # sampler for the evaluation images: ancestral, as the training objective describes
+    config.evaluate.steps = 200  # its steps (quadratic spacing): 5x cheaper than 1000, same shares within a point (docs/sweep.md)
     config.evaluate.guidance = 1.0  # 1 reads the learned conditional distribution itself
     config.evaluate.bootstrap_resamples = 2000  # resamples for the correlation intervals
     config.evaluate.seed = 1  # seeds the evaluation samples and the random control vector
@@ -115,10 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.sweep.equivalence_margin = 0.05  # +- share points of the nurse - philosopher equivalence test (TOST)
     config.sweep.num_unseen_words = 100  # unseen professions of the pooled dose-response
     config.sweep.samples_per_unseen_word = 10  # images per unseen profession and member (they pool over members)
-    config.sweep.member_samples = 400  # replaces evaluate.num_samples in each member: images per training word (pooled over members)
+    config.sweep.member_samples = 300  # replaces evaluate.num_samples in each member: images per training word (pooled over members)
     config.sweep.member_unseen_words = 0  # replaces evaluate.num_unseen_words in each member: the probes measure the dose-response
     config.sweep.checkpoints_over_training = 5  # evenly spaced checkpoints kept and evaluated along training
-    config.sweep.samples_over_training = 50  # images per word (nurse, philosopher, person) and earlier checkpoint
+    config.sweep.samples_over_training = 25  # images per word (nurse, philosopher, person) and checkpoint (225 pooled over 9 members)
     config.sweep.intervention_alphas = 7  # values of a in v + a * g, evenly over +-(largest |she-he| of the training words)
-    config.sweep.samples_per_alpha = 50  # images per word and a
+    config.sweep.samples_per_alpha = 25  # images per word and a (225 pooled over 9 members)
     return config
