@@ -210,9 +210,10 @@ def stages_to_run(config: ml_collections.ConfigDict, member: Member) -> list[str
 def evaluation_cost_setting(c: ml_collections.ConfigDict) -> dict[str, Any]:
     """What an evaluation's and the probes' time depends on: sampler, steps, guidance and image counts."""
     e = c.evaluate
-    return {"sampler": e.sampler, "steps": int(e.steps), "guidance": float(e.guidance),
-            **{k: int(e[k]) for k in ("num_samples", "num_samples_unseen", "num_unseen_words")},
-            **{k: int(c.sweep[k]) for k in probes.COUNT_FIELDS}}
+    # Two sections: evaluate.num_unseen_words (the report's) and sweep.num_unseen_words (the probes') differ.
+    return {"evaluate": {"sampler": e.sampler, "steps": int(e.steps), "guidance": float(e.guidance),
+                         **{k: int(e[k]) for k in ("num_samples", "num_samples_unseen", "num_unseen_words")}},
+            "probes": {k: int(c.sweep[k]) for k in probes.COUNT_FIELDS}}
 
 
 def _record(member: Member, timings: dict, setting: dict) -> None:

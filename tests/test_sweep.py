@@ -129,7 +129,7 @@ def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, 
         assert json.load(open(os.path.join(copy, name, probes.PROBES_JSON)))["steps"] == 2
         assert json.load(open(os.path.join(copy, name, "config.json")))["evaluate"]["steps"] == 2
         # Its stage times are recorded with the setting they were made at, for the ETA of later members.
-        assert json.load(open(os.path.join(copy, name, sweep.MEMBER_JSON)))["invocations"][-1]["setting"]["steps"] == 2
+        assert json.load(open(os.path.join(copy, name, sweep.MEMBER_JSON)))["invocations"][-1]["setting"]["evaluate"]["steps"] == 2
 
 
 def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
@@ -188,7 +188,9 @@ def test_eta_counts_only_the_stages_each_member_still_has_to_run(tmp_path, monke
     config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2), (0,)
     grid = sweep.members(config, str(tmp_path))
     now = sweep.evaluation_cost_setting(sweep.member_config(config, grid[0]))
-    before = dict(now, steps=now["steps"] + 1)
+    # The report's unseen words (none in a member) and the probes' are kept apart.
+    assert now["evaluate"]["num_unseen_words"] == 0 and now["probes"]["num_unseen_words"] == config.sweep.num_unseen_words
+    before = {**now, "evaluate": {**now["evaluate"], "steps": now["evaluate"]["steps"] + 1}}
     for member, invocations in zip(grid, [
             [{"training_s": 600.0, "evaluation_s": 120.0, "probes_s": 60.0, "setting": now},
              {"evaluation_s": 480.0, "probes_s": 240.0}],  # at another setting (this one unrecorded): not counted
