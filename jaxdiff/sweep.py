@@ -90,8 +90,9 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # A member's own report skips the single run's 24-word dose-response (half its evaluation images):
     # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
     c.evaluate.num_unseen_words = config.sweep.member_unseen_words
-    # Fewer images per word than a single run's 400: the summary pools them over members, whose spread
-    # (tau), not the images, sets the width of the pooled intervals.
+    # Fewer images per word than a single run's 400: the summary pools them over members, where the
+    # members' spread counts as much as their images (300 instead of 400 widen philosopher's pooled
+    # interval by about a tenth under DDPM 200; docs/sweep.md).
     c.evaluate.num_samples = config.sweep.member_samples
     c.workdir = member.workdir
     c.train.keep_period = keep_period(c.train, c.sweep.checkpoints_over_training)
