@@ -88,7 +88,7 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
     dose = {"num_words": len(unseen[0]), "images_per_word_per_member": unseen[0][0]["n"],
             "spearman": pooling.pooled_spearman([[r["score_raw"] for r in u] for u in unseen],
                                                 [[r["share_woman"] for r in u] for u in unseen])}
-    flat = [(r["women"], r["n"], r["score_raw"], i) for i, u in enumerate(unseen) for r in u]
+    flat = [(r["women"], r["n"], r["score_raw"], i, r["word"]) for i, u in enumerate(unseen) for r in u]
     dose["logistic_mixed"] = pooling.logistic_mixed_slope(*zip(*flat))
     by_word: dict[str, list] = {}
     for u in unseen:
@@ -234,7 +234,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
               f"{dose['num_words']} unseen professions, {dose['images_per_word_per_member']} images each per member: "
               + (f"pooled Spearman {rho['spearman']:+.2f} {_ci(rho['ci95'], 1, '{:+.2f}')}; " if rho["spearman"] is not None
                  else f"{rho['note']}; ")
-              + (f"logistic mixed model (member random intercept): {lm['slope_log_odds']:+.2f} log-odds per unit score "
+              + (f"logistic mixed model (random intercepts per member and per word): {lm['slope_log_odds']:+.2f} log-odds per unit score "
                  f"{_ci(lm['ci95'], 1, '{:+.2f}')}." if lm["slope_log_odds"] is not None else f"{lm['note']}."), "",
               "## Over training and intervention", "",
               "Steps: " + ", ".join(map(str, summary["over_training"]["steps"])) + "; alphas: "

@@ -142,6 +142,26 @@ def test_logistic_mixed_slope_recovers_the_log_odds_slope():
     assert result["images"] == 1800
 
 
+def test_logistic_mixed_slope_counts_words_not_images_when_words_vary():
+    # 20 words, each with its own intercept (SD 1 log-odds) around a true slope of 2 per unit score, read
+    # by 6 members with 200 images each: with a word intercept the slope's SD reflects 20 words (about
+    # 1/sqrt(sum (x - mean x)^2) = 0.42 here), without one it counts 24,000 images and is several times smaller.
+    rng = np.random.default_rng(0)
+    scores = np.linspace(-0.5, 0.5, 20)
+    logits = 2.0 * scores + rng.normal(0, 1.0, size=20)
+    members = np.repeat(np.arange(6), 20)
+    words = np.tile(np.arange(20), 6)
+    n = np.full(120, 200)
+    women = rng.binomial(n, 1 / (1 + np.exp(-logits[words])))
+    with_words = pooling.logistic_mixed_slope(women, n, scores[words], members, words)
+    images_only = pooling.logistic_mixed_slope(women, n, scores[words], members)
+    assert with_words["random_intercepts"] == ["member", "word"] and images_only["random_intercepts"] == ["member"]
+    assert with_words["sd"] > 3 * images_only["sd"]
+    assert with_words["ci95"][0] < 2.0 < with_words["ci95"][1]
+    assert with_words["word_sd_log_odds"] == pytest.approx(1.0, abs=0.4)
+    assert images_only["word_sd_log_odds"] is None
+
+
 def test_weighted_slope_of_a_line():
     result = pooling.slope([-1, 0, 1], [0.3, 0.5, 0.7], [0.01, 0.01, 0.01])
     assert result["slope"] == pytest.approx(0.2)
