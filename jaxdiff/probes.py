@@ -26,6 +26,11 @@ COUNT_FIELDS = ("num_unseen_words", "samples_per_unseen_word", "intervention_alp
                 "samples_over_training")
 
 
+def probe_counts(config: Any) -> dict[str, int]:
+    """The probes' image counts (COUNT_FIELDS of the sweep section), as probes.json records them."""
+    return {k: int(config.sweep[k]) for k in COUNT_FIELDS}
+
+
 def intervention_alphas(table: embed.EmbeddingTable, count: int) -> np.ndarray:
     """`count` shifts evenly over +-(the largest |raw she-he score| of the training words)."""
     directions = embed.GenderDirections.of(table)
@@ -100,7 +105,7 @@ def run_probes(workdir: str, log: Callable = print) -> dict[str, Any]:
     result = {"step": latest.step, "seed": int(config.evaluate.seed), "sampler": config.evaluate.sampler,
               "steps": int(config.evaluate.steps), "guidance": float(config.evaluate.guidance),
               **evaluate.sampling_settings(config),
-              "counts": {k: int(config.sweep[k]) for k in COUNT_FIELDS},
+              "counts": probe_counts(config),
               "intervention": [r for r in final if r["kind"] == "intervention"],
               "unseen": [r for r in final if r["kind"] == "unseen"],
               "over_training": over_training,

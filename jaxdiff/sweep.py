@@ -142,7 +142,7 @@ def probes_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
     return (made.get("step") == steps[-1]
             and all(made.get(k, old) == config.evaluate[k] for k, old in PROBES_KEYS.items())
             and _same_sampling(made, config)
-            and all(counts.get(k) == config.sweep[k] for k in probes.COUNT_FIELDS))
+            and counts == probes.probe_counts(config))
 
 
 def report_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
@@ -154,7 +154,7 @@ def report_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
 
 def _same_sampling(made: dict, config: ml_collections.ConfigDict) -> bool:
     """Whether images recorded as made with `made`'s sample settings match the config's."""
-    return all(made.get(k, old) == config.sample[k] for k, old in SAMPLING_BEFORE_RECORDED.items())
+    return all(made.get(k, SAMPLING_BEFORE_RECORDED[k]) == config.sample[k] for k in evaluate.SAMPLING_KEYS)
 
 
 def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
@@ -214,7 +214,7 @@ def evaluation_cost_setting(c: ml_collections.ConfigDict) -> dict[str, Any]:
     # Two sections: evaluate.num_unseen_words (the report's) and sweep.num_unseen_words (the probes') differ.
     return {"evaluate": {"sampler": e.sampler, "steps": int(e.steps), "guidance": float(e.guidance),
                          **{k: int(e[k]) for k in ("num_samples", "num_samples_unseen", "num_unseen_words")}},
-            "probes": {k: int(c.sweep[k]) for k in probes.COUNT_FIELDS}}
+            "probes": probes.probe_counts(c)}
 
 
 def _record(member: Member, timings: dict, setting: dict) -> None:
