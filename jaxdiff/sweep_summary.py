@@ -8,6 +8,7 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import stats
 
 from jaxdiff import classifier, evaluate, files, pooling, probes
 from jaxdiff import report as report_files
@@ -49,6 +50,7 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
     pooled = pooling.pooled_difference([a["women"] for a in nurse], [a["n"] for a in nurse],
                                        [b["women"] for b in phil], [b["n"] for b in phil])
     test = pooling.equivalence(pooled["estimate"], pooled["se"], margin)
+    few_members = _small_sample_test(pooled, margin)
     slopes = []
     for report in reports:
         entries = [report["words"][w] for w in SEED_EVAL_WORDS]
@@ -59,6 +61,7 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
                "tau": pooled["tau"], "members": pooled["members"], "member_se": pooled["member_se"],
                "tost_p_value": test["tost_p_value"], "margin": margin,
                "verdict": test["verdict"], "sentence": pooling.verdict_sentence(test["verdict"], margin),
+               "small_sample": few_members,
                "slope": {"per_unit_she_he_score": slope["estimate"], "ci95": slope["ci95"], "p_value": slope["p_value"],
                          "words": list(SEED_EVAL_WORDS)}}
 
@@ -120,6 +123,17 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
             "dose_response": dose, "over_training": over_training, "intervention": intervention,
             "timings": {"member_minutes_median": float(np.median(minutes)), "members_minutes_total": float(sum(minutes)),
                         "spent_minutes_total": float(sum(m["minutes"]["spent"] for m in member_rows))}}
+
+
+def _small_sample_test(pooled: dict[str, Any], margin: float) -> dict[str, Any] | None:
+    """The leakage test again with the Hartung-Knapp-Sidik-Jonkman error and t on k - 1 degrees of freedom:
+    the sensitivity analysis for few members (the planned test is the z-based one); None for one member."""
+    if pooled["df"] is None:
+        return None
+    test = pooling.equivalence(pooled["estimate"], pooled["se_hksj"], margin, df=pooled["df"])
+    return {"method": "HKSJ", "df": pooled["df"], "se": pooled["se_hksj"], "ci95": test["ci95"],
+            "p_value": float(2 * stats.t(pooled["df"]).sf(abs(pooled["estimate"]) / pooled["se_hksj"])),
+            "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
 
 
 def member_invocations(workdir: str) -> list[dict]:
@@ -214,8 +228,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += ["", "## Leakage test", "",
               f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "
               f"tau {100 * (lk['tau'] or 0):.1f} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g}. "
-              f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", "",
-              f"Slope of share on the raw she-he score across {', '.join(s['words'])}: {s['per_unit_she_he_score']:+.3f} "
+              f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", ""]
+    few = lk.get("small_sample")
+    if few is not None:
+        lines += [f"Sensitivity to the number of members (Hartung-Knapp-Sidik-Jonkman error, t on {few['df']} degrees "
+                  f"of freedom): {_ci(few['ci95'], fmt='{:+.1f}')}, p {few['p_value']:.3g}; TOST p "
+                  f"{few['tost_p_value']:.3g}: {few['verdict']}.", ""]
+    lines += [f"Slope of share on the raw she-he score across {', '.join(s['words'])}: {s['per_unit_she_he_score']:+.3f} "
               f"per unit score {_ci(s['ci95'], 1, '{:+.3f}')}.", ""]
     within = summary["projection"]["within_word"]
     if within.get("slope") is not None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import damage_checkpoint, tiny_config
-from jaxdiff import checkpoints, classifier, embed, evaluate, probes, sweep, train, vectors, workdirs
+from jaxdiff import checkpoints, classifier, embed, evaluate, probes, sweep, sweep_summary, train, vectors, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 from jaxdiff.errors import UserError
 
@@ -44,12 +44,25 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     for word in SEED_EVAL_WORDS:
         assert set(on_disk["words"][word]) >= {"share_woman", "ci95", "tau"}
     assert set(on_disk["leakage"]) >= {"contrast", "ci95", "p_value", "tost_p_value", "verdict", "slope"}
-    assert on_disk["leakage"]["verdict"] in ("leakage", "no leakage", "undecided")
+    assert on_disk["leakage"]["verdict"] in ("leakage", "reverse gap", "no leakage", "undecided")
+    few = on_disk["leakage"]["small_sample"]  # two members: t on 1 degree of freedom, wider than the z interval
+    assert few["df"] == 1 and few["ci95"][1] - few["ci95"][0] > on_disk["leakage"]["ci95"][1] - on_disk["leakage"]["ci95"][0]
     assert on_disk["dose_response"]["num_words"] == config.sweep.num_unseen_words
     assert on_disk["over_training"]["steps"] == [3, 6]  # keep_period 3 of 6 steps
     assert len(on_disk["intervention"]["alphas"]) == config.sweep.intervention_alphas
     for name in ("summary.md", "forest_contrast.png", "dose_response.png", "over_training.png", "intervention.png"):
         assert os.path.getsize(os.path.join(sweep_dir, name)) > 0, name
+
+
+def test_small_sample_leakage_test_uses_t_on_k_minus_1_degrees_of_freedom():
+    # t(8) 97.5% quantile 2.306; |0.01| / 0.02 = 0.5 on t(8): two-sided p 0.6305.
+    few = sweep_summary._small_sample_test({"estimate": 0.01, "se_hksj": 0.02, "df": 8}, margin=0.05)
+    assert few["ci95"] == pytest.approx([0.01 - 2.306 * 0.02, 0.01 + 2.306 * 0.02], abs=1e-4)
+    assert few["p_value"] == pytest.approx(0.6305, abs=1e-4)
+    # TOST: (0.01 - 0.05) / 0.02 = -2 on t(8), p 0.040; (0.01 + 0.05) / 0.02 = 3, p 0.0085: both below 0.05.
+    assert few["tost_p_value"] == pytest.approx(0.0403, abs=1e-3)
+    assert few["verdict"] == "no leakage"
+    assert sweep_summary._small_sample_test({"estimate": 0.01, "se_hksj": None, "df": None}, margin=0.05) is None
 
 
 def test_members_are_ordinary_runs(finished_sweep):
@@ -208,8 +221,6 @@ def test_eta_counts_only_the_stages_each_member_still_has_to_run(tmp_path, monke
 
 
 def test_member_minutes_sum_training_and_take_the_latest_evaluation(tmp_path):
-    from jaxdiff import sweep_summary
-
     invocations = [{"training_s": 300.0, "evaluation_s": 120.0, "probes_s": 60.0},  # trained and evaluated
                    {"training_s": 0.2, "evaluation_s": 180.0, "probes_s": 0.4},  # re-evaluated (older record)
                    {"training_s": 120.0}]  # trained further, not yet evaluated
