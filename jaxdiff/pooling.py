@@ -25,6 +25,9 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+# Prior SD of the logistic model's fixed effects, vague on purpose: statsmodels' default (2) shrinks a
+# slope of ~11 log-odds per unit she-he score (the scores span about 0.6) to ~8.
+FIXED_EFFECT_PRIOR_SD = 1000.0
 
 
 def binomial_variance(women: int | np.ndarray, n: int | np.ndarray) -> np.ndarray:
@@ -192,6 +195,8 @@ def logistic_mixed_slope(women: Sequence[int], n: Sequence[int], scores: Sequenc
     import pandas as pd
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
+    if words is not None and any(w is None for w in words):
+        raise ValueError("logistic_mixed_slope: give every row its word, or none (words=None)")
     words = list(words) if words is not None else [None] * len(women)
     rows = []  # one row per image: the model is for binary outcomes
     for k, total, score, member, word in zip(women, n, scores, members, words):
@@ -200,20 +205,26 @@ def logistic_mixed_slope(women: Sequence[int], n: Sequence[int], scores: Sequenc
     if frame["woman"].nunique() < 2:
         return {"slope_log_odds": None, "sd": None, "ci95": None, "note": "every image got the same label"}
     components = {"member": "0 + C(member)"}
-    if frame["word"].notna().all():
+    if words[0] is not None:
         components["word"] = "0 + C(word)"
-    model = BinomialBayesMixedGLM.from_formula("woman ~ score", components, frame)
+    model = BinomialBayesMixedGLM.from_formula("woman ~ score", components, frame, fe_p=FIXED_EFFECT_PRIOR_SD)
     fit = model.fit_map(rng=0)  # rng: the optimiser's starting point, so a summary is reproducible
     index = list(model.exog_names).index("score")
     mean, sd = float(fit.fe_mean[index]), float(fit.fe_sd[index])
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
-    # vcp_mean holds the log standard deviation of each random intercept, in model.vcp_names order.
-    component_sd = {name: float(np.exp(v)) for name, v in zip(model.vcp_names, fit.vcp_mean)}
+    # vcp_mean holds the log standard deviation of each random intercept, in model.vcp_names order. The
+    # posterior mode of a component with no variance sits where its log-normal prior stops the collapse,
+    # log SD = -levels * vcp_p^2 (e^-9 for nine members): reported as collapsed, i.e. no detectable variance.
+    log_sd = dict(zip(model.vcp_names, (float(v) for v in fit.vcp_mean)))
+    floor = {name: -frame[name].nunique() * model.vcp_p ** 2 for name in log_sd}
+    gradient_norm = float(np.linalg.norm(fit.optim_retvals.jac))
     return {"slope_log_odds": mean, "sd": sd, "ci95": [float(mean - z * sd), float(mean + z * sd)],
-            "random_intercepts": sorted(components), "member_sd_log_odds": component_sd["member"],
-            "word_sd_log_odds": component_sd.get("word"), "images": len(frame),
-            "converged": bool(fit.optim_retvals.success),
-            "gradient_norm": float(np.linalg.norm(fit.optim_retvals.jac))}
+            "random_intercepts": sorted(components), "member_sd_log_odds": float(np.exp(log_sd["member"])),
+            "word_sd_log_odds": float(np.exp(log_sd["word"])) if "word" in log_sd else None,
+            "collapsed": sorted(name for name in log_sd if log_sd[name] < floor[name] + 1.0),
+            "images": len(frame),
+            # BFGS often stops on "precision loss" at a gradient of 1e-5: judge the optimum by its gradient.
+            "converged": gradient_norm < 1e-3, "gradient_norm": gradient_norm}
 
 
 def slope(x: Sequence[float], y: Sequence[float], variances: Sequence[float]) -> dict[str, float]:

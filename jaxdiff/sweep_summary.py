@@ -231,7 +231,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
               f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", ""]
     few = lk.get("small_sample")
     if few is not None:
-        lines += [f"Sensitivity to the number of members (Hartung-Knapp-Sidik-Jonkman error, t on {few['df']} degrees "
+        lines += [f"Sensitivity to the number of members (modified Hartung-Knapp-Sidik-Jonkman error, t on {few['df']} degrees "
                   f"of freedom): {_ci(few['ci95'], fmt='{:+.1f}')}, p {few['p_value']:.3g}; TOST p "
                   f"{few['tost_p_value']:.3g}: {few['verdict']}.", ""]
     lines += [f"Slope of share on the raw she-he score across {', '.join(s['words'])}: {s['per_unit_she_he_score']:+.3f} "

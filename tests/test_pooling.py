@@ -144,8 +144,9 @@ def test_logistic_mixed_slope_recovers_the_log_odds_slope():
 
 def test_logistic_mixed_slope_counts_words_not_images_when_words_vary():
     # 20 words, each with its own intercept (SD 1 log-odds) around a true slope of 2 per unit score, read
-    # by 6 members with 200 images each: with a word intercept the slope's SD reflects 20 words (about
-    # 1/sqrt(sum (x - mean x)^2) = 0.42 here), without one it counts 24,000 images and is several times smaller.
+    # by 6 members with 200 images each: with a word intercept the slope's SD reflects 20 words (of the
+    # order of 1/sqrt(sum (x - mean x)^2) = 0.74 here), without one it counts 24,000 images and is several
+    # times smaller.
     rng = np.random.default_rng(0)
     scores = np.linspace(-0.5, 0.5, 20)
     logits = 2.0 * scores + rng.normal(0, 1.0, size=20)
@@ -160,6 +161,30 @@ def test_logistic_mixed_slope_counts_words_not_images_when_words_vary():
     assert with_words["ci95"][0] < 2.0 < with_words["ci95"][1]
     assert with_words["word_sd_log_odds"] == pytest.approx(1.0, abs=0.4)
     assert images_only["word_sd_log_odds"] is None
+
+
+def test_logistic_mixed_slope_of_a_steep_dose_response_is_not_shrunk_by_the_prior():
+    # The sweep's scale: scores within +-0.3, a slope of 10 log-odds per unit score. The slope must agree
+    # with a regression of each word's empirical logit on its score (9.58 here); statsmodels' default prior
+    # on fixed effects, N(0, 2^2), would pull it to 9.04. Members add no variance: that component collapses.
+    rng = np.random.default_rng(1)
+    scores = np.linspace(-0.3, 0.3, 30)
+    logits = 10.0 * scores + rng.normal(0, 0.5, size=30)
+    members, words = np.repeat(np.arange(6), 30), np.tile(np.arange(30), 6)
+    n = np.full(180, 50)
+    women = rng.binomial(n, 1 / (1 + np.exp(-logits[words])))
+    result = pooling.logistic_mixed_slope(women, n, scores[words], members, words)
+    women_per_word, images_per_word = np.bincount(words, weights=women), np.bincount(words, weights=n)
+    empirical_logit = np.log((women_per_word + 0.5) / (images_per_word - women_per_word + 0.5))
+    word_level = np.polyfit(scores, empirical_logit, 1)[0]
+    assert result["slope_log_odds"] == pytest.approx(word_level, abs=0.3)
+    assert result["ci95"][0] < 10.0 < result["ci95"][1]
+    assert result["collapsed"] == ["member"] and result["converged"]
+
+
+def test_logistic_mixed_slope_needs_every_word_or_none():
+    with pytest.raises(ValueError, match="every row its word"):
+        pooling.logistic_mixed_slope([1, 2], [4, 4], [0.0, 1.0], [0, 0], ["a", None])
 
 
 def test_weighted_slope_of_a_line():
