@@ -74,9 +74,15 @@ def share_and_variance(women: Sequence[int], n: Sequence[int]) -> tuple[np.ndarr
 
 
 def pooled_share(women: Sequence[int], n: Sequence[int]) -> dict[str, Any]:
-    """`random_effects` of the members' shares women/n, each with its binomial variance; adds `members`."""
+    """`random_effects` of the members' shares women/n, each with its binomial variance; adds `members`.
+
+    The interval is clipped to [0, 1]: near 0 or 1 (man, woman, the intervention's ends) the normal
+    approximation reaches past them, and a share cannot; there the interval is rough, where the
+    question's words (near one half) are unaffected."""
     shares, variances = share_and_variance(women, n)
-    return {**random_effects(shares, variances), "members": [float(s) for s in shares]}
+    pooled = random_effects(shares, variances)
+    pooled["ci95"] = [float(np.clip(c, 0.0, 1.0)) for c in pooled["ci95"]]
+    return {**pooled, "members": [float(s) for s in shares]}
 
 
 def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Sequence[int],

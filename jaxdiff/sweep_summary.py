@@ -255,15 +255,26 @@ def render_markdown(summary: dict[str, Any]) -> str:
                  else f"{rho['note']}; ")
               + (f"logistic mixed model (random intercepts per member and per word): {lm['slope_log_odds']:+.2f} log-odds per unit score "
                  f"{_ci(lm['ci95'], 1, '{:+.2f}')}." if lm["slope_log_odds"] is not None else f"{lm['note']}."), "",
-              "## Over training and intervention", "",
-              "Steps: " + ", ".join(map(str, summary["over_training"]["steps"])) + "; alphas: "
-              + ", ".join(f"{a:+.3f}" for a in summary["intervention"]["alphas"]) + " (plots beside this file).", "",
+              "## Over training (pooled share of women at each kept checkpoint; over_training.png)", "",
+              *_series_table("step", summary["over_training"]["steps"], summary["over_training"]["words"], str), "",
+              "## Intervention (pooled share of women with the vector moved to v + a * g; intervention.png)", "",
+              *_series_table("a", summary["intervention"]["alphas"], summary["intervention"]["words"],
+                             lambda a: f"{a:+.3f}"), "",
               "## Members", "", "| member | step | " + " | ".join(REPORTED_WORDS) + " | contrast | minutes |",
               "|---|---|" + "---|" * len(REPORTED_WORDS) + "---|---|"]
     for m in summary["members"]:
         lines.append(f"| {m['name']} | {m['step']} | " + " | ".join(_pct(m["shares"][w]) for w in REPORTED_WORDS)
                      + f" | {_pts(m['contrast'])} | {_member_cost(m['minutes']):.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _series_table(label: str, xs: Sequence[Any], words: dict[str, list[dict]], fmt: Any) -> list[str]:
+    """A Markdown table: one row per x, one column per word, pooled share and its 95% interval."""
+    lines = [f"| {label} | " + " | ".join(words) + " |", "|---|" + "---|" * len(words)]
+    for i, x in enumerate(xs):
+        lines.append(f"| {fmt(x)} | " + " | ".join(f"{_pct(w[i]['share_woman'])} {_ci(w[i]['ci95'])}"
+                                                   for w in words.values()) + " |")
+    return lines
 
 
 def plot_forest(summary: dict[str, Any], path: str) -> None:

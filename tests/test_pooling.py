@@ -63,6 +63,13 @@ def test_binomial_variance_stays_finite_at_zero_and_all():
     assert pooling.binomial_variance(50, 100) == pytest.approx((50.5 / 101) * (50.5 / 101) / 100)
 
 
+def test_pooled_share_interval_stays_within_zero_and_one():
+    # 0 of 25 in every member: the share is 0; the normal interval around it would reach below 0.
+    assert pooling.pooled_share([0, 0, 0], [25, 25, 25])["ci95"][0] == 0.0
+    high = pooling.pooled_share([25, 24, 25], [25, 25, 25])
+    assert high["ci95"][1] == 1.0 and high["ci95"][0] < high["estimate"] < 1.0
+
+
 def test_pooled_share_of_equal_counts_is_their_share_with_the_binomial_error():
     result = pooling.pooled_share([40, 40, 40], [100, 100, 100])
     assert result["estimate"] == pytest.approx(0.4) and result["tau"] == 0.0

@@ -52,6 +52,9 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     assert len(on_disk["intervention"]["alphas"]) == config.sweep.intervention_alphas
     for name in ("summary.md", "forest_contrast.png", "dose_response.png", "over_training.png", "intervention.png"):
         assert os.path.getsize(os.path.join(sweep_dir, name)) > 0, name
+    markdown = open(os.path.join(sweep_dir, "summary.md")).read()  # the pooled series as tables, not only plots
+    assert "| step | philosopher | person | nurse |" in markdown and "\n| 3 | " in markdown and "\n| 6 | " in markdown
+    assert "| a | philosopher | person | nurse |" in markdown
 
 
 def test_small_sample_leakage_test_uses_t_on_k_minus_1_degrees_of_freedom():
