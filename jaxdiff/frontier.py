@@ -259,10 +259,10 @@ def _agreement(difference: dict[str, Any]) -> dict[str, Any]:
     out = {"estimate": difference["estimate"], "ci95": difference["ci95"], "tau": difference["tau"],
            "heterogeneity_p_value": difference["heterogeneity_p_value"], "tost_p_value": test["tost_p_value"],
            "verdict": AGREEMENT_VERDICTS[test["verdict"]]}
-    if difference["df"]:
-        # The same test with few members' small-sample interval (HKSJ, t on k - 1 df): reported beside
-        # the verdict, which stays the z-based one the study was planned with.
-        hksj = pooling.equivalence(difference["estimate"], difference["se_hksj"], AGREEMENT_LIMIT, difference["df"])
+    # The same test with few members' small-sample interval (HKSJ, t on k - 1 df): reported beside
+    # the verdict, which stays the z-based one the study was planned with.
+    hksj = pooling.small_sample_equivalence(difference, AGREEMENT_LIMIT)
+    if hksj is not None:
         out["hksj"] = {"ci95": hksj["ci95"], "tost_p_value": hksj["tost_p_value"],
                        "verdict": AGREEMENT_VERDICTS[hksj["verdict"]]}
     return out

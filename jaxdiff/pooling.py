@@ -109,6 +109,7 @@ def equivalence(estimate: float, se: float, margin: float, df: int | None = None
     z = reference.ppf(0.5 + CONFIDENCE / 2)
     low, high = estimate - z * se, estimate + z * se
     tost_p = max(p_lower, p_upper)
+    p_value = float(2 * reference.sf(abs(estimate) / se))  # two-sided, against 0
     if low > margin:
         verdict = "leakage"
     elif high < -margin:
@@ -117,7 +118,18 @@ def equivalence(estimate: float, se: float, margin: float, df: int | None = None
         verdict = "no leakage"
     else:
         verdict = "undecided"
-    return {"margin": margin, "tost_p_value": tost_p, "verdict": verdict, "ci95": [float(low), float(high)]}
+    return {"margin": margin, "tost_p_value": tost_p, "verdict": verdict, "ci95": [float(low), float(high)],
+            "p_value": p_value}
+
+
+def small_sample_equivalence(pooled: dict[str, Any], margin: float) -> dict[str, Any] | None:
+    """`equivalence` of a `random_effects` result with its HKSJ error and t on k - 1 degrees of freedom.
+
+    The sensitivity check for few members, reported beside the planned z-based test; None for one member."""
+    if not pooled["df"]:
+        return None
+    test = equivalence(pooled["estimate"], pooled["se_hksj"], margin, df=pooled["df"])
+    return {"method": "HKSJ", "df": pooled["df"], "se": pooled["se_hksj"], **test}
 
 
 VERDICT_SENTENCES = {

@@ -8,7 +8,6 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
 
 from jaxdiff import classifier, evaluate, files, pooling, probes
 from jaxdiff import report as report_files
@@ -50,7 +49,7 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
     pooled = pooling.pooled_difference([a["women"] for a in nurse], [a["n"] for a in nurse],
                                        [b["women"] for b in phil], [b["n"] for b in phil])
     test = pooling.equivalence(pooled["estimate"], pooled["se"], margin)
-    few_members = _small_sample_test(pooled, margin)
+    few_members = pooling.small_sample_equivalence(pooled, margin)
     slopes = []
     for report in reports:
         entries = [report["words"][w] for w in SEED_EVAL_WORDS]
@@ -123,17 +122,6 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
             "dose_response": dose, "over_training": over_training, "intervention": intervention,
             "timings": {"member_minutes_median": float(np.median(minutes)), "members_minutes_total": float(sum(minutes)),
                         "spent_minutes_total": float(sum(m["minutes"]["spent"] for m in member_rows))}}
-
-
-def _small_sample_test(pooled: dict[str, Any], margin: float) -> dict[str, Any] | None:
-    """The leakage test again with the Hartung-Knapp-Sidik-Jonkman error and t on k - 1 degrees of freedom:
-    the sensitivity analysis for few members (the planned test is the z-based one); None for one member."""
-    if pooled["df"] is None:
-        return None
-    test = pooling.equivalence(pooled["estimate"], pooled["se_hksj"], margin, df=pooled["df"])
-    return {"method": "HKSJ", "df": pooled["df"], "se": pooled["se_hksj"], "ci95": test["ci95"],
-            "p_value": float(2 * stats.t(pooled["df"]).sf(abs(pooled["estimate"]) / pooled["se_hksj"])),
-            "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
 
 
 def member_invocations(workdir: str) -> list[dict]:

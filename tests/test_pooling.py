@@ -205,6 +205,17 @@ def test_weighted_slope_error_comes_from_the_known_variances_not_the_residuals()
         assert pooling.slope([-1, 0, 1], y, [0.01, 0.01, 0.01])["se"] == pytest.approx(np.sqrt(1 / 200))
 
 
+def test_small_sample_equivalence_uses_t_on_k_minus_1_degrees_of_freedom():
+    # t(8) 97.5% quantile 2.306; |0.01| / 0.02 = 0.5 on t(8): two-sided p 0.6305.
+    few = pooling.small_sample_equivalence({"estimate": 0.01, "se_hksj": 0.02, "df": 8}, margin=0.05)
+    assert few["ci95"] == pytest.approx([0.01 - 2.306 * 0.02, 0.01 + 2.306 * 0.02], abs=1e-4)
+    assert few["p_value"] == pytest.approx(0.6305, abs=1e-4)
+    # TOST: (0.01 - 0.05) / 0.02 = -2 on t(8), p 0.040; (0.01 + 0.05) / 0.02 = 3, p 0.0085: both below 0.05.
+    assert few["tost_p_value"] == pytest.approx(0.0403, abs=1e-3)
+    assert few["verdict"] == "no leakage"
+    assert pooling.small_sample_equivalence({"estimate": 0.01, "se_hksj": None, "df": None}, margin=0.05) is None
+
+
 def test_a_gap_against_the_embeddings_lean_is_not_called_leakage():
     assert pooling.equivalence(-0.10, 0.01, margin=0.05)["verdict"] == "reverse gap"
     sentence = pooling.verdict_sentence("reverse gap", 0.05)

@@ -57,17 +57,6 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     assert "| a | philosopher | person | nurse |" in markdown
 
 
-def test_small_sample_leakage_test_uses_t_on_k_minus_1_degrees_of_freedom():
-    # t(8) 97.5% quantile 2.306; |0.01| / 0.02 = 0.5 on t(8): two-sided p 0.6305.
-    few = sweep_summary._small_sample_test({"estimate": 0.01, "se_hksj": 0.02, "df": 8}, margin=0.05)
-    assert few["ci95"] == pytest.approx([0.01 - 2.306 * 0.02, 0.01 + 2.306 * 0.02], abs=1e-4)
-    assert few["p_value"] == pytest.approx(0.6305, abs=1e-4)
-    # TOST: (0.01 - 0.05) / 0.02 = -2 on t(8), p 0.040; (0.01 + 0.05) / 0.02 = 3, p 0.0085: both below 0.05.
-    assert few["tost_p_value"] == pytest.approx(0.0403, abs=1e-3)
-    assert few["verdict"] == "no leakage"
-    assert sweep_summary._small_sample_test({"estimate": 0.01, "se_hksj": None, "df": None}, margin=0.05) is None
-
-
 def test_members_are_ordinary_runs(finished_sweep):
     _, sweep_dir, _, _ = finished_sweep
     member = os.path.join(sweep_dir, "seed1-embed0")
