@@ -99,7 +99,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.classifier.min_accuracy = 0.98  # below this validation accuracy on either head, no shares are reported
 
     config.evaluate = ml_collections.ConfigDict()
-    config.evaluate.num_samples = 400  # images per SEED/training word: a 95% Wilson interval within +-0.05
+    config.evaluate.num_samples = 400  # images per SEED word (philosopher, person, nurse): a 95% Wilson interval within +-0.05
+    config.evaluate.num_samples_man_woman = 400  # images per gendered training word (man, woman): the conditioning check
     config.evaluate.num_samples_unseen = 100  # images per unseen profession and per control
     config.evaluate.num_unseen_words = 24  # unseen professions of bolukbasi.json, spread over the gender score
     config.evaluate.sampler = "ddpm"  # sampler for the evaluation images: ancestral, as the training objective describes
@@ -115,7 +116,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.sweep.equivalence_margin = 0.05  # +- share points of the nurse - philosopher equivalence test (TOST)
     config.sweep.num_unseen_words = 100  # unseen professions of the pooled dose-response
     config.sweep.samples_per_unseen_word = 10  # images per unseen profession and member (they pool over members)
-    config.sweep.member_samples = 300  # replaces evaluate.num_samples in each member: images per training word (pooled over members)
+    config.sweep.member_samples = 300  # replaces evaluate.num_samples in each member: images per SEED word (pooled over members)
+    config.sweep.member_samples_man_woman = 100  # replaces evaluate.num_samples_man_woman in each member (900 pooled over 9)
+    config.sweep.member_samples_controls = 50  # replaces evaluate.num_samples_unseen in each member: images per control (450 pooled) and unseen profession
     config.sweep.member_unseen_words = 0  # replaces evaluate.num_unseen_words in each member: the probes measure the dose-response
     config.sweep.checkpoints_over_training = 5  # evenly spaced checkpoints kept and evaluated along training
     config.sweep.samples_over_training = 25  # images per word (nurse, philosopher, person) and checkpoint (225 pooled over 9 members)

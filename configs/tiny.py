@@ -43,6 +43,7 @@ def get_config():
     config.classifier.min_accuracy = 0.0
 
     config.evaluate.num_samples = 8
+    config.evaluate.num_samples_man_woman = 8
     config.evaluate.num_samples_unseen = 4
     config.evaluate.num_unseen_words = 4
     config.evaluate.steps = 3
@@ -52,6 +53,8 @@ def get_config():
     config.sweep.train_seeds = (0, 1)
     config.sweep.embed_seeds = (0,)
     config.sweep.member_samples = 6  # not evaluate.num_samples, so a member that ignored it would show
+    config.sweep.member_samples_man_woman = 5  # nor these
+    config.sweep.member_samples_controls = 3
     config.sweep.num_unseen_words = 6
     config.sweep.samples_per_unseen_word = 2
     config.sweep.checkpoints_over_training = 2

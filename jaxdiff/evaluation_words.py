@@ -29,8 +29,9 @@ def evaluation_conditions(table: embed.EmbeddingTable, config: Any) -> list[dict
     directions = embed.GenderDirections.of(table)
     out = []
     for word in list(SEED_EVAL_WORDS) + [w for w in TRAIN_WORDS if w not in SEED_EVAL_WORDS]:
-        group = "seed" if word in SEED_EVAL_WORDS else "training"
-        out.append(dict(label=word, group=group, raw=table.raw_vector(word), n=e.num_samples))
+        seed_word = word in SEED_EVAL_WORDS
+        out.append(dict(label=word, group="seed" if seed_word else "training", raw=table.raw_vector(word),
+                        n=e.num_samples if seed_word else e.num_samples_man_woman))
     for word in pick_unseen_words(table, directions, e.num_unseen_words):
         out.append(dict(label=word, group="unseen", raw=table.raw_vector(word), n=e.num_samples_unseen))
     rng = np.random.default_rng(e.seed)

@@ -94,6 +94,10 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # members' spread counts as much as their images (300 instead of 400 widen philosopher's pooled
     # interval by about a tenth under DDPM 200; docs/sweep.md).
     c.evaluate.num_samples = config.sweep.member_samples
+    # man and woman only check the conditioning (98-99% read as their gender) and the controls are
+    # pooled too: a third and a half of a single run's images give that precision pooled.
+    c.evaluate.num_samples_man_woman = config.sweep.member_samples_man_woman
+    c.evaluate.num_samples_unseen = config.sweep.member_samples_controls
     c.workdir = member.workdir
     c.train.keep_period = keep_period(c.train, c.sweep.checkpoints_over_training)
     return c
@@ -119,10 +123,12 @@ def _share_classifier(sweep_dir: str, workdir: str) -> None:
                 shutil.copyfile(os.path.join(sweep_dir, name), tmp)
 
 
+# The evaluate fields that set how many images a report draws.
+IMAGE_COUNT_KEYS = ("num_samples", "num_samples_man_woman", "num_samples_unseen", "num_unseen_words")
 # The evaluation settings a report or probes.json must have been made with to count as current.
 # Probes written before they recorded their sampler were all drawn with DPM-Solver++ at 20 steps and
 # guidance 1; reports and probes written before they recorded the `sample` settings, with these.
-REPORT_KEYS = ("seed", "sampler", "steps", "guidance", "num_samples", "num_samples_unseen", "num_unseen_words")
+REPORT_KEYS = ("seed", "sampler", "steps", "guidance") + IMAGE_COUNT_KEYS
 PROBES_KEYS = {"seed": None, "sampler": "dpmpp2m", "steps": 20, "guidance": 1.0}
 SAMPLING_BEFORE_RECORDED = {"spacing": "quadratic", "clip_x0": True, "ddim_eta": 0.0}
 # Probes written before they recorded their image counts were drawn with these.
@@ -213,7 +219,7 @@ def evaluation_cost_setting(c: ml_collections.ConfigDict) -> dict[str, Any]:
     e = c.evaluate
     # Two sections: evaluate.num_unseen_words (the report's) and sweep.num_unseen_words (the probes') differ.
     return {"evaluate": {"sampler": e.sampler, "steps": int(e.steps), "guidance": float(e.guidance),
-                         **{k: int(e[k]) for k in ("num_samples", "num_samples_unseen", "num_unseen_words")}},
+                         **{k: int(e[k]) for k in IMAGE_COUNT_KEYS}},
             "probes": probes.probe_counts(c)}
 
 

@@ -71,7 +71,12 @@ def test_members_are_ordinary_runs(finished_sweep):
     assert report["config"]["num_unseen_words"] == 0 and report["dose_response"]["words"] == []
     assert not [w for w, e in report["words"].items() if e["group"] == "unseen"]
     config = finished_sweep[0]
-    assert {e["n"] for e in report["words"].values()} == {config.sweep.member_samples} != {config.evaluate.num_samples}
+    # The sweep's image counts, not the single run's: 6 per question word, 5 for man and woman, 3 per control.
+    assert {w: e["n"] for w, e in report["words"].items()} == {
+        "philosopher": 6, "person": 6, "nurse": 6, "man": 5, "woman": 5}
+    assert {e["n"] for e in report["controls"].values()} == {3}
+    assert (config.sweep.member_samples, config.sweep.member_samples_man_woman, config.sweep.member_samples_controls) == (
+        6, 5, 3) and (config.evaluate.num_samples, config.evaluate.num_samples_man_woman) == (8, 8)
     assert "None drawn (`evaluate.num_unseen_words` = 0)" in open(os.path.join(member, evaluate.REPORT_MD)).read()
     assert json.load(open(os.path.join(member, probes.PROBES_JSON)))["step"] == 6
     assert workdirs.TrainedRun.load(member, at_step=3).step == 3  # the kept checkpoint along training
@@ -83,9 +88,12 @@ def test_members_draw_the_sweeps_image_counts_and_the_single_run_keeps_its_own()
     config = base.get_config()
     member = sweep.member_config(config, sweep.members(config, "sweep")[0])
     assert member.evaluate.num_unseen_words == config.sweep.member_unseen_words == 0
-    assert member.evaluate.num_samples == config.sweep.member_samples
+    assert (member.evaluate.num_samples, member.evaluate.num_samples_man_woman, member.evaluate.num_samples_unseen) == (
+        300, 100, 50)
     assert config.evaluate.num_unseen_words == 24  # the main job's own 24-word dose-response
-    assert config.evaluate.num_samples == 400  # and its 400 images per word
+    # and its 400 images per trained word, 100 per control
+    assert (config.evaluate.num_samples, config.evaluate.num_samples_man_woman, config.evaluate.num_samples_unseen) == (
+        400, 400, 100)
 
 
 def test_the_classifier_is_trained_once_and_shared(finished_sweep):
