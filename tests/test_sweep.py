@@ -179,6 +179,13 @@ def test_reports_and_probes_go_stale_with_any_setting_their_images_depend_on(tmp
     changed = ml_collections.ConfigDict(config.to_dict())
     changed.sweep.samples_per_alpha += 1
     assert sweep.report_current(workdir, changed) and not sweep.probes_current(workdir, changed)
+    for key in sweep.IMAGE_COUNT_KEYS:  # the report's own image counts re-evaluate, and leave the probes
+        changed = ml_collections.ConfigDict(config.to_dict())
+        changed.evaluate[key] += 1
+        assert not sweep.report_current(workdir, changed) and sweep.probes_current(workdir, changed), key
+    del report["config"]["num_samples_man_woman"]  # made before man and woman had their own count
+    json.dump(report, open(os.path.join(workdir, evaluate.REPORT_JSON), "w"))
+    assert not sweep.report_current(workdir, config)
 
 
 def test_member_of_splits_cover_every_member_once(tiny_dataset, tmp_path, monkeypatch):
