@@ -28,10 +28,12 @@ def evaluation_conditions(table: embed.EmbeddingTable, config: Any) -> list[dict
     e = config.evaluate
     directions = embed.GenderDirections.of(table)
     out = []
+    # A run saved before man and woman had their own count (2026-11-27) drew num_samples of them.
+    man_woman = e.get("num_samples_man_woman", e.num_samples)
     for word in list(SEED_EVAL_WORDS) + [w for w in TRAIN_WORDS if w not in SEED_EVAL_WORDS]:
         seed_word = word in SEED_EVAL_WORDS
         out.append(dict(label=word, group="seed" if seed_word else "training", raw=table.raw_vector(word),
-                        n=e.num_samples if seed_word else e.num_samples_man_woman))
+                        n=e.num_samples if seed_word else man_woman))
     for word in pick_unseen_words(table, directions, e.num_unseen_words):
         out.append(dict(label=word, group="unseen", raw=table.raw_vector(word), n=e.num_samples_unseen))
     rng = np.random.default_rng(e.seed)

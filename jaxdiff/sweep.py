@@ -94,8 +94,8 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # members' spread counts as much as their images (300 instead of 400 widen philosopher's pooled
     # interval by about a tenth under DDPM 200; docs/sweep.md).
     c.evaluate.num_samples = config.sweep.member_samples
-    # man and woman only check the conditioning (98-99% read as their gender) and the controls are
-    # pooled too: a third and a half of a single run's images give that precision pooled.
+    # man and woman only check the conditioning (96-99% read as their own gender) and the controls'
+    # shares pool over members: a quarter and a half of a single run's images are enough pooled.
     c.evaluate.num_samples_man_woman = config.sweep.member_samples_man_woman
     c.evaluate.num_samples_unseen = config.sweep.member_samples_controls
     c.workdir = member.workdir

@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -49,6 +50,24 @@ def test_unseen_words_span_the_gender_score():
     assert len(words) == 24 and not set(words) & {"man", "woman", "person", "nurse", "philosopher"}
     scores = [float(table.raw_vector(w) @ directions.she_he_raw) for w in words]
     assert scores == sorted(scores) and scores[0] < -0.15 and scores[-1] > 0.25
+
+
+def test_man_and_woman_draw_their_own_count_and_older_runs_the_words_count():
+    table = embed.build_table(vectors.load_source("word2vec-subset"), 128, 0)
+    config = tiny_config("unused")
+    counts = {c["label"]: c["n"] for c in evaluation_words.evaluation_conditions(table, config)}
+    assert [counts[w] for w in ("philosopher", "person", "nurse", "man", "woman", "null")] == [8, 8, 8, 8, 8, 4]
+    with config.unlocked():
+        config.evaluate.num_samples_man_woman = 3
+    counts = {c["label"]: c["n"] for c in evaluation_words.evaluation_conditions(table, config)}
+    assert [counts[w] for w in ("philosopher", "man", "woman")] == [8, 3, 3]
+    saved = config.to_dict()  # a run's config.json from before the field existed
+    del saved["evaluate"]["num_samples_man_woman"]
+    saved["evaluate"]["num_samples"] = 7
+    older = ml_collections.ConfigDict(saved)
+    older.lock()
+    counts = {c["label"]: c["n"] for c in evaluation_words.evaluation_conditions(table, older)}
+    assert [counts[w] for w in ("philosopher", "man", "woman")] == [7, 7, 7]
 
 
 @pytest.fixture(scope="module")
