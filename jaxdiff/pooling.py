@@ -11,7 +11,8 @@ from statsmodels and scipy:
   of two shares, per member).
 - `equivalence`: two one-sided z-tests (TOST) of a pooled estimate against +-margin.
 - `variance_components`: REML of a crossed random-effects model (statsmodels MixedLM with one
-  variance component per seed kind): how much of the between-member variance each seed brings.
+  variance component per seed kind), less the known sampling variance: how much of the
+  between-member variance tau^2 each seed brings.
 - `pooled_spearman`: per-member Spearman correlations (scipy) pooled on Fisher's z scale, with the
   Fieller-Hartley-Pearson variance 1.06 / (n - 3).
 - `logistic_mixed_slope`: a logistic model of each image's label on the word's score with
@@ -146,18 +147,27 @@ def verdict_sentence(verdict: str, margin: float) -> str:
     return VERDICT_SENTENCES[verdict].format(m=f"{100 * margin:g}")
 
 
-def variance_components(values: Sequence[float], train_seeds: Sequence[int], embed_seeds: Sequence[int]) -> dict[str, Any]:
-    """REML variances of the training seed, the projection seed and the rest, from a crossed model."""
+def variance_components(values: Sequence[float], sampling_variances: Sequence[float], train_seeds: Sequence[int],
+                        embed_seeds: Sequence[int]) -> dict[str, Any]:
+    """REML split of the between-member variance tau^2 into training seed, projection seed and the rest.
+
+    MixedLM's residual (`residual`) holds each member's own deviation and its binomial sampling
+    variance together (MixedLM takes no known per-member variances). The sampling part is known, so
+    its mean over members (`sampling`) is subtracted (a moment correction, floored at 0) to leave the
+    member-specific part of tau^2 (`member`); `share` gives each seed's fraction of
+    train_seed + embed_seed + member, the REML tau^2, which need not equal the pooled share's
+    Paule-Mandel tau^2 exactly."""
     import pandas as pd
     import statsmodels.formula.api as smf
 
     frame = pd.DataFrame({"y": np.asarray(values, float), "train": np.asarray(train_seeds),
                           "embed": np.asarray(embed_seeds), "all": 1})
     cells, t_count, e_count = len(frame.groupby(["train", "embed"])), frame["train"].nunique(), frame["embed"].nunique()
+    unidentified = {"train_seed": None, "embed_seed": None, "member": None, "residual": None, "sampling": None}
     if t_count < 2 or e_count < 2 or cells <= t_count + e_count - 1:
         # The additive two-seed model has t + e - 1 parameters: with no more members than that (a
         # part-way sweep's diagonal, say) the seeds are confounded and the split is not identified.
-        return {"train_seed": None, "embed_seed": None, "residual": None,
+        return {**unidentified,
                 "note": f"not identified: {cells} members for {t_count} training and {e_count} projection seeds"}
     model = smf.mixedlm("y ~ 1", frame, groups="all",
                         vc_formula={"train": "0 + C(train)", "embed": "0 + C(embed)"})
@@ -172,13 +182,14 @@ def variance_components(values: Sequence[float], train_seeds: Sequence[int], emb
             except np.linalg.LinAlgError:  # a singular Hessian at that optimiser's end point
                 continue
     if not fits:
-        return {"train_seed": None, "embed_seed": None, "residual": None, "note": "the REML fit failed"}
+        return {**unidentified, "note": "the REML fit failed"}
     fit = max(fits, key=lambda f: f.llf)
-    names = list(model.exog_vc.names)
-    vc = dict(zip(names, map(float, fit.vcomp)))
-    out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "residual": float(fit.scale)}
-    total = sum(out.values())
-    out["share"] = {k: (v / total if total > 0 else None) for k, v in list(out.items())}
+    vc = dict(zip(model.exog_vc.names, map(float, fit.vcomp)))
+    sampling = float(np.mean(sampling_variances))
+    out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "member": max(float(fit.scale) - sampling, 0.0),
+           "residual": float(fit.scale), "sampling": sampling}
+    tau2 = out["train_seed"] + out["embed_seed"] + out["member"]
+    out["share"] = {k: (out[k] / tau2 if tau2 > 0 else None) for k in ("train_seed", "embed_seed", "member")}
     return out
 
 

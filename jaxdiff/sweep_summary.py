@@ -41,8 +41,9 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
     for word in list(REPORTED_WORDS) + ["null"]:
         rows = _word_rows(reports, word)
         words[word] = _pool_counts(rows)
-        words[word]["variance_components"] = pooling.variance_components(words[word]["members"], train_seeds,
-                                                                        embed_seeds)
+        _, sampling_variances = pooling.share_and_variance([r["women"] for r in rows], [r["n"] for r in rows])
+        words[word]["variance_components"] = pooling.variance_components(words[word]["members"], sampling_variances,
+                                                                        train_seeds, embed_seeds)
 
     # The leakage test: nurse - philosopher within each member (independent images), pooled.
     nurse, phil = _word_rows(reports, "nurse"), _word_rows(reports, "philosopher")
@@ -205,13 +206,16 @@ def render_markdown(summary: dict[str, Any]) -> str:
              f"One attribute classifier for every member; validation accuracy: gender "
              f"{clf['gender_accuracy']:.3f}, profession {clf['profession_accuracy']:.3f}.", "",
              "## Pooled share of women (random effects over members; 95% intervals include training and projection variance)",
-             "", "| word | share | 95% CI | tau | of tau^2: training seed | projection seed |", "|---|---|---|---|---|---|"]
+             "", "| word | share | 95% CI | tau | of tau^2: training seed | projection seed | neither |",
+             "|---|---|---|---|---|---|---|"]
     for word, w in words.items():
         share = w["variance_components"].get("share") or {}
         lines.append(f"| {word} | {_pct(w['share_woman'])} | {_ci(w['ci95'])} | {w['tau'] or 0:.3f} | "
-                     f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} |")
+                     f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} | {_pct(share.get('member'))} |")
     notes = {w["variance_components"].get("note") for w in words.values()} - {None}
     lines += [f"\nSplit of tau^2: {note}." for note in sorted(notes)]
+    lines += ["", "The split is REML over the crossed seeds, less the images' known binomial variance; "
+              "'neither' is what differs between members beyond their two seeds."]
     s = lk["slope"]
     lines += ["", "## Leakage test", "",
               f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "

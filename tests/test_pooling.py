@@ -111,19 +111,35 @@ def test_variance_components_attribute_the_spread_to_each_seed():
     train, embed = np.repeat([0, 1, 2, 3], 4), np.tile([0, 1, 2, 3], 4)
     train_effect, embed_effect = np.array([-0.15, -0.05, 0.05, 0.15]), np.array([0.01, -0.01, 0.0, 0.0])
     y = 0.5 + train_effect[train] + embed_effect[embed] + rng.normal(0, 0.005, 16)
-    vc = pooling.variance_components(y, train, embed)
+    vc = pooling.variance_components(y, np.full(16, 0.005**2), train, embed)
     assert vc["train_seed"] == pytest.approx(np.var(train_effect, ddof=1), rel=0.15)
     assert vc["embed_seed"] < 0.1 * vc["train_seed"]
     assert vc["share"]["train_seed"] > 0.9
 
 
+def test_variance_components_leave_the_sampling_variance_out_of_tau2():
+    # Shares of 300 images each from members that differ by their training seed only (SD 0.03): the
+    # residual is the binomial variance (0.25 / 300, as large as the seed's 0.0009), so tau^2 is the
+    # training seed's alone, where dividing by the residual as well would give it about half.
+    rng = np.random.default_rng(1)
+    train, embed = np.repeat(np.arange(8), 8), np.tile(np.arange(8), 8)
+    train_effect = rng.normal(0, 0.03, 8)
+    women = rng.binomial(300, 0.5 + train_effect[train])
+    shares, variances = pooling.share_and_variance(women, np.full(64, 300))
+    vc = pooling.variance_components(shares, variances, train, embed)
+    assert vc["sampling"] == pytest.approx(0.25 / 300, rel=0.02)
+    assert vc["residual"] == pytest.approx(vc["sampling"], rel=0.3)
+    assert vc["share"]["train_seed"] > 0.85
+    assert vc["train_seed"] / (vc["train_seed"] + vc["embed_seed"] + vc["residual"]) < 0.7
+
+
 def test_variance_components_need_both_seeds_to_vary():
-    assert pooling.variance_components([0.4, 0.5], [0, 1], [0, 0])["train_seed"] is None
+    assert pooling.variance_components([0.4, 0.5], [0.001] * 2, [0, 1], [0, 0])["train_seed"] is None
 
 
 def test_variance_components_of_a_confounded_diagonal_are_not_identified():
     # Members (0, 0), (1, 1), (2, 2): each training seed has one projection seed.
-    result = pooling.variance_components([0.4, 0.5, 0.6], [0, 1, 2], [0, 1, 2])
+    result = pooling.variance_components([0.4, 0.5, 0.6], [0.001] * 3, [0, 1, 2], [0, 1, 2])
     assert result["train_seed"] is None and "not identified" in result["note"]
 
 

@@ -43,6 +43,8 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     assert [m["name"] for m in on_disk["members"]] == ["seed0-embed0", "seed1-embed0"]
     for word in SEED_EVAL_WORDS:
         assert set(on_disk["words"][word]) >= {"share_woman", "ci95", "tau"}
+        # One projection seed: the split of tau^2 between the seeds is not identified, and says so.
+        assert on_disk["words"][word]["variance_components"]["train_seed"] is None
     assert set(on_disk["leakage"]) >= {"contrast", "ci95", "p_value", "tost_p_value", "verdict", "slope"}
     assert on_disk["leakage"]["verdict"] in ("leakage", "reverse gap", "no leakage", "undecided")
     few = on_disk["leakage"]["small_sample"]  # two members: t on 1 degree of freedom, wider than the z interval
@@ -55,6 +57,7 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     markdown = open(os.path.join(sweep_dir, "summary.md")).read()  # the pooled series as tables, not only plots
     assert "| step | philosopher | person | nurse |" in markdown and "\n| 3 | " in markdown and "\n| 6 | " in markdown
     assert "| a | philosopher | person | nurse |" in markdown
+    assert "| projection seed | neither |" in markdown and "Split of tau^2: not identified: 2 members" in markdown
 
 
 def test_members_are_ordinary_runs(finished_sweep):
