@@ -1,10 +1,11 @@
 """The fit frontier: a sweep's trained members re-read under other evaluation settings, pooled.
 
     python -m jaxdiff.frontier --config=configs/toy.py [--workdir=runs/toy-sweep ...] \
-        [--settings ema:dpmpp2m:20 raw:dpmpp2m:20 ema:ddpm:1000:100 ...] [--reference ema:ddpm:1000:100]
+        [--settings=ema:ddpm:200,ema:dpmpp2m:50,raw:ddpm:200:400 ...] [--reference=ema:ddpm:1000]
 
 A setting is PARAMS:SAMPLER:STEPS[:IMAGES]: the EMA or raw parameters, a sampler (jaxdiff/sampling.py)
-and its steps, and the images per trained word and member (default: evaluate.num_samples). For each
+and its steps, and the images per trained word and member (default: sweep.member_samples, what each
+member's report draws). For each
 finished member of each sweep directory (one per training setting: length, width, schedule...)
 and each setting, the trained words philosopher, person and nurse are sampled with the member's
 own evaluation seed (so the ODE settings of one member start from the same noise) and read by the
@@ -49,8 +50,11 @@ FIT_LIMIT = 0.05  # the fit needed for the +-5-point test to mean anything: tau 
 AGREEMENT_LIMIT = 0.02  # a faster sampler agrees with the reference when its shares are shown within +-2 points
 # pooling.equivalence's readings, said of a setting's difference from the reference rather than of leakage.
 AGREEMENT_VERDICTS = {"leakage": "differs", "reverse gap": "differs", "no leakage": "agrees", "undecided": "undecided"}
-DEFAULT_SETTINGS = ("ema:dpmpp2m:20", "ema:dpmpp2m:10", "ema:dpmpp2m:50", "raw:dpmpp2m:20", "ema:ddpm:1000:100")
-DEFAULT_REFERENCE = "ema:ddpm:1000:100"
+# The default study: the default evaluation sampler (DDPM 200) beside fewer DDPM steps, DPM-Solver++ 50 and
+# the raw parameters, each against 1000-step DDPM; the first frontier's DPM-Solver++ settings are given with
+# --settings (docs/sweep.md).
+DEFAULT_SETTINGS = ("ema:ddpm:200", "ema:ddpm:100", "ema:dpmpp2m:50", "raw:ddpm:200")
+DEFAULT_REFERENCE = "ema:ddpm:1000"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +102,7 @@ def num_rounds(config: ml_collections.ConfigDict, setting: Setting, round_images
 
 
 def _images(config: ml_collections.ConfigDict, setting: Setting) -> int:
-    return setting.images or int(config.evaluate.num_samples)
+    return setting.images or int(config.sweep.member_samples)
 
 
 def _round_size(config: ml_collections.ConfigDict, setting: Setting, round_: int, round_images: int) -> int:

@@ -491,3 +491,17 @@ def test_frontier_setting_errors_say_the_format(text, message):
     with pytest.raises(UserError, match=message):
         frontier.Setting.parse(text)
     assert frontier.Setting.parse("raw:ddpm:1000:100") == frontier.Setting("raw", "ddpm", 1000, 100)
+
+
+def test_frontier_defaults_study_the_default_sampler_at_the_members_image_count():
+    from configs import toy
+    from jaxdiff import frontier
+
+    config = toy.get_config()
+    defaults = [frontier.Setting.parse(s) for s in frontier.DEFAULT_SETTINGS]
+    # The evaluation setting every report uses is among those compared with the reference.
+    assert frontier.Setting("ema", config.evaluate.sampler, config.evaluate.steps) in defaults
+    assert frontier.Setting.parse(frontier.DEFAULT_REFERENCE) == frontier.Setting("ema", "ddpm", 1000)
+    # With no IMAGES, a setting draws what each member's report draws (300), not the single run's 400.
+    assert (config.sweep.member_samples, config.evaluate.num_samples) == (300, 400)
+    assert frontier.num_rounds(config, defaults[0]) == 3
