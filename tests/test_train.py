@@ -198,6 +198,10 @@ def test_resume_equals_uninterrupted_run(tiny_run, tiny_dataset, tmp_path, monke
         _trees_close(a, b, rtol=1e-6, atol=1e-7)
 
 
+# The event JAX's monitoring reports when a jitted function is lowered to MLIR: once per miss of jit's cache.
+LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+
+
 def test_a_restored_state_reuses_the_compiled_step(tiny_dataset, tmp_path):
     """A checkpoint restores into arrays of the fresh state's dtypes, weak types and shardings, so the
     step is not compiled again after a resume. (On the H100 the first step after a restore took 30 s:
@@ -222,8 +226,21 @@ def test_a_restored_state_reuses_the_compiled_step(tiny_dataset, tmp_path):
         return [(x.dtype, x.weak_type, x.shape, x.sharding) for x in jax.tree.leaves(tree)]
 
     assert signature(restored) == signature(state)
-    step_fn(restored, batch, jax.random.key(1))
-    assert step_fn._cache_size() == 1  # one compiled program serves the fresh and the restored state
+    # A new program is lowered to MLIR on every miss of jit's cache, even one the persistent compilation
+    # cache then serves; JAX reports each lowering to its monitoring listeners.
+    lowered = []
+    listener = lambda event, seconds, **kwargs: lowered.append(event)  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        stepped, _ = step_fn(restored, batch, jax.random.key(1))  # donates `restored`
+        reused = LOWERING_EVENT not in lowered
+        # The H100's case, which the listener must see: a step counter of the other weak type is a new program.
+        flipped = jax.device_put(jnp.array(1, jnp.int32) if stepped.step.weak_type else jnp.asarray(1), repl)
+        step_fn(stepped.replace(step=flipped), batch, jax.random.key(1))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert reused  # one compiled program serves the fresh and the restored state
+    assert LOWERING_EVENT in lowered
 
 
 def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path, monkeypatch):
