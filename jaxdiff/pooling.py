@@ -149,21 +149,22 @@ def verdict_sentence(verdict: str, margin: float) -> str:
 
 def variance_components(values: Sequence[float], sampling_variances: Sequence[float], train_seeds: Sequence[int],
                         embed_seeds: Sequence[int]) -> dict[str, Any]:
-    """REML split of the between-member variance tau^2 into training seed, projection seed and the rest.
+    """REML split of the between-member variance tau^2 into training seed, projection seed and interaction.
 
-    MixedLM's residual (`residual`) holds each member's own deviation and its binomial sampling
-    variance together (MixedLM takes no known per-member variances). The sampling part is known, so
-    its mean over members (`sampling`) is subtracted (a moment correction, floored at 0) to leave the
-    member-specific part of tau^2 (`member`); `share` gives each seed's fraction of
-    train_seed + embed_seed + member, the REML tau^2, which need not equal the pooled share's
-    Paule-Mandel tau^2 exactly."""
+    MixedLM's residual (`residual`) holds each member's deviation beyond the two seeds' additive effects
+    and its binomial sampling variance together (MixedLM takes no known per-member variances). The
+    sampling part is known, so its mean over members (`sampling`) is subtracted (a moment correction,
+    floored at 0) to leave `interaction`: with one member per pair of seeds, the seeds' interaction and
+    any run-to-run noise, which that design cannot tell apart. `share` gives each part's fraction of
+    train_seed + embed_seed + interaction, REML's own tau^2, which need not equal the pooled share's
+    Paule-Mandel tau^2."""
     import pandas as pd
     import statsmodels.formula.api as smf
 
     frame = pd.DataFrame({"y": np.asarray(values, float), "train": np.asarray(train_seeds),
                           "embed": np.asarray(embed_seeds), "all": 1})
     cells, t_count, e_count = len(frame.groupby(["train", "embed"])), frame["train"].nunique(), frame["embed"].nunique()
-    unidentified = {"train_seed": None, "embed_seed": None, "member": None, "residual": None, "sampling": None}
+    unidentified = {"train_seed": None, "embed_seed": None, "interaction": None, "residual": None, "sampling": None}
     if t_count < 2 or e_count < 2 or cells <= t_count + e_count - 1:
         # The additive two-seed model has t + e - 1 parameters: with no more members than that (a
         # part-way sweep's diagonal, say) the seeds are confounded and the split is not identified.
@@ -186,10 +187,10 @@ def variance_components(values: Sequence[float], sampling_variances: Sequence[fl
     fit = max(fits, key=lambda f: f.llf)
     vc = dict(zip(model.exog_vc.names, map(float, fit.vcomp)))
     sampling = float(np.mean(sampling_variances))
-    out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "member": max(float(fit.scale) - sampling, 0.0),
+    out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "interaction": max(float(fit.scale) - sampling, 0.0),
            "residual": float(fit.scale), "sampling": sampling}
-    tau2 = out["train_seed"] + out["embed_seed"] + out["member"]
-    out["share"] = {k: (out[k] / tau2 if tau2 > 0 else None) for k in ("train_seed", "embed_seed", "member")}
+    tau2 = out["train_seed"] + out["embed_seed"] + out["interaction"]
+    out["share"] = {k: (out[k] / tau2 if tau2 > 0 else None) for k in ("train_seed", "embed_seed", "interaction")}
     return out
 
 

@@ -206,16 +206,18 @@ def render_markdown(summary: dict[str, Any]) -> str:
              f"One attribute classifier for every member; validation accuracy: gender "
              f"{clf['gender_accuracy']:.3f}, profession {clf['profession_accuracy']:.3f}.", "",
              "## Pooled share of women (random effects over members; 95% intervals include training and projection variance)",
-             "", "| word | share | 95% CI | tau | of tau^2: training seed | projection seed | neither |",
+             "", "| word | share | 95% CI | tau | of tau^2: training seed | projection seed | interaction |",
              "|---|---|---|---|---|---|---|"]
     for word, w in words.items():
         share = w["variance_components"].get("share") or {}
         lines.append(f"| {word} | {_pct(w['share_woman'])} | {_ci(w['ci95'])} | {w['tau'] or 0:.3f} | "
-                     f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} | {_pct(share.get('member'))} |")
+                     f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} | {_pct(share.get('interaction'))} |")
     notes = {w["variance_components"].get("note") for w in words.values()} - {None}
     lines += [f"\nSplit of tau^2: {note}." for note in sorted(notes)]
-    lines += ["", "The split is REML over the crossed seeds, less the images' known binomial variance; "
-              "'neither' is what differs between members beyond their two seeds."]
+    if any(w["variance_components"].get("share") for w in words.values()):
+        lines += ["", "The split is of REML's own tau^2 over the crossed seeds, less the images' known binomial "
+                  "variance (it need not equal the tau column's); 'interaction' is what neither seed explains "
+                  "alone, which one member per pair of seeds cannot tell from run-to-run noise."]
     s = lk["slope"]
     lines += ["", "## Leakage test", "",
               f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "

@@ -119,8 +119,8 @@ def test_variance_components_attribute_the_spread_to_each_seed():
 
 def test_variance_components_leave_the_sampling_variance_out_of_tau2():
     # Shares of 300 images each from members that differ by their training seed only (SD 0.03): the
-    # residual is the binomial variance (0.25 / 300, as large as the seed's 0.0009), so tau^2 is the
-    # training seed's alone, where dividing by the residual as well would give it about half.
+    # residual is the binomial variance (0.25 / 300 = 0.00083), so tau^2 is the training seed's alone,
+    # where dividing by the residual as well gives it a fraction of it (0.30 here).
     rng = np.random.default_rng(1)
     train, embed = np.repeat(np.arange(8), 8), np.tile(np.arange(8), 8)
     train_effect = rng.normal(0, 0.03, 8)
@@ -131,6 +131,25 @@ def test_variance_components_leave_the_sampling_variance_out_of_tau2():
     assert vc["residual"] == pytest.approx(vc["sampling"], rel=0.3)
     assert vc["share"]["train_seed"] > 0.85
     assert vc["train_seed"] / (vc["train_seed"] + vc["embed_seed"] + vc["residual"]) < 0.7
+
+
+def test_variance_components_keep_the_interaction_apart_from_the_sampling_variance():
+    # Training seed and interaction each with variance 0.0009, beside a binomial variance of 0.00083:
+    # over ten replications of a 10 x 10 grid the interaction comes out near 0.0009 and the training
+    # seed near half of tau^2 (ignoring the residual would give it all; keeping the binomial variance
+    # in, about a third).
+    train, embed = np.repeat(np.arange(10), 10), np.tile(np.arange(10), 10)
+    train_effect = np.linspace(-1, 1, 10)
+    train_effect *= 0.03 / np.std(train_effect, ddof=1)
+    rng = np.random.default_rng(0)
+    interaction, train_share = [], []
+    for _ in range(10):
+        women = rng.binomial(300, 0.5 + train_effect[train] + rng.normal(0, 0.03, 100))
+        vc = pooling.variance_components(*pooling.share_and_variance(women, np.full(100, 300)), train, embed)
+        interaction.append(vc["interaction"])
+        train_share.append(vc["share"]["train_seed"])
+    assert np.mean(interaction) == pytest.approx(0.0009, rel=0.2)
+    assert 0.4 < np.mean(train_share) < 0.6
 
 
 def test_variance_components_need_both_seeds_to_vary():

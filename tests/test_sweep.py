@@ -57,7 +57,8 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     markdown = open(os.path.join(sweep_dir, "summary.md")).read()  # the pooled series as tables, not only plots
     assert "| step | philosopher | person | nurse |" in markdown and "\n| 3 | " in markdown and "\n| 6 | " in markdown
     assert "| a | philosopher | person | nurse |" in markdown
-    assert "| projection seed | neither |" in markdown and "Split of tau^2: not identified: 2 members" in markdown
+    assert "| projection seed | interaction |" in markdown and "Split of tau^2: not identified: 2 members" in markdown
+    assert "REML's own tau^2" not in markdown  # the reading of a split that was not made
 
 
 def test_members_are_ordinary_runs(finished_sweep):
@@ -502,6 +503,7 @@ def test_frontier_defaults_study_the_default_sampler_at_the_members_image_count(
     # The evaluation setting every report uses is among those compared with the reference.
     assert frontier.Setting("ema", config.evaluate.sampler, config.evaluate.steps) in defaults
     assert frontier.Setting.parse(frontier.DEFAULT_REFERENCE) == frontier.Setting("ema", "ddpm", 1000)
+    assert frontier.DEFAULT_REFERENCE in frontier.DEFAULT_SETTINGS  # the reference's own fit has a row
     # With no IMAGES, a setting draws what each member's report draws (300), not the single run's 400.
     assert (config.sweep.member_samples, config.evaluate.num_samples) == (300, 400)
     assert frontier.num_rounds(config, defaults[0]) == 3
