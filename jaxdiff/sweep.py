@@ -91,8 +91,8 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
     c.evaluate.num_unseen_words = config.sweep.member_unseen_words
     # Fewer images per word than a single run's 400: the summary pools them over members, where the
-    # members' spread counts as much as their images (300 instead of 400 widen philosopher's pooled
-    # interval by about a tenth under DDPM 200; docs/sweep.md).
+    # members' spread counts as much as their images (with philosopher's tau of 0.019 under DDPM 200,
+    # 300 instead of 400 widen its pooled interval by about a tenth: sqrt((tau^2 + .25/300) / (tau^2 + .25/400))).
     c.evaluate.num_samples = config.sweep.member_samples
     # man and woman only check the conditioning (96-99% read as their own gender) and the controls'
     # shares pool over members: a quarter and a half of a single run's images are enough pooled.
