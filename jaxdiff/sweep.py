@@ -307,12 +307,19 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
 def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print) -> dict:
     """Pools the finished members into SWEEP/summary.json, summary.md and plots."""
     grid = members(config, sweep_dir)
-    done = [m for m in grid if member_done(config, m)]
+    stages = {m.name: stages_to_run(config, m) for m in grid}
+    done = [m for m in grid if not stages[m.name]]
+    untrained = sum("training_s" in left for left in stages.values())
+    stale = len(grid) - len(done) - untrained  # trained, but read at other evaluation settings or image counts
+    why = ", ".join(part for part in (
+        f"{untrained} not trained to {config.train.num_steps} steps" if untrained else "",
+        f"{stale} trained but evaluated or probed at other settings (sampler, steps, images per word), "
+        f"which the sweep command re-reads from their checkpoints without training" if stale else "") if part)
     if not done:
-        raise UserError(f"no finished member in {sweep_dir}; run: python -m jaxdiff.sweep --config=... "
-                        f"--workdir={sweep_dir}")
+        raise UserError(f"no finished member in {sweep_dir} ({why}); run: python -m jaxdiff.sweep "
+                        f"--config=... --workdir={sweep_dir}")
     if len(done) < len(grid):
-        log(f"aggregating {len(done)} of {len(grid)} members (the others are not finished)")
+        log(f"aggregating {len(done)} of {len(grid)} members ({why})")
     summary = sweep_summary.summarise(config, sweep_dir, done)
     if parallel.is_main_process():
         sweep_summary.write(summary, sweep_dir)

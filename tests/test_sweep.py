@@ -149,6 +149,17 @@ def test_new_evaluation_settings_re_evaluate_without_retraining(finished_sweep, 
         assert json.load(open(os.path.join(copy, name, sweep.MEMBER_JSON)))["invocations"][-1]["setting"]["evaluate"]["steps"] == 2
 
 
+def test_aggregate_says_why_members_are_not_finished(finished_sweep, tmp_path):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    config.evaluate.steps = 2  # both members were read at 3 steps
+    with pytest.raises(UserError, match="2 trained but evaluated or probed at other settings"):
+        sweep.aggregate(config, copy, log=lambda *a: None)
+    config.sweep.embed_seeds = (0, 1)  # two more members, not trained
+    with pytest.raises(UserError, match=r"\(2 not trained to 6 steps, 2 trained but evaluated"):
+        sweep.aggregate(config, copy, log=lambda *a: None)
+    assert not os.path.exists(os.path.join(copy, "seed0-embed1"))  # nothing made for the members it names
+
+
 def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
     config, copy = _changed_copy(finished_sweep, tmp_path)
     config.sweep.samples_per_alpha += 1
