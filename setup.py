@@ -12,7 +12,7 @@ CORE = [
     "ml-collections>=1.0.0",
     "numpy>=1.26",
     "scipy>=1.13",
-    "statsmodels>=0.14",  # the sweep's pooled statistics (random effects, mixed models)
+    "statsmodels>=0.15",  # the sweep's pooled statistics (random effects, mixed models); 0.15 for fit_map(rng=)
     "tensorflow-cpu>=2.18",  # tf.data, TFRecord and TensorBoard summaries only; never computes
     "tensorflow-datasets>=4.9.7",
     "tensorboard>=2.18",

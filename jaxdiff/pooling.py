@@ -99,16 +99,18 @@ def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Seque
 
 def equivalence(estimate: float, se: float, margin: float, df: int | None = None) -> dict[str, Any]:
     """TOST of |effect| < margin (z-tests, or t-tests on `df` degrees of freedom), and which reading the
-    95% interval supports.
+    intervals support.
 
-    "leakage": the interval lies above +margin (nurse drawn as a woman more often than philosopher,
+    "leakage": the 95% interval lies above +margin (nurse drawn as a woman more often than philosopher,
     the embedding's lean); "reverse gap": it lies below -margin, a gap against the lean, which is
-    not leakage; "no leakage": TOST rejects both sides; "undecided": none of these."""
+    not leakage; "no leakage": TOST rejects both sides at 5% each, which is the 90% interval (`ci90`)
+    lying within +-margin; "undecided": none of these."""
     reference = stats.norm if df is None else stats.t(df)
     p_lower = float(reference.sf((estimate + margin) / se))  # H0: effect <= -margin
     p_upper = float(reference.cdf((estimate - margin) / se))  # H0: effect >= +margin
     z = reference.ppf(0.5 + CONFIDENCE / 2)
     low, high = estimate - z * se, estimate + z * se
+    z_tost = reference.ppf(CONFIDENCE)  # each one-sided test at 1 - CONFIDENCE: the 1 - 2(1 - CONFIDENCE) interval
     tost_p = max(p_lower, p_upper)
     p_value = float(2 * reference.sf(abs(estimate) / se))  # two-sided, against 0
     if low > margin:
@@ -120,7 +122,7 @@ def equivalence(estimate: float, se: float, margin: float, df: int | None = None
     else:
         verdict = "undecided"
     return {"margin": margin, "tost_p_value": tost_p, "verdict": verdict, "ci95": [float(low), float(high)],
-            "p_value": p_value}
+            "ci90": [float(estimate - z_tost * se), float(estimate + z_tost * se)], "p_value": p_value}
 
 
 def small_sample_equivalence(pooled: dict[str, Any], margin: float) -> dict[str, Any] | None:
@@ -137,8 +139,10 @@ VERDICT_SENTENCES = {
     "leakage": "leakage of at least {m} points: the 95% interval of the contrast lies above +{m} points",
     "reverse gap": ("no leakage, but a gap of at least {m} points against the embedding's lean: the 95% interval "
                     "of the contrast lies below -{m} points"),
-    "no leakage": "no leakage larger than {m} points: the equivalence test (TOST) at +-{m} points rejects both sides",
-    "undecided": "undecided: the interval neither excludes +-{m} points nor lies within them",
+    "no leakage": ("no leakage larger than {m} points: the equivalence test (TOST) at +-{m} points rejects both "
+                   "sides (its 90% interval lies within them)"),
+    "undecided": ("undecided: neither does the 95% interval lie beyond +-{m} points nor the TOST's 90% interval "
+                  "within them"),
 }
 
 

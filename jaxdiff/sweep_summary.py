@@ -59,7 +59,7 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
     slope = pooling.random_effects([s["slope"] for s in slopes], [s["se"] ** 2 for s in slopes])
     leakage = {"contrast": pooled["estimate"], "ci95": pooled["ci95"], "p_value": pooled["p_value"],
                "tau": pooled["tau"], "members": pooled["members"], "member_se": pooled["member_se"],
-               "tost_p_value": test["tost_p_value"], "margin": margin,
+               "tost_p_value": test["tost_p_value"], "ci90": test["ci90"], "margin": margin,
                "verdict": test["verdict"], "sentence": pooling.verdict_sentence(test["verdict"], margin),
                "small_sample": few_members,
                "slope": {"per_unit_she_he_score": slope["estimate"], "ci95": slope["ci95"], "p_value": slope["p_value"],
@@ -189,7 +189,7 @@ def reading(summary: dict[str, Any]) -> list[str]:
     return [
         f"{summary['num_members']} members. nurse - philosopher: {_pts(lk['contrast'])} points "
         f"{_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}; TOST at +-{100 * lk['margin']:g}: "
-        f"p {lk['tost_p_value']:.3g}.",
+        f"p {lk['tost_p_value']:.3g} (90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}).",
         f"Verdict: {lk['sentence']}.",
         "Fit: " + ", ".join(f"{w} {_pct(summary['words'][w]['share_woman'])} (tau {summary['words'][w]['tau'] or 0:.3f})"
                             for w in SEED_EVAL_WORDS) + " (balanced data: 50%).",
@@ -221,13 +221,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
     s = lk["slope"]
     lines += ["", "## Leakage test", "",
               f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "
-              f"tau {100 * (lk['tau'] or 0):.1f} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g}. "
+              f"tau {100 * (lk['tau'] or 0):.1f} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g} "
+              f"(90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}). "
               f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", ""]
     few = lk.get("small_sample")
     if few is not None:
         lines += [f"Sensitivity to the number of members (modified Hartung-Knapp-Sidik-Jonkman error, t on {few['df']} degrees "
                   f"of freedom): {_ci(few['ci95'], fmt='{:+.1f}')}, p {few['p_value']:.3g}; TOST p "
-                  f"{few['tost_p_value']:.3g}: {few['verdict']}.", ""]
+                  f"{few['tost_p_value']:.3g} (90% interval {_ci(few['ci90'], fmt='{:+.1f}')}): {few['verdict']}.", ""]
     lines += [f"Slope of share on the raw she-he score across {', '.join(s['words'])}: {s['per_unit_she_he_score']:+.3f} "
               f"per unit score {_ci(s['ci95'], 1, '{:+.3f}')}.", ""]
     within = summary["projection"]["within_word"]

@@ -104,6 +104,9 @@ def test_tost_p_value_is_the_larger_one_sided_p():
     # At the estimate 0 with se 0.05/1.645, each one-sided test sits at p = 0.05.
     result = pooling.equivalence(0.0, 0.05 / 1.6448536, margin=0.05)
     assert result["tost_p_value"] == pytest.approx(0.05, abs=1e-6)
+    # TOST at 5% a side is the 90% interval within the margin: here its ends sit exactly on it.
+    assert result["ci90"] == pytest.approx([-0.05, 0.05], abs=1e-6)
+    assert result["ci95"] == pytest.approx([-0.05 * 1.959964 / 1.6448536, 0.05 * 1.959964 / 1.6448536], abs=1e-6)
 
 
 def test_variance_components_attribute_the_spread_to_each_seed():
