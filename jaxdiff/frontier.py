@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff import checkpoints, classifier, configuration, files, pooling, sampling, sweep, sweep_summary, workdirs
+from jaxdiff import checkpoints, classifier, configuration, evaluate, files, pooling, sampling, sweep, sweep_summary, workdirs
 from jaxdiff.classes import SEED_EVAL_WORDS
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
@@ -157,14 +157,15 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
 
     Settings that differ only in their number of images share a round (the larger serves the smaller:
     the first images are the same). A cached round counts when the member's newest checkpoint, its
-    evaluation seed and guidance, the classifier and the layout are those it was made with.
+    evaluation seed and guidance, its sample settings (spacing, clip_x0, ddim_eta), the classifier and
+    the layout are those it was made with.
     """
     member_config = configuration.load(workdir)
     # The newest checkpoint on disk, not the step restored: a damaged newest one (restore falls back to an
     # older step) then keeps its rounds valid instead of making every run sample them again.
     made_with = {"newest": checkpoints.checkpoint_steps(workdir)[-1], "seed": int(member_config.evaluate.seed),
                  "guidance": float(member_config.evaluate.guidance), "classifier": study_sweep.classifier_id,
-                 "round_images": round_images}
+                 "round_images": round_images, **evaluate.sampling_settings(member_config)}
     by_instrument: dict[str, list[Setting]] = {}
     for setting in settings:
         by_instrument.setdefault(_instrument(setting), []).append(setting)
@@ -175,6 +176,7 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
         if os.path.exists(path):
             cached = files.read_json(path)
             cached.setdefault("newest", cached.get("step"))  # rounds written before "newest" was recorded
+            cached = {**sweep.SAMPLING_BEFORE_RECORDED, **cached}  # ... and before the sample settings were
             if all(cached.get(k) == v for k, v in made_with.items()) and _serves(cached, size):
                 continue
         kind = same[0].params

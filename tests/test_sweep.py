@@ -371,6 +371,18 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
             json.dump({**cached, "classifier": "another"}, f)
     study(f"ema:{own}:3:10")
     assert sampled == [("seed0-embed0", 2, 2), ("seed1-embed0", 2, 2)]
+    # Rounds written before the sample settings were recorded hold the defaults of then, which these are;
+    # a round drawn with another timestep spacing is drawn again.
+    sampled.clear()
+    for member, spacing in (("seed0-embed0", None), ("seed1-embed0", "uniform")):
+        path = os.path.join(sweep_dir, member, "frontier", f"ema-{own}-3", "round-001.json")
+        with open(path) as f:
+            cached = {k: v for k, v in json.load(f).items() if k not in evaluate.SAMPLING_KEYS}
+        with open(path, "w") as f:
+            json.dump({**cached, "spacing": spacing} if spacing else cached, f)
+    assert config.sample.spacing == sweep.SAMPLING_BEFORE_RECORDED["spacing"] != "uniform"
+    study(f"ema:{own}:3:10")
+    assert sampled == [("seed1-embed0", 1, 4)]
     # Every (word, image) has its own noise index, whatever the number of images: blocks never overlap.
     indices = [frontier.first_index(w, j // 4, 4) + j % 4 for w in range(len(SEED_EVAL_WORDS)) for j in range(12)]
     assert sorted(indices) == list(range(36))
