@@ -67,15 +67,16 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
 
     # Projection: does a member's share of a word follow where its projection put the word?
     projection = {"per_word": {}}
-    xs, ys, labels = [], [], []
+    xs, ys, labels, member_ids = [], [], [], []
     for word in SEED_EVAL_WORDS:
         rows = _word_rows(reports, word)
         scores, shares = [r["score_projected"] for r in rows], [r["share_woman"] for r in rows]
         xs += scores
         ys += shares
         labels += [word] * len(rows)
+        member_ids += list(range(len(rows)))
         projection["per_word"][word] = {"score_raw": rows[0]["score_raw"], "score_projected": scores, "shares": shares}
-    projection["within_word"] = _within_word_slope(xs, ys, labels)
+    projection["within_word"] = _within_word_slope(xs, ys, labels, member_ids)
 
     fit = {}
     for word in SEED_EVAL_WORDS:
@@ -149,17 +150,25 @@ def _member_cost(minutes: dict[str, float]) -> float:
     return minutes["training"] + minutes["evaluation"] + minutes["probes"]
 
 
-def _within_word_slope(scores: Sequence[float], shares: Sequence[float], words: Sequence[str]) -> dict[str, Any]:
-    """OLS of share on the projected score with one intercept per word: does the share follow the projection?"""
+def _within_word_slope(scores: Sequence[float], shares: Sequence[float], words: Sequence[str],
+                       members: Sequence[int]) -> dict[str, Any]:
+    """OLS of share on the projected score with one intercept per word: does the share follow the projection?
+
+    A member's words share its training run, so their errors are not independent: the standard error is
+    clustered by member (statsmodels' cluster-robust covariance, t on members - 1 degrees of freedom)."""
     import pandas as pd
     import statsmodels.formula.api as smf
 
-    frame = pd.DataFrame({"share": shares, "score": scores, "word": words})
-    if len(frame) <= len(set(words)) + 1:
+    frame = pd.DataFrame({"share": shares, "score": scores, "word": words, "member": members})
+    if frame.groupby("word")["score"].nunique().max() < 2:
+        # The projected score depends on the projection seed only: with one, it is constant within each word.
+        return {"slope": None, "note": "not identified: every member has the same projection"}
+    if len(frame) <= len(set(words)) + 1 or frame["member"].nunique() < 3:
         return {"slope": None, "note": "too few members"}
     if frame["share"].nunique() < 2:
         return {"slope": None, "note": "every share is the same"}
-    fit = smf.ols("share ~ score + C(word)", frame).fit()
+    fit = smf.ols("share ~ score + C(word)", frame).fit(cov_type="cluster", cov_kwds={"groups": frame["member"]},
+                                                         use_t=True)
     low, high = fit.conf_int().loc["score"]
     return {"slope": float(fit.params["score"]), "ci95": [float(low), float(high)], "p_value": float(fit.pvalues["score"])}
 
@@ -234,7 +243,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     within = summary["projection"]["within_word"]
     if within.get("slope") is not None:
         lines += [f"Projection: within a word, share on the member's projected she-he score: {within['slope']:+.3f} "
-                  f"{_ci(within['ci95'], 1, '{:+.3f}')}, p {within['p_value']:.3g}.", ""]
+                  f"{_ci(within['ci95'], 1, '{:+.3f}')}, p {within['p_value']:.3g} (errors clustered by member).", ""]
+    else:
+        lines += [f"Projection: within a word, share on the member's projected she-he score: {within['note']}.", ""]
     lines += ["## Fit check (balanced training data: 50% is a perfect fit)", "",
               "| word | pooled abs(share - 0.5) | tau | RMS member deviation | conditioning fidelity |", "|---|---|---|---|---|"]
     for word in SEED_EVAL_WORDS:

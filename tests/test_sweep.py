@@ -59,6 +59,9 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     assert "| a | philosopher | person | nurse |" in markdown
     assert "| projection seed | interaction |" in markdown and "Split of tau^2: not identified: 2 members" in markdown
     assert "REML's own tau^2" not in markdown  # the reading of a split that was not made
+    # One projection: each word's projected score is the same in every member, so no slope on it.
+    assert on_disk["projection"]["within_word"] == {"slope": None,
+                                                    "note": "not identified: every member has the same projection"}
 
 
 def test_members_are_ordinary_runs(finished_sweep):
@@ -530,3 +533,15 @@ def test_frontier_defaults_study_the_default_sampler_at_the_members_image_count(
     # With no IMAGES, a setting draws what each member's report draws (300), not the single run's 400.
     assert (config.sweep.member_samples, config.evaluate.num_samples) == (300, 400)
     assert frontier.num_rounds(config, defaults[0]) == 3
+
+
+def test_within_word_projection_slope_recovers_a_known_slope():
+    rng = np.random.default_rng(0)
+    members, words = np.repeat(np.arange(9), 3), np.tile(["philosopher", "person", "nurse"], 9)
+    scores = rng.normal(0, 0.05, 27) + np.tile([-0.19, 0.02, 0.28], 9)
+    shares = 0.5 + 0.3 * scores + np.tile([0.01, -0.02, 0.0], 9) + rng.normal(0, 0.002, 27)
+    fit = sweep_summary._within_word_slope(scores, shares, words, members)
+    assert fit["slope"] == pytest.approx(0.3, abs=0.02) and fit["ci95"][0] < 0.3 < fit["ci95"][1] and fit["p_value"] < 1e-6
+    # The same projection in every member (one projection seed): the score cannot be told from the word.
+    same = sweep_summary._within_word_slope(np.tile([-0.19, 0.02, 0.28], 9), shares, words, members)
+    assert same["slope"] is None and "not identified" in same["note"]
