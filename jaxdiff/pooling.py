@@ -14,7 +14,8 @@ from statsmodels and scipy:
   variance component per seed kind), less the known sampling variance: how much of the
   between-member variance tau^2 each seed brings.
 - `pooled_spearman`: per-member Spearman correlations (scipy) pooled on Fisher's z scale, with the
-  Fieller-Hartley-Pearson variance 1.06 / (n - 3).
+  Fieller-Hartley-Pearson variance 1.06 / (n - 3), or, when the members drew the same words, with a
+  bootstrap over words and members (scipy).
 - `logistic_mixed_slope`: a logistic model of each image's label on the word's score with
   random intercepts per member and per word (statsmodels' BinomialBayesMixedGLM at its posterior mode).
 """
@@ -198,21 +199,45 @@ def variance_components(values: Sequence[float], sampling_variances: Sequence[fl
     return out
 
 
-def pooled_spearman(per_member_scores: Sequence[Sequence[float]],
-                    per_member_shares: Sequence[Sequence[float]]) -> dict[str, Any]:
-    """Each member's Spearman rho of share on score, pooled on Fisher's z scale (random effects)."""
-    rhos, ns = [], []
-    for x, y in zip(per_member_scores, per_member_shares):
-        if np.ptp(x) > 0 and np.ptp(y) > 0:  # a constant share (every image one way) has no rank correlation
-            rhos.append(float(stats.spearmanr(x, y).statistic))
-            ns.append(len(x))
-    if not rhos:
-        return {"spearman": None, "ci95": None, "p_value": None, "note": "every member's shares are constant"}
+def pooled_spearman(per_member_scores: Sequence[Sequence[float]], per_member_shares: Sequence[Sequence[float]],
+                    resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Each member's Spearman rho of share on score, pooled on Fisher's z scale (random effects).
+
+    When every member drew the same words (the sweep's probes do), their rhos share the sampling of
+    those words, which each member's Fieller-Hartley-Pearson variance 1.06 / (n - 3) would count again:
+    the interval then comes from a bootstrap that resamples the words and the members (scipy's
+    `bootstrap`, each independently, percentile), and there is no p-value. Members whose shares are
+    all equal have no rank correlation and are left out (`members_left_out`)."""
+    kept = [(np.asarray(x, float), np.asarray(y, float)) for x, y in zip(per_member_scores, per_member_shares)
+            if len(x) > 3 and np.ptp(x) > 0 and np.ptp(y) > 0]
+    left_out = len(per_member_scores) - len(kept)
+    if not kept:
+        return {"spearman": None, "ci95": None, "p_value": None, "members_left_out": left_out,
+                "note": "no member has more than 3 words with shares that vary"}
+    rhos = [float(stats.spearmanr(x, y).statistic) for x, y in kept]
+    ns = [len(x) for x, _ in kept]
     z = np.arctanh(np.clip(rhos, -0.999999, 0.999999))
-    variance = 1.06 / (np.asarray(ns, float) - 3.0)
-    pooled = random_effects(z, variance)
-    return {"spearman": float(np.tanh(pooled["estimate"])), "ci95": [float(np.tanh(c)) for c in pooled["ci95"]],
-            "p_value": pooled["p_value"], "tau_z": pooled["tau"], "per_member": rhos, "n_words": ns}
+    pooled = random_effects(z, 1.06 / (np.asarray(ns, float) - 3.0))
+    out = {"spearman": float(np.tanh(pooled["estimate"])), "ci95": [float(np.tanh(c)) for c in pooled["ci95"]],
+           "p_value": pooled["p_value"], "tau_z": pooled["tau"], "per_member": rhos, "n_words": ns,
+           "members_left_out": left_out, "interval": "random effects over members"}
+    same_words = all(len(x) == len(kept[0][0]) and np.array_equal(x, kept[0][0]) for x, _ in kept)
+    if same_words and len(kept) > 1:
+        scores, shares = kept[0][0], np.stack([y for _, y in kept])
+
+        def mean_rho(words: np.ndarray, members: np.ndarray) -> float:
+            z_of = [np.arctanh(np.clip(stats.spearmanr(scores[words], shares[m, words]).statistic, -0.999999, 0.999999))
+                    for m in members]
+            return float(np.tanh(np.nanmean(z_of)))  # a resample of tied scores or shares has no rho: nan, skipped
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant resamples warn (their rho is nan, skipped above)
+            boot = stats.bootstrap((np.arange(len(scores)), np.arange(len(kept))), mean_rho, vectorized=False,
+                                   n_resamples=resamples, method="percentile", confidence_level=CONFIDENCE,
+                                   random_state=np.random.default_rng(seed))
+        out.update(ci95=[float(c) for c in boot.confidence_interval], p_value=None,
+                   interval="bootstrap over the shared words and the members")
+    return out
 
 
 def logistic_mixed_slope(women: Sequence[int], n: Sequence[int], scores: Sequence[float],

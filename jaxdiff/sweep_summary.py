@@ -257,7 +257,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     rho = dose["spearman"]
     lines += ["", "## Dose-response", "",
               f"{dose['num_words']} unseen professions, {dose['images_per_word_per_member']} images each per member: "
-              + (f"pooled Spearman {rho['spearman']:+.2f} {_ci(rho['ci95'], 1, '{:+.2f}')}; " if rho["spearman"] is not None
+              + (f"pooled Spearman {rho['spearman']:+.2f} {_ci(rho['ci95'], 1, '{:+.2f}')} ({rho['interval']}); "
+                 if rho["spearman"] is not None
                  else f"{rho['note']}; ")
               + (f"logistic mixed model (random intercepts per member and per word): {lm['slope_log_odds']:+.2f} log-odds per unit score "
                  f"{_ci(lm['ci95'], 1, '{:+.2f}')}." if lm["slope_log_odds"] is not None else f"{lm['note']}."), "",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxdiff import pooling
+from jaxdiff import intervals, pooling
 
 
 def test_members_that_agree_have_no_between_member_variance():
@@ -176,6 +176,35 @@ def test_pooled_spearman_of_independent_noise_includes_zero():
     rng = np.random.default_rng(1)
     result = pooling.pooled_spearman([rng.normal(size=100) for _ in range(9)], [rng.normal(size=100) for _ in range(9)])
     assert result["ci95"][0] < 0 < result["ci95"][1]
+
+
+def test_pooled_spearman_of_members_on_the_same_words_is_as_uncertain_as_those_words():
+    # Nine members read the same 100 words, whose shares depend on the score through a word-level
+    # deviation they all share, plus a little image noise each: nine members know those words
+    # better, not the population of words, so the interval stays about one member's word bootstrap.
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=100)
+    word_level = 0.5 * scores + rng.normal(size=100)
+    shares = [word_level + rng.normal(0, 0.1, 100) for _ in range(9)]
+    same = pooling.pooled_spearman([scores] * 9, shares)
+    one = intervals.correlation_with_interval(scores, shares[0], "spearman", resamples=2000, seed=0)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert same["interval"].startswith("bootstrap") and same["p_value"] is None
+    assert 0.8 < width(same["ci95"]) / width(one["ci95"]) < 1.3
+    # Members on words of their own are independent samples of words: the random-effects interval.
+    rng = np.random.default_rng(4)
+    own_words = [rng.normal(size=100) for _ in range(9)]
+    independent = pooling.pooled_spearman(own_words, [0.5 * x + rng.normal(size=100) for x in own_words])
+    assert independent["interval"] == "random effects over members"
+    assert width(independent["ci95"]) < 0.6 * width(same["ci95"])
+
+
+def test_pooled_spearman_leaves_out_members_with_nothing_to_rank():
+    rng = np.random.default_rng(3)
+    scores = [rng.normal(size=20) for _ in range(3)] + [np.arange(3.0)]
+    shares = [rng.normal(size=20), rng.normal(size=20), np.full(20, 0.5), np.array([0.1, 0.2, 0.3])]
+    result = pooling.pooled_spearman(scores, shares)
+    assert result["members_left_out"] == 2 and len(result["per_member"]) == 2
 
 
 def test_logistic_mixed_slope_recovers_the_log_odds_slope():
