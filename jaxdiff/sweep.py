@@ -27,7 +27,7 @@ import numpy as np
 from absl import flags as absl_flags
 
 from jaxdiff import (checkpoints, classifier, configuration, evaluate, experiment, files, input_pipeline, parallel, probes,
-                     sweep_summary, train)
+                     sweep_summary, train, workdirs)
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
 
@@ -205,8 +205,23 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
     return timings
 
 
+# What makes members comparable: a member trained otherwise (longer, another learning rate...) is another
+# experiment, and pooling it, or training it further on a new schedule, would mix two.
+MEMBER_RECIPE = workdirs.ARCHITECTURE_SECTIONS + (
+    "seed", "train.batch_size", "train.num_steps", "train.learning_rate", "train.warmup_steps", "train.lr_schedule",
+    "train.weight_decay", "train.adam_b2", "train.grad_clip", "train.ema_decay")
+
+
+def check_member_recipe(config: ml_collections.ConfigDict, member: Member) -> None:
+    """A member already in the sweep directory was trained with the sweep's recipe; otherwise a UserError."""
+    if os.path.exists(os.path.join(member.workdir, configuration.CONFIG_IN_WORKDIR)):
+        workdirs.check_same_architecture(configuration.load(member.workdir), member_config(config, member),
+                                         member.workdir, MEMBER_RECIPE)
+
+
 def stages_to_run(config: ml_collections.ConfigDict, member: Member) -> list[str]:
     """The member's stages still to run, named by their member.json keys ("training_s", "evaluation_s", "probes_s")."""
+    check_member_recipe(config, member)
     if not checkpoints.trained_to(member.workdir, config.train.num_steps):
         return ["training_s", "evaluation_s", "probes_s"]
     c = member_config(config, member)
@@ -277,6 +292,8 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     if not 0 <= member_index < of:
         raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
     grid = members(config, sweep_dir)
+    for member in grid:  # before anything is made: a member trained otherwise stops the sweep at once
+        check_member_recipe(config, member)
     mine = grid[member_index::of]
     log(f"sweep {sweep_dir}: {len(grid)} members ({len(config.sweep.train_seeds)} training seeds x "
         f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
@@ -320,7 +337,7 @@ def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable =
                         f"--config=... --workdir={sweep_dir}")
     if len(done) < len(grid):
         log(f"aggregating {len(done)} of {len(grid)} members ({why})")
-    summary = sweep_summary.summarise(config, sweep_dir, done)
+    summary = sweep_summary.summarise(config, sweep_dir, done, planned=len(grid))
     if parallel.is_main_process():
         sweep_summary.write(summary, sweep_dir)
     log("\n".join(sweep_summary.reading(summary)))

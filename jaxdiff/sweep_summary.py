@@ -30,8 +30,8 @@ def _word_rows(reports: list[dict], word: str) -> list[dict]:
     return [r["words"][word] if word in r["words"] else r["controls"][word] for r in reports]
 
 
-def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
-    """Everything of the summary, from the finished members' report.json and probes.json."""
+def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = None) -> dict[str, Any]:
+    """Everything of the summary, from the finished members' report.json and probes.json (of `planned` in the grid)."""
     reports = [files.read_json(os.path.join(m.workdir, evaluate.REPORT_JSON)) for m in done]
     member_probes = [files.read_json(os.path.join(m.workdir, probes.PROBES_JSON)) for m in done]
     train_seeds, embed_seeds = [m.train_seed for m in done], [m.embed_seed for m in done]
@@ -119,7 +119,12 @@ def summarise(config: Any, sweep_dir: str, done: list) -> dict[str, Any]:
                             "minutes": member_minutes(m.workdir)})
     minutes = [_member_cost(m["minutes"]) for m in member_rows]
     accuracy = files.read_json(os.path.join(sweep_dir, classifier.METRICS_FILE))
+    # What every member was measured with (a finished member's report matches the sweep's settings).
+    made = reports[0]["config"]
+    measured_with = {"train_steps": int(made["step"]), **{k: made.get(k) for k in ("sampler", "steps", "guidance")},
+                     "images_per_trained_word": made.get("num_samples")}
     return {"sweep_dir": sweep_dir, "members": member_rows, "num_members": len(done),
+            "num_planned": planned or len(done), "measured_with": measured_with,
             "classifier": accuracy, "words": words, "leakage": leakage, "projection": projection, "fit": fit,
             "dose_response": dose, "over_training": over_training, "intervention": intervention,
             "timings": {"member_minutes_median": float(np.median(minutes)), "members_minutes_total": float(sum(minutes)),
@@ -210,7 +215,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
     """summary.md: the pooled tables, then the per-member table."""
     words, lk, fit = summary["words"], summary["leakage"], summary["fit"]
     clf = summary["classifier"]
-    lines = [f"# Sweep summary: {summary['num_members']} members", "",
+    made = summary["measured_with"]
+    lines = [f"# Sweep summary: {summary['num_members']} of {summary['num_planned']} members", "",
+             f"Trained {made['train_steps']} steps; read with {made['sampler']} on {made['steps']} steps, guidance "
+             f"{made['guidance']:g}, {made['images_per_trained_word']} images per trained word and member.", "",
              *reading(summary), "",
              f"One attribute classifier for every member; validation accuracy: gender "
              f"{clf['gender_accuracy']:.3f}, profession {clf['profession_accuracy']:.3f}.", "",

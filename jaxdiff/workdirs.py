@@ -6,7 +6,7 @@ import fcntl
 import functools
 import glob
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import jax
 import ml_collections
@@ -47,9 +47,11 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def check_same_architecture(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, workdir: str) -> None:
-    """A workdir's checkpoints only fit the model they were trained with; refuse a different one."""
-    for section in ARCHITECTURE_SECTIONS:
+def check_same_architecture(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, workdir: str,
+                            sections: Sequence[str] = ARCHITECTURE_SECTIONS) -> None:
+    """A workdir's checkpoints only fit the model they were trained with; refuse a different one (or, with
+    `sections`, any other difference in those config entries)."""
+    for section in sections:
         before, now = _normalise(_lookup(saved, section)), _normalise(_lookup(current, section))
         if before != now:
             if isinstance(before, dict):

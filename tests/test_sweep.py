@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from helpers import damage_checkpoint, tiny_config
-from jaxdiff import checkpoints, classifier, embed, evaluate, probes, sweep, sweep_summary, train, vectors, workdirs
+from jaxdiff import (checkpoints, classifier, embed, evaluate, pooling, probes, sweep, sweep_summary, train, vectors,
+                     workdirs)
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 from jaxdiff.errors import UserError
 
@@ -41,6 +42,19 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
                 "intervention", "timings"):
         assert key in on_disk, key
     assert [m["name"] for m in on_disk["members"]] == ["seed0-embed0", "seed1-embed0"]
+    assert on_disk["num_planned"] == 2 and on_disk["measured_with"] == {
+        "train_steps": 6, "sampler": config.evaluate.sampler, "steps": config.evaluate.steps,
+        "guidance": config.evaluate.guidance, "images_per_trained_word": config.sweep.member_samples}
+    # The pooled figures are the members' own counts, pooled: each word's share and the contrast.
+    reports = [json.load(open(os.path.join(sweep_dir, m, evaluate.REPORT_JSON))) for m in ("seed0-embed0", "seed1-embed0")]
+    counts = {w: ([r["words"][w]["women"] for r in reports], [r["words"][w]["n"] for r in reports]) for w in SEED_EVAL_WORDS}
+    assert all(n == [config.sweep.member_samples] * 2 for _, n in counts.values())
+    for word in SEED_EVAL_WORDS:
+        assert on_disk["words"][word]["share_woman"] == pytest.approx(pooling.pooled_share(*counts[word])["estimate"])
+    contrast = pooling.pooled_difference(*counts["nurse"], *counts["philosopher"])
+    assert on_disk["leakage"]["contrast"] == pytest.approx(contrast["estimate"])
+    assert on_disk["leakage"]["members"] == pytest.approx(
+        [(a - b) / config.sweep.member_samples for a, b in zip(counts["nurse"][0], counts["philosopher"][0])])
     for word in SEED_EVAL_WORDS:
         assert set(on_disk["words"][word]) >= {"share_woman", "ci95", "tau"}
         # One projection seed: the split of tau^2 between the seeds is not identified, and says so.
@@ -55,6 +69,7 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     for name in ("summary.md", "forest_contrast.png", "dose_response.png", "over_training.png", "intervention.png"):
         assert os.path.getsize(os.path.join(sweep_dir, name)) > 0, name
     markdown = open(os.path.join(sweep_dir, "summary.md")).read()  # the pooled series as tables, not only plots
+    assert markdown.startswith("# Sweep summary: 2 of 2 members\n\nTrained 6 steps; read with ")
     assert "| step | philosopher | person | nurse |" in markdown and "\n| 3 | " in markdown and "\n| 6 | " in markdown
     assert "| a | philosopher | person | nurse |" in markdown
     assert "| projection seed | interaction |" in markdown and "Split of tau^2: not identified: 2 members" in markdown
@@ -161,6 +176,16 @@ def test_aggregate_says_why_members_are_not_finished(finished_sweep, tmp_path):
     with pytest.raises(UserError, match=r"\(2 not trained to 6 steps, 2 trained but evaluated"):
         sweep.aggregate(config, copy, log=lambda *a: None)
     assert not os.path.exists(os.path.join(copy, "seed0-embed1"))  # nothing made for the members it names
+
+
+def test_a_member_trained_otherwise_is_refused_not_pooled(finished_sweep, tmp_path):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    config.train.num_steps = 5  # the members were trained to 6 on a schedule ending there
+    for step in (lambda: sweep.aggregate(config, copy, log=lambda *a: None),
+                 lambda: sweep.run_sweep(config, copy, log=lambda *a: None)):
+        with pytest.raises(UserError, match=r"holds a run with train.num_steps=6, not 5; resume with the same settings"):
+            step()
+    assert json.load(open(os.path.join(copy, "summary.json"))) == finished_sweep[2]  # nothing rewritten
 
 
 def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
