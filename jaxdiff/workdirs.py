@@ -32,9 +32,14 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> tuple[embe
     return embed.build_table(source, config.embed.dim, config.embed.seed), True
 
 
+_ABSENT = object()  # an entry a config saved by an older version does not have
+
+
 def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
     node = config
     for part in dotted.split("."):
+        if part not in node:
+            return _ABSENT
         node = node[part]
     return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
 
@@ -53,6 +58,8 @@ def check_same_architecture(saved: ml_collections.ConfigDict, current: ml_collec
     `sections`, any other difference in those config entries)."""
     for section in sections:
         before, now = _normalise(_lookup(saved, section)), _normalise(_lookup(current, section))
+        if _ABSENT in (before, now):  # saved before the entry existed: nothing to compare it with
+            continue
         if before != now:
             if isinstance(before, dict):
                 key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))

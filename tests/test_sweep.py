@@ -570,3 +570,12 @@ def test_within_word_projection_slope_recovers_a_known_slope():
     # The same projection in every member (one projection seed): the score cannot be told from the word.
     same = sweep_summary._within_word_slope(np.tile([-0.19, 0.02, 0.28], 9), shares, words, members)
     assert same["slope"] is None and "not identified" in same["note"]
+
+
+def test_recipe_check_names_the_difference_and_skips_entries_older_runs_lack():
+    saved = ml_collections.ConfigDict({"train": {"learning_rate": 1e-3}, "model": {"ch": 32}})
+    current = ml_collections.ConfigDict({"train": {"learning_rate": 1e-3, "ema_decay": 0.999}, "model": {"ch": 32}})
+    workdirs.check_same_architecture(saved, current, "run", ("model", "train.learning_rate", "train.ema_decay"))
+    current.model.ch = 64
+    with pytest.raises(UserError, match=r"'run' holds a run with model.ch=32, not 64"):
+        workdirs.check_same_architecture(saved, current, "run", ("model", "train.ema_decay"))
