@@ -294,15 +294,18 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
         out["contrast"]["minus_reference"] = _agreement(_contrast_minus_reference(rows, reference_rows))
     for word in SEED_EVAL_WORDS:
         pooled = pooling.pooled_share(*_word_counts(rows, word))
-        entry = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"] or 0.0,
+        entry = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"],  # None: one member
                  "abs_deviation": abs(pooled["estimate"] - 0.5), "members": pooled["members"]}
         if reference_rows is not None:
             entry["minus_reference"] = _agreement(
                 pooling.pooled_difference(*_word_counts(rows, word), *_word_counts(reference_rows, word)))
         out["words"][word] = entry
-    out["max_tau"] = max(e["tau"] for e in out["words"].values())
+    taus = [e["tau"] for e in out["words"].values()]
+    # One member has no between-member spread to estimate: its fit is unknown, not good.
+    out["max_tau"] = None if None in taus else max(taus)
     out["max_abs_deviation"] = max(e["abs_deviation"] for e in out["words"].values())
-    out["fits"] = out["max_tau"] <= FIT_LIMIT and out["max_abs_deviation"] <= FIT_LIMIT
+    out["fits"] = None if out["max_tau"] is None else (out["max_tau"] <= FIT_LIMIT
+                                                       and out["max_abs_deviation"] <= FIT_LIMIT)
     if reference_rows is not None:
         out["max_abs_minus_reference"] = max(abs(e["minus_reference"]["estimate"]) for e in out["words"].values())
         # Agrees: every word's equivalence test at +-2 points rejects both sides; differs: some word's
@@ -404,7 +407,7 @@ def render_markdown(result: dict[str, Any]) -> str:
              "| verdict | minutes per member |",
              "|---|---|---|---|---|" + "---|" * len(words) + "---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        cells = [f"{100 * r['words'][w]['share_woman']:.1f}% ({r['words'][w]['tau']:.3f})" for w in words]
+        cells = [f"{100 * r['words'][w]['share_woman']:.1f}% ({sweep_summary.format_tau(r['words'][w]['tau'])})" for w in words]
         is_reference = r["setting"] == result["reference"]
         minus = (f"{100 * r['max_abs_minus_reference']:.1f} pts" if "max_abs_minus_reference" in r
                  else "reference" if is_reference else "-")
@@ -412,7 +415,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         interim = " (interim)" if r.get("interim") else ""
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
                      f"{r['members']} | {r['images']} | " + " | ".join(cells)
-                     + f" | {100 * r['max_abs_deviation']:.1f}% | {r['max_tau']:.3f} | {'yes' if r['fits'] else 'no'} "
+                     + f" | {100 * r['max_abs_deviation']:.1f}% | {sweep_summary.format_tau(r['max_tau'])} | "
+                     f"{ {True: 'yes', False: 'no', None: 'one member: unknown'}[r['fits']]} "
                      f"| {minus} | {r['agreement'] + interim if 'agreement' in r else '-'} | "
                      f"{100 * r['contrast']['estimate']:+.1f} [{100 * r['contrast']['ci95'][0]:+.1f}, "
                      f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']}{interim} | {minutes} |")

@@ -190,6 +190,11 @@ def _pts(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:+.1f}"
 
 
+def format_tau(tau: float | None, scale: float = 1, fmt: str = "{:.3f}") -> str:
+    """tau as a number, or '-' where one member leaves it unknown."""
+    return "-" if tau is None else fmt.format(scale * tau)
+
+
 def _ci(c: Sequence[float], scale: float = 100, fmt: str = "{:.1f}") -> str:
     return "[" + ", ".join(fmt.format(scale * v) for v in c) + "]"
 
@@ -205,7 +210,7 @@ def reading(summary: dict[str, Any]) -> list[str]:
         f"{_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}; TOST at +-{100 * lk['margin']:g}: "
         f"p {lk['tost_p_value']:.3g} (90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}).",
         f"Verdict: {lk['sentence']}.",
-        "Fit: " + ", ".join(f"{w} {_pct(summary['words'][w]['share_woman'])} (tau {summary['words'][w]['tau'] or 0:.3f})"
+        "Fit: " + ", ".join(f"{w} {_pct(summary['words'][w]['share_woman'])} (tau {format_tau(summary['words'][w]['tau'])})"
                             for w in SEED_EVAL_WORDS) + " (balanced data: 50%).",
         dose_line,
     ]
@@ -222,12 +227,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
              *reading(summary), "",
              f"One attribute classifier for every member; validation accuracy: gender "
              f"{clf['gender_accuracy']:.3f}, profession {clf['profession_accuracy']:.3f}.", "",
-             "## Pooled share of women (random effects over members; 95% intervals include training and projection variance)",
+             "## Pooled share of women (random effects over members; 95% intervals include training and projection variance)"
+             if summary["num_members"] > 1 else
+             "## Share of women (one member: its 95% intervals hold the images' sampling only, not training or projection)",
              "", "| word | share | 95% CI | tau | of tau^2: training seed | projection seed | interaction |",
              "|---|---|---|---|---|---|---|"]
     for word, w in words.items():
         share = w["variance_components"].get("share") or {}
-        lines.append(f"| {word} | {_pct(w['share_woman'])} | {_ci(w['ci95'])} | {w['tau'] or 0:.3f} | "
+        lines.append(f"| {word} | {_pct(w['share_woman'])} | {_ci(w['ci95'])} | {format_tau(w['tau'])} | "
                      f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} | {_pct(share.get('interaction'))} |")
     notes = {w["variance_components"].get("note") for w in words.values()} - {None}
     lines += [f"\nSplit of tau^2: {note}." for note in sorted(notes)]
@@ -238,7 +245,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     s = lk["slope"]
     lines += ["", "## Leakage test", "",
               f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "
-              f"tau {100 * (lk['tau'] or 0):.1f} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g} "
+              f"tau {format_tau(lk['tau'], 100, '{:.1f}')} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g} "
               f"(90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}). "
               f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", ""]
     few = lk.get("small_sample")
@@ -258,7 +265,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
               "| word | pooled abs(share - 0.5) | tau | RMS member deviation | conditioning fidelity |", "|---|---|---|---|---|"]
     for word in SEED_EVAL_WORDS:
         f = fit[word]
-        lines.append(f"| {word} | {_pct(f['abs_deviation'])} | {f['tau'] or 0:.3f} | {_pct(f['rms_member_deviation'])} | "
+        lines.append(f"| {word} | {_pct(f['abs_deviation'])} | {format_tau(f['tau'])} | {_pct(f['rms_member_deviation'])} | "
                      f"{_pct(fit['conditioning_fidelity'][word])} |")
     dose = summary["dose_response"]
     lm = dose["logistic_mixed"]

@@ -178,6 +178,17 @@ def test_aggregate_says_why_members_are_not_finished(finished_sweep, tmp_path):
     assert not os.path.exists(os.path.join(copy, "seed0-embed1"))  # nothing made for the members it names
 
 
+def test_aggregating_one_member_says_its_intervals_hold_only_the_images(finished_sweep, tmp_path):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    os.remove(os.path.join(copy, "seed1-embed0", evaluate.REPORT_JSON))
+    summary = sweep.aggregate(config, copy, log=lambda *a: None)
+    assert summary["num_members"] == 1 and summary["num_planned"] == 2
+    assert all(summary["words"][w]["tau"] is None for w in SEED_EVAL_WORDS)
+    markdown = open(os.path.join(copy, "summary.md")).read()
+    assert markdown.startswith("# Sweep summary: 1 of 2 members")
+    assert "one member: its 95% intervals hold the images' sampling only" in markdown and "(tau -)" in markdown
+
+
 def test_a_member_trained_otherwise_is_refused_not_pooled(finished_sweep, tmp_path):
     config, copy = _changed_copy(finished_sweep, tmp_path)
     config.train.num_steps = 5  # the members were trained to 6 on a schedule ending there
@@ -531,6 +542,13 @@ def test_frontier_fit_and_agreement_on_known_counts():
         row["words"]["nurse"] = {"women": 280, "n": 400}
     contrast = frontier.pool_setting(leaking, None)["contrast"]
     assert contrast["estimate"] == pytest.approx(0.2) and contrast["verdict"] == "leakage"
+    # One member: no spread between members to estimate, so the fit is unknown, not "yes".
+    alone = frontier.pool_setting(_counts([200], 400), None)
+    assert alone["max_tau"] is None and alone["fits"] is None
+    table = frontier.render_markdown({"rows": [dict(alone, sweep="s", setting="ema:ddpm:200", members=1, images=400,
+                                                    num_steps=1, member_minutes=None)], "reference": None,
+                                      "fit_limit": 0.05, "agreement_limit": 0.02, "rounds": 4, "round_images": 100})
+    assert "| 50.0% (-) |" in table and "| - | one member: unknown |" in table
 
 
 @pytest.mark.parametrize("text, message", [("best:ddpm:10", "PARAMS is ema or raw"), ("ema:euler:10", "unknown sampler"),
