@@ -235,6 +235,18 @@ def _seconds_per_image(rows: list[dict[str, Any]]) -> float:
     return float(np.median([r["seconds_per_image"] for r in rows]))
 
 
+def _check_settings(settings: Sequence[Setting], reference: Setting | None) -> None:
+    """A study needs a setting, and compares the reference only with other samplers (a setting of the same sampler
+    shares its first images, so its difference from the reference would not be that of independent images)."""
+    if not settings:
+        raise UserError("--settings names no setting; give at least one, e.g. --settings=ema:ddpm:200")
+    for setting in settings:
+        if reference and setting != reference and _instrument(setting) == _instrument(reference):
+            raise UserError(f"setting {setting.name} and the reference {reference.name} are one sampler with other "
+                            f"numbers of images (they would share images); list the reference itself with the "
+                            f"images wanted, e.g. --reference={setting.name}")
+
+
 def _with_reference(settings: Sequence[Setting], reference: Setting | None) -> list[Setting]:
     """The settings a study samples: the table's rows and the reference, each once."""
     return list(dict.fromkeys([*settings, *([reference] if reference else [])]))
@@ -323,6 +335,7 @@ def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings
     Rounds go outermost: after each, every member has the same number of images of every setting, so
     an interrupted study has a balanced table so far (`after_round` receives it) and resumes from it.
     """
+    _check_settings(settings, reference)
     wanted = _with_reference(settings, reference)
     sweeps = [_open_sweep(config, d) for d in sweep_dirs]
     for s in sweeps:
@@ -469,6 +482,14 @@ def define_flags(values: absl_flags.FlagValues) -> None:
                              flag_values=values)
 
 
+def write_outputs(sweep_dir: str, result: dict[str, Any]) -> str:
+    """Writes SWEEP/frontier.json and frontier.md; returns the Markdown."""
+    files.write_json(os.path.join(sweep_dir, FRONTIER_JSON), result)
+    markdown = render_markdown(result)
+    files.write_text(os.path.join(sweep_dir, FRONTIER_MD), markdown)
+    return markdown
+
+
 def main(argv: Sequence[str]) -> None:
     flags = configuration.parse(argv, define_flags)
     sweep_dirs = flags.workdir or [flags.config.sweep.workdir]
@@ -476,18 +497,12 @@ def main(argv: Sequence[str]) -> None:
     reference = Setting.parse(flags.reference) if flags.reference else None
     start = time.perf_counter()
 
-    def write(result: dict[str, Any]) -> str:
-        files.write_json(os.path.join(sweep_dirs[0], FRONTIER_JSON), result)
-        markdown = render_markdown(result)
-        files.write_text(os.path.join(sweep_dirs[0], FRONTIER_MD), markdown)
-        return markdown
-
-    def after_round(result: dict[str, Any]) -> None:
-        write(result)
+    def after_round(result: dict[str, Any]) -> None:  # the table so far, after each round
+        write_outputs(sweep_dirs[0], result)
         print(f"{result['rounds']} round(s) done ({(time.perf_counter() - start) / 60:.1f} min); table so far in "
               f"{os.path.join(sweep_dirs[0], FRONTIER_MD)}", flush=True)
 
-    print(write(study(flags.config, sweep_dirs, settings, reference, after_round=after_round)))
+    print(write_outputs(sweep_dirs[0], study(flags.config, sweep_dirs, settings, reference, after_round=after_round)))
     print(f"({(time.perf_counter() - start) / 60:.1f} min; {os.path.join(sweep_dirs[0], FRONTIER_MD)})")
 
 

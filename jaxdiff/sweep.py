@@ -56,6 +56,9 @@ def members(config: ml_collections.ConfigDict, sweep_dir: str) -> list[Member]:
     s = config.sweep
     if not s.train_seeds or not s.embed_seeds:
         raise UserError("sweep.train_seeds and sweep.embed_seeds must each name at least one seed")
+    for name, seeds in (("train_seeds", s.train_seeds), ("embed_seeds", s.embed_seeds)):
+        if len(set(seeds)) < len(seeds):  # one run pooled twice would count as two
+            raise UserError(f"sweep.{name}={tuple(seeds)} names a seed twice; name each once")
     t_count, e_count = len(s.train_seeds), len(s.embed_seeds)
     cells = [(i, j) for i in range(t_count) for j in range(e_count)]
     order = sorted(cells, key=lambda ij: ((ij[1] - ij[0]) % e_count, ij[0]))
