@@ -200,12 +200,24 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
         _share_classifier(sweep_dir, member.workdir)
         evaluate.evaluate(member.workdir, log)
         timings["evaluation_s"] = time.perf_counter() - start
+        _check_newest_checkpoint_read(member)
     start = time.perf_counter()
     if not probes_current(member.workdir, c):
         log("  probes: dose-response, over training, intervention")
         probes.run_probes(member.workdir, log)
         timings["probes_s"] = time.perf_counter() - start
     return timings
+
+
+def _check_newest_checkpoint_read(member: Member) -> None:
+    """The report was read from the member's newest checkpoint; if that one did not restore, the member would be
+    re-evaluated on every run (its report never current) and its probes would fail: say how to repair it."""
+    made, newest = files.read_json(os.path.join(member.workdir, evaluate.REPORT_JSON))["config"]["step"], \
+        checkpoints.checkpoint_steps(member.workdir)[-1]
+    if made != newest:
+        raise UserError(f"{member.name}: its newest checkpoint (step {newest}) does not restore, so it was read at step "
+                        f"{made}; move {os.path.join(member.workdir, checkpoints.CHECKPOINT_DIR, str(newest))} aside and "
+                        f"rerun the sweep, which trains it again from step {made}")
 
 
 # What makes members comparable: a member trained otherwise (longer, another learning rate...) is another

@@ -189,6 +189,20 @@ def test_aggregating_one_member_says_its_intervals_hold_only_the_images(finished
     assert "one member: its 95% intervals hold the images' sampling only" in markdown and "(tau -)" in markdown
 
 
+def test_a_damaged_newest_checkpoint_says_how_to_repair_the_member(finished_sweep, tmp_path):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    config.evaluate.steps = 2  # so that the members are read again
+    damage_checkpoint(os.path.join(copy, "seed0-embed0"), 6)
+    with pytest.raises(UserError, match=r"seed0-embed0: its newest checkpoint \(step 6\) does not restore, so it was "
+                                        r"read at step 3; move .*seed0-embed0/checkpoints/6 aside"):
+        sweep.run_sweep(config, copy, log=lambda *a: None)
+    # The advice works: with the damaged step moved aside, the member trains from step 3 to 6 and is read there.
+    member = os.path.join(copy, "seed0-embed0")
+    shutil.move(os.path.join(member, "checkpoints", "6"), str(tmp_path / "damaged-6"))
+    sweep.run_sweep(config, copy, log=lambda *a: None)
+    assert json.load(open(os.path.join(member, evaluate.REPORT_JSON)))["config"]["step"] == 6
+
+
 def test_a_member_trained_otherwise_is_refused_not_pooled(finished_sweep, tmp_path):
     config, copy = _changed_copy(finished_sweep, tmp_path)
     config.train.num_steps = 5  # the members were trained to 6 on a schedule ending there
