@@ -185,27 +185,36 @@ def _use_current_evaluation_settings(c: ml_collections.ConfigDict, workdir: str)
 
 
 def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str, log: Callable = print) -> dict:
-    """Trains, evaluates and probes one member, skipping finished stages; returns the times of those it ran."""
+    """Trains, evaluates and probes one member, skipping finished stages; returns the times of those it ran.
+
+    Each stage's time goes into the member's member.json as soon as it ends, so a sweep stopped in a later
+    stage keeps it (the summary's minutes per member and the ETA read them)."""
     c = member_config(config, member)
-    timings = {}
+    setting, timings = evaluation_cost_setting(c), {}
+
+    def finished(stage: str, start: float) -> None:
+        timings[stage] = time.perf_counter() - start
+        if parallel.is_main_process():
+            _record(member, {stage: timings[stage]}, setting)
+
     start = time.perf_counter()
     if not checkpoints.trained_to(member.workdir, c.train.num_steps):
         log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
         train.train_and_evaluate(c, member.workdir)
-        timings["training_s"] = time.perf_counter() - start
+        finished("training_s", start)
     _use_current_evaluation_settings(c, member.workdir)
     start = time.perf_counter()
     if not report_current(member.workdir, c):
         log(f"  evaluating (sampling seed {c.evaluate.seed})")
         _share_classifier(sweep_dir, member.workdir)
         evaluate.evaluate(member.workdir, log)
-        timings["evaluation_s"] = time.perf_counter() - start
+        finished("evaluation_s", start)
         _check_newest_checkpoint_read(member)
     start = time.perf_counter()
     if not probes_current(member.workdir, c):
         log("  probes: dose-response, over training, intervention")
         probes.run_probes(member.workdir, log)
-        timings["probes_s"] = time.perf_counter() - start
+        finished("probes_s", start)
     return timings
 
 
@@ -254,8 +263,8 @@ def evaluation_cost_setting(c: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def _record(member: Member, timings: dict, setting: dict) -> None:
-    """Adds this invocation's stage times, and the evaluation setting they were made at, to the member's
-    member.json (a rerun appends, never replaces)."""
+    """Adds stage times, and the evaluation setting they were made at, to the member's member.json (a rerun
+    appends, never replaces)."""
     path = os.path.join(member.workdir, MEMBER_JSON)
     record = files.read_json(path) if os.path.exists(path) else {
         "train_seed": member.train_seed, "embed_seed": member.embed_seed, "invocations": []}
@@ -324,9 +333,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
         eta = eta_minutes(config, mine[i - 1:], grid)
         log(position + (f", ETA {eta:.0f} min" if eta is not None else ""))
         start = time.perf_counter()
-        timings = run_member(config, member, sweep_dir, log)
-        if parallel.is_main_process():
-            _record(member, timings, evaluation_cost_setting(member_config(config, member)))
+        run_member(config, member, sweep_dir, log)
         log(f"{position}: done in {(time.perf_counter() - start) / 60:.1f} min")
     waiting = [m.name for m in grid if not member_done(config, m)]
     if waiting:

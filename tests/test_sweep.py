@@ -213,6 +213,20 @@ def test_a_member_trained_otherwise_is_refused_not_pooled(finished_sweep, tmp_pa
     assert json.load(open(os.path.join(copy, "summary.json"))) == finished_sweep[2]  # nothing rewritten
 
 
+def test_a_stage_time_is_kept_when_a_later_stage_is_stopped(finished_sweep, tmp_path, monkeypatch):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    config.evaluate.steps = 2
+
+    def stopped(workdir, log=print):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(probes, "run_probes", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(config, copy, log=lambda *a: None)
+    last = json.load(open(os.path.join(copy, "seed0-embed0", sweep.MEMBER_JSON)))["invocations"][-1]
+    assert last["evaluation_s"] > 0 and "probes_s" not in last and last["setting"]["evaluate"]["steps"] == 2
+
+
 def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
     config, copy = _changed_copy(finished_sweep, tmp_path)
     config.sweep.samples_per_alpha += 1
