@@ -7,6 +7,7 @@ classifier that counts them, so evaluation refuses to report when either head is
 """
 
 import functools
+import hashlib
 import os
 from typing import Any
 
@@ -25,6 +26,16 @@ from jaxdiff.errors import UserError
 
 PARAMS_FILE = "classifier.msgpack"
 METRICS_FILE = "classifier.json"
+
+
+def digest(directory: str) -> str | None:
+    """A short hash of the classifier's parameters file in `directory` (None if it has none): which instrument
+    a count was made with."""
+    path = os.path.join(directory, PARAMS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 class AttributeClassifier(nn.Module):

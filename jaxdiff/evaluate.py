@@ -127,7 +127,8 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
     timings["statistics_s"] = time.perf_counter() - start
 
     report = {
-        "classifier": {**accuracy, "min_accuracy": config.classifier.min_accuracy},
+        "classifier": {**accuracy, "min_accuracy": config.classifier.min_accuracy,
+                       "digest": classifier.digest(workdir)},
         "words": words,
         "dose_response": dose,
         "controls": controls,

@@ -29,7 +29,6 @@ if __name__ == "__main__":  # a command line: set the process up before JAX and 
     prepare_process()
 
 import dataclasses
-import hashlib
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -146,9 +145,7 @@ def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
     if loaded is None:
         raise UserError(f"{sweep_dir} has no classifier; run the sweep there first: python -m jaxdiff.sweep "
                         f"--config=... --workdir={sweep_dir}")
-    with open(os.path.join(sweep_dir, classifier.PARAMS_FILE), "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    return _Sweep(sweep_dir, done, loaded, digest)
+    return _Sweep(sweep_dir, done, loaded, classifier.digest(sweep_dir))
 
 
 def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config: ml_collections.ConfigDict,

@@ -105,7 +105,7 @@ def run_probes(workdir: str, log: Callable = print) -> dict[str, Any]:
     result = {"step": latest.step, "seed": int(config.evaluate.seed), "sampler": config.evaluate.sampler,
               "steps": int(config.evaluate.steps), "guidance": float(config.evaluate.guidance),
               **evaluate.sampling_settings(config),
-              "counts": probe_counts(config),
+              "counts": probe_counts(config), "classifier_digest": classifier.digest(workdir),
               "intervention": [r for r in final if r["kind"] == "intervention"],
               "unseen": [r for r in final if r["kind"] == "unseen"],
               "over_training": over_training,

@@ -119,11 +119,21 @@ def ensure_classifier(config: ml_collections.ConfigDict, sweep_dir: str, log: Ca
 
 
 def _share_classifier(sweep_dir: str, workdir: str) -> None:
-    """Puts the sweep's classifier files in the member's directory, where jaxdiff.evaluate looks for them."""
+    """Puts the sweep's classifier files in the member's directory, where jaxdiff.evaluate looks for them
+    (replacing a copy of another classifier: one instrument for every member)."""
+    if classifier.digest(workdir) == classifier.digest(sweep_dir):
+        return
     for name in (classifier.PARAMS_FILE, classifier.METRICS_FILE):
-        if not os.path.exists(os.path.join(workdir, name)):
-            with files.atomic_path(os.path.join(workdir, name)) as tmp:
-                shutil.copyfile(os.path.join(sweep_dir, name), tmp)
+        with files.atomic_path(os.path.join(workdir, name)) as tmp:
+            shutil.copyfile(os.path.join(sweep_dir, name), tmp)
+
+
+def _read_with_sweep_classifier(made_with: str | None, workdir: str) -> bool:
+    """Whether counts recorded as made with classifier `made_with` were made with the sweep's (the member's
+    parent directory). Reports and probes from before the digest was recorded were made with the copy the
+    member holds."""
+    sweep_classifier = classifier.digest(os.path.dirname(os.path.abspath(workdir)))
+    return (made_with or classifier.digest(workdir)) == sweep_classifier
 
 
 # The evaluate fields that set how many images a report draws.
@@ -149,6 +159,7 @@ def probes_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
     made = files.read_json(path)
     counts = made.get("counts", PROBE_COUNTS_BEFORE_RECORDED)
     return (made.get("step") == steps[-1]
+            and _read_with_sweep_classifier(made.get("classifier_digest"), workdir)
             and all(made.get(k, old) == config.evaluate[k] for k, old in PROBES_KEYS.items())
             and _same_sampling(made, config)
             and counts == probes.probe_counts(config))
@@ -157,7 +168,8 @@ def probes_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
 def report_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
     """report.json is from the latest checkpoint and the member's current evaluation and sampling settings."""
     report = experiment.current_report(workdir)
-    return (report is not None and all(report["config"].get(k) == config.evaluate[k] for k in REPORT_KEYS)
+    return (report is not None and _read_with_sweep_classifier(report["classifier"].get("digest"), workdir)
+            and all(report["config"].get(k) == config.evaluate[k] for k in REPORT_KEYS)
             and _same_sampling(report["config"], config))
 
 
@@ -213,6 +225,7 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
     start = time.perf_counter()
     if not probes_current(member.workdir, c):
         log("  probes: dose-response, over training, intervention")
+        _share_classifier(sweep_dir, member.workdir)
         probes.run_probes(member.workdir, log)
         finished("probes_s", start)
     return timings

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -225,6 +226,20 @@ def test_a_stage_time_is_kept_when_a_later_stage_is_stopped(finished_sweep, tmp_
         sweep.run_sweep(config, copy, log=lambda *a: None)
     last = json.load(open(os.path.join(copy, "seed0-embed0", sweep.MEMBER_JSON)))["invocations"][-1]
     assert last["evaluation_s"] > 0 and "probes_s" not in last and last["setting"]["evaluate"]["steps"] == 2
+
+
+def test_a_new_sweep_classifier_re_reads_every_member_with_it(finished_sweep, tmp_path, monkeypatch):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    model, params, accuracy = classifier.load(copy, config)
+    classifier.save(copy, jax.tree.map(lambda x: x * 1.01, params), accuracy)  # another instrument
+    evaluated, probed = _recording(monkeypatch, evaluate, "evaluate"), _recording(monkeypatch, probes, "run_probes")
+    sweep.run_sweep(config, copy, log=lambda *a: None)
+    assert len(evaluated) == len(probed) == 2
+    new = classifier.digest(copy)
+    for name in ("seed0-embed0", "seed1-embed0"):
+        assert classifier.digest(os.path.join(copy, name)) == new
+        assert json.load(open(os.path.join(copy, name, evaluate.REPORT_JSON)))["classifier"]["digest"] == new
+        assert json.load(open(os.path.join(copy, name, probes.PROBES_JSON)))["classifier_digest"] == new
 
 
 def test_new_probe_counts_re_probe_without_re_evaluating(finished_sweep, tmp_path, monkeypatch):
