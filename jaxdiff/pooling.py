@@ -27,6 +27,7 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+Z_TWO_SIDED = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))  # 1.96: the normal quantile of a two-sided CONFIDENCE interval
 # Prior SD of the logistic model's fixed effects, vague on purpose: statsmodels' default (2) shrinks a
 # slope of ~11 log-odds per unit she-he score (the scores span about 0.6) to ~8.
 FIXED_EFFECT_PRIOR_SD = 1000.0
@@ -52,7 +53,7 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
     effect, variance = np.asarray(estimates, float), np.asarray(variances, float)
     if len(effect) == 1:  # one member: its own estimate and interval; nothing to say about tau
         se = float(np.sqrt(variance[0]))
-        z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+        z = Z_TWO_SIDED
         return {"estimate": float(effect[0]), "se": se, "ci95": [float(effect[0] - z * se), float(effect[0] + z * se)],
                 "p_value": float(2 * stats.norm.sf(abs(effect[0]) / se)) if se > 0 else None,
                 "tau2": None, "tau": None, "heterogeneity_p_value": None, "k": 1, "se_hksj": None, "df": None}
@@ -270,7 +271,7 @@ def logistic_mixed_slope(women: Sequence[int], n: Sequence[int], scores: Sequenc
     fit = model.fit_map(rng=0)  # rng: the optimiser's starting point, so a summary is reproducible
     index = list(model.exog_names).index("score")
     mean, sd = float(fit.fe_mean[index]), float(fit.fe_sd[index])
-    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    z = Z_TWO_SIDED
     # vcp_mean holds the log standard deviation of each random intercept, in model.vcp_names order. The
     # posterior mode of a component with no variance sits where its log-normal prior stops the collapse,
     # log SD = -levels * vcp_p^2 (e^-9 for nine members): reported as collapsed, i.e. no detectable variance.

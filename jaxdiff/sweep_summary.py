@@ -307,7 +307,7 @@ def plot_forest(summary: dict[str, Any], path: str) -> None:
     values = lk["members"] + [lk["contrast"]]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
     y = np.arange(len(names))[::-1]
-    ax.errorbar(np.asarray(values[:-1]) * 100, y[:-1], xerr=196 * np.asarray(lk["member_se"]), fmt="o",
+    ax.errorbar(np.asarray(values[:-1]) * 100, y[:-1], xerr=100 * pooling.Z_TWO_SIDED * np.asarray(lk["member_se"]), fmt="o",
                 color="tab:blue")  # each member's binomial 95% interval
     ax.errorbar([100 * lk["contrast"]], [y[-1]], xerr=[[100 * (lk["contrast"] - lk["ci95"][0])],
                                                       [100 * (lk["ci95"][1] - lk["contrast"])]], fmt="D", color="k")
