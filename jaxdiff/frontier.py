@@ -135,12 +135,27 @@ class _Sweep:
     classifier_id: str  # a digest of the classifier's parameters file: counts made with another are redone
 
 
+def _check_trained_alike(sweep_dir: str, members: Sequence[sweep.Member]) -> None:
+    """One row pools one training recipe: every member trained as the first was, seeds apart. (A sweep of
+    another length is studied under this config too, so the recipe is not compared with the config.)"""
+    first = configuration.load(members[0].workdir).to_dict()
+    for member in members[1:]:
+        saved = configuration.load(member.workdir)
+        expected = ml_collections.ConfigDict(first)
+        expected.seed, expected.embed.seed = saved.seed, saved.embed.seed
+        workdirs.check_same_architecture(
+            saved, expected, member.workdir, sweep.MEMBER_RECIPE,
+            remedy=f"its sweep's first member, {members[0].name}, has the latter: one row pools one training recipe, so "
+                   f"give each its own sweep directory")
+
+
 def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
     # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
     done = [m for m in sweep.members(config, sweep_dir) if checkpoints.trained_to(m.workdir, config.train.num_steps)]
     if not done:
         raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
                         f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")
+    _check_trained_alike(sweep_dir, done)
     loaded = classifier.load(sweep_dir, config)
     if loaded is None:
         raise UserError(f"{sweep_dir} has no classifier; run the sweep there first: python -m jaxdiff.sweep "
@@ -313,8 +328,10 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     # One member has no between-member spread to estimate: its fit is unknown, not good.
     out["max_tau"] = None if None in taus else max(taus)
     out["max_abs_deviation"] = max(e["abs_deviation"] for e in out["words"].values())
-    out["fits"] = None if out["max_tau"] is None else (out["max_tau"] <= FIT_LIMIT
-                                                       and out["max_abs_deviation"] <= FIT_LIMIT)
+    if out["max_abs_deviation"] > FIT_LIMIT:
+        out["fits"] = False
+    else:
+        out["fits"] = None if out["max_tau"] is None else out["max_tau"] <= FIT_LIMIT
     if reference_rows is not None:
         out["max_abs_minus_reference"] = max(abs(e["minus_reference"]["estimate"]) for e in out["words"].values())
         # Agrees: every word's equivalence test at +-2 points rejects both sides; differs: some word's

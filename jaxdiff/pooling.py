@@ -231,8 +231,9 @@ def pooled_spearman(per_member_scores: Sequence[Sequence[float]], per_member_sha
                     for m in members]
             return float(np.tanh(np.nanmean(z_of)))  # a resample of tied scores or shares has no rho: nan, skipped
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant resamples warn (their rho is nan, skipped above)
+        with warnings.catch_warnings():  # constant resamples warn (their rho is nan, skipped above)
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
             boot = stats.bootstrap((np.arange(len(scores)), np.arange(len(kept))), mean_rho, vectorized=False,
                                    n_resamples=resamples, method="percentile", confidence_level=CONFIDENCE,
                                    random_state=np.random.default_rng(seed))

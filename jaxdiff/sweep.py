@@ -168,7 +168,7 @@ def probes_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
 def report_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
     """report.json is from the latest checkpoint and the member's current evaluation and sampling settings."""
     report = experiment.current_report(workdir)
-    return (report is not None and _read_with_sweep_classifier(report["classifier"].get("digest"), workdir)
+    return (report is not None and _read_with_sweep_classifier(report.get("classifier", {}).get("digest"), workdir)
             and all(report["config"].get(k) == config.evaluate[k] for k in REPORT_KEYS)
             and _same_sampling(report["config"], config))
 
@@ -245,7 +245,7 @@ def _check_newest_checkpoint_read(member: Member) -> None:
 # What makes members comparable: a member trained otherwise (longer, another learning rate...) is another
 # experiment, and pooling it, or training it further on a new schedule, would mix two.
 MEMBER_RECIPE = workdirs.ARCHITECTURE_SECTIONS + (
-    "seed", "train.batch_size", "train.num_steps", "train.learning_rate", "train.warmup_steps", "train.lr_schedule",
+    "seed", "data.source", "portraits", "train.batch_size", "train.num_steps", "train.learning_rate", "train.warmup_steps", "train.lr_schedule",
     "train.weight_decay", "train.adam_b2", "train.grad_clip", "train.ema_decay")
 
 
@@ -365,8 +365,9 @@ def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable =
     stale = len(grid) - len(done) - untrained  # trained, but read at other evaluation settings or image counts
     why = ", ".join(part for part in (
         f"{untrained} not trained to {config.train.num_steps} steps" if untrained else "",
-        f"{stale} trained but evaluated or probed at other settings (sampler, steps, images per word), "
-        f"which the sweep command re-reads from their checkpoints without training" if stale else "") if part)
+        f"{stale} trained but evaluated or probed at other settings (sampler, steps, images per word) or with "
+        f"another classifier, which the sweep command re-reads from their checkpoints without training"
+        if stale else "") if part)
     if not done:
         raise UserError(f"no finished member in {sweep_dir} ({why}); run: python -m jaxdiff.sweep "
                         f"--config=... --workdir={sweep_dir}")

@@ -67,16 +67,16 @@ def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = Non
 
     # Projection: does a member's share of a word follow where its projection put the word?
     projection = {"per_word": {}}
-    xs, ys, labels, member_ids = [], [], [], []
+    xs, ys, labels, embeds = [], [], [], []
     for word in SEED_EVAL_WORDS:
         rows = _word_rows(reports, word)
         scores, shares = [r["score_projected"] for r in rows], [r["share_woman"] for r in rows]
         xs += scores
         ys += shares
         labels += [word] * len(rows)
-        member_ids += list(range(len(rows)))
+        embeds += embed_seeds
         projection["per_word"][word] = {"score_raw": rows[0]["score_raw"], "score_projected": scores, "shares": shares}
-    projection["within_word"] = _within_word_slope(xs, ys, labels, member_ids)
+    projection["within_word"] = _within_word_slope(xs, ys, labels, embeds)
 
     fit = {}
     for word in SEED_EVAL_WORDS:
@@ -156,26 +156,30 @@ def _member_cost(minutes: dict[str, float]) -> float:
 
 
 def _within_word_slope(scores: Sequence[float], shares: Sequence[float], words: Sequence[str],
-                       members: Sequence[int]) -> dict[str, Any]:
+                       embed_seeds: Sequence[int]) -> dict[str, Any]:
     """OLS of share on the projected score with one intercept per word: does the share follow the projection?
 
-    A member's words share its training run, so their errors are not independent: the standard error is
-    clustered by member (statsmodels' cluster-robust covariance, t on members - 1 degrees of freedom)."""
+    The score varies only with the word and the projection seed, so the shares are first averaged over the
+    training seeds within each (word, projection seed) cell and the cells are the observations: a projection
+    seed that moves a word's share by another route then counts once, not once per member."""
     import pandas as pd
     import statsmodels.formula.api as smf
 
-    frame = pd.DataFrame({"share": shares, "score": scores, "word": words, "member": members})
-    if frame.groupby("word")["score"].nunique().max() < 2:
+    members = pd.DataFrame({"share": shares, "score": scores, "word": words, "embed": embed_seeds})
+    cells = members.groupby(["word", "embed"], as_index=False).mean()
+    if len(members) < 2 * len(set(words)):
+        return {"slope": None, "note": "too few members"}
+    if (cells.groupby("word")["score"].max() - cells.groupby("word")["score"].min()).max() < 1e-9:
         # The projected score depends on the projection seed only: with one, it is constant within each word.
         return {"slope": None, "note": "not identified: every member has the same projection"}
-    if len(frame) <= len(set(words)) + 1 or frame["member"].nunique() < 3:
-        return {"slope": None, "note": "too few members"}
-    if frame["share"].nunique() < 2:
+    if len(cells) <= len(set(words)) + 1:
+        return {"slope": None, "note": "too few projection seeds"}
+    if cells["share"].nunique() < 2:
         return {"slope": None, "note": "every share is the same"}
-    fit = smf.ols("share ~ score + C(word)", frame).fit(cov_type="cluster", cov_kwds={"groups": frame["member"]},
-                                                         use_t=True)
+    fit = smf.ols("share ~ score + C(word)", cells).fit()
     low, high = fit.conf_int().loc["score"]
-    return {"slope": float(fit.params["score"]), "ci95": [float(low), float(high)], "p_value": float(fit.pvalues["score"])}
+    return {"slope": float(fit.params["score"]), "ci95": [float(low), float(high)], "p_value": float(fit.pvalues["score"]),
+            "cells": len(cells)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +262,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     within = summary["projection"]["within_word"]
     if within.get("slope") is not None:
         lines += [f"Projection: within a word, share on the member's projected she-he score: {within['slope']:+.3f} "
-                  f"{_ci(within['ci95'], 1, '{:+.3f}')}, p {within['p_value']:.3g} (errors clustered by member).", ""]
+                  f"{_ci(within['ci95'], 1, '{:+.3f}')}, p {within['p_value']:.3g} ({within['cells']} word and projection-seed cells, members averaged over training seeds).", ""]
     else:
         lines += [f"Projection: within a word, share on the member's projected she-he score: {within['note']}.", ""]
     lines += ["## Fit check (balanced training data: 50% is a perfect fit)", "",

@@ -53,19 +53,21 @@ def _normalise(value: Any) -> Any:
 
 
 def check_same_architecture(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, workdir: str,
-                            sections: Sequence[str] = ARCHITECTURE_SECTIONS) -> None:
+                            sections: Sequence[str] = ARCHITECTURE_SECTIONS,
+                            remedy: str = "resume with the same settings or pick another --workdir") -> None:
     """A workdir's checkpoints only fit the model they were trained with; refuse a different one (or, with
     `sections`, any other difference in those config entries)."""
     for section in sections:
         before, now = _normalise(_lookup(saved, section)), _normalise(_lookup(current, section))
-        if _ABSENT in (before, now):  # saved before the entry existed: nothing to compare it with
+        if before is _ABSENT:  # saved before the entry existed: nothing to compare it with
             continue
+        if isinstance(before, dict) and isinstance(now, dict):
+            now = {k: v for k, v in now.items() if k in before}  # likewise for keys added to a section since
         if before != now:
             if isinstance(before, dict):
                 key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
                 section, before, now = f"{section}.{key}", before.get(key), now.get(key)
-            raise UserError(f"{workdir!r} holds a run with {section}={before!r}, not {now!r}; "
-                            f"resume with the same settings or pick another --workdir")
+            raise UserError(f"{workdir!r} holds a run with {section}={before!r}, not {now!r}; {remedy}")
 
 
 @contextlib.contextmanager

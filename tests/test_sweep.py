@@ -176,7 +176,6 @@ def test_aggregate_says_why_members_are_not_finished(finished_sweep, tmp_path):
     config.sweep.embed_seeds = (0, 1)  # two more members, not trained
     with pytest.raises(UserError, match=r"\(2 not trained to 6 steps, 2 trained but evaluated"):
         sweep.aggregate(config, copy, log=lambda *a: None)
-    assert not os.path.exists(os.path.join(copy, "seed0-embed1"))  # nothing made for the members it names
 
 
 def test_aggregating_one_member_says_its_intervals_hold_only_the_images(finished_sweep, tmp_path):
@@ -588,6 +587,7 @@ def test_frontier_fit_and_agreement_on_known_counts():
     # One member: no spread between members to estimate, so the fit is unknown, not "yes".
     alone = frontier.pool_setting(_counts([200], 400), None)
     assert alone["max_tau"] is None and alone["fits"] is None
+    assert frontier.pool_setting(_counts([100], 400), None)["fits"] is False  # 25 points off needs no tau to fail
     table = frontier.render_markdown({"rows": [dict(alone, sweep="s", setting="ema:ddpm:200", members=1, images=400,
                                                     num_steps=1, member_minutes=None)], "reference": None,
                                       "fit_limit": 0.05, "agreement_limit": 0.02, "rounds": 4, "round_images": 100})
@@ -617,6 +617,30 @@ def test_frontier_refuses_studies_it_cannot_compare(settings, reference, message
                        frontier.Setting.parse(reference) if reference else None, log=lambda *a: None)
 
 
+def test_frontier_refuses_a_sweep_whose_members_were_trained_differently(finished_sweep, tmp_path):
+    from jaxdiff import frontier
+
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    path = os.path.join(copy, "seed1-embed0", "config.json")
+    saved = json.load(open(path))
+    saved["train"]["learning_rate"] *= 2
+    json.dump(saved, open(path, "w"))
+    with pytest.raises(UserError, match=r"seed1-embed0' holds a run with train.learning_rate=.*its sweep's first member"):
+        frontier.study(config, [copy], [frontier.Setting.parse("ema:ddpm:2:2")], None, log=lambda *a: None)
+
+
+def test_read_with_the_sweep_classifier_falls_back_to_the_members_copy_for_older_counts(tmp_path):
+    member = tmp_path / "sweep" / "seed0-embed0"
+    member.mkdir(parents=True)
+    (tmp_path / "sweep" / classifier.PARAMS_FILE).write_bytes(b"the sweep's")
+    (member / classifier.PARAMS_FILE).write_bytes(b"the sweep's")
+    ours = classifier.digest(str(tmp_path / "sweep"))
+    assert sweep._read_with_sweep_classifier(None, str(member))  # no digest recorded: the copy the member holds
+    assert sweep._read_with_sweep_classifier(ours, str(member)) and not sweep._read_with_sweep_classifier("other", str(member))
+    (member / classifier.PARAMS_FILE).write_bytes(b"another")
+    assert not sweep._read_with_sweep_classifier(None, str(member))
+
+
 def test_a_seed_named_twice_is_a_user_error(tmp_path):
     config = tiny_config(str(tmp_path))
     config.sweep.train_seeds = (0, 1, 0)
@@ -640,14 +664,21 @@ def test_frontier_defaults_study_the_default_sampler_at_the_members_image_count(
 
 
 def test_within_word_projection_slope_recovers_a_known_slope():
+    # A 3 x 3 grid: the projected score depends on the word and the projection seed, the share on the score
+    # plus a word effect and training noise; the cells (word, projection seed) are what the slope is fitted on.
     rng = np.random.default_rng(0)
-    members, words = np.repeat(np.arange(9), 3), np.tile(["philosopher", "person", "nurse"], 9)
-    scores = rng.normal(0, 0.05, 27) + np.tile([-0.19, 0.02, 0.28], 9)
-    shares = 0.5 + 0.3 * scores + np.tile([0.01, -0.02, 0.0], 9) + rng.normal(0, 0.002, 27)
-    fit = sweep_summary._within_word_slope(scores, shares, words, members)
-    assert fit["slope"] == pytest.approx(0.3, abs=0.02) and fit["ci95"][0] < 0.3 < fit["ci95"][1] and fit["p_value"] < 1e-6
+    embed = np.tile(np.repeat([0, 1, 2], 3), 3)  # per row: the member's projection seed (3 training seeds each)
+    words = np.repeat(["philosopher", "person", "nurse"], 9)
+    cell_score = {(w, e): base + rng.normal(0, 0.05) for w, base in zip(["philosopher", "person", "nurse"],
+                                                                         [-0.19, 0.02, 0.28]) for e in range(3)}
+    scores = np.array([cell_score[w, e] for w, e in zip(words, embed)])
+    word_effect = {"philosopher": 0.01, "person": -0.02, "nurse": 0.0}
+    shares = 0.5 + 0.3 * scores + np.array([word_effect[w] for w in words]) + rng.normal(0, 0.002, 27)
+    fit = sweep_summary._within_word_slope(scores, shares, words, embed)
+    assert fit["cells"] == 9 and fit["slope"] == pytest.approx(0.3, abs=0.03)
+    assert fit["ci95"][0] < 0.3 < fit["ci95"][1] and fit["p_value"] < 1e-3
     # The same projection in every member (one projection seed): the score cannot be told from the word.
-    same = sweep_summary._within_word_slope(np.tile([-0.19, 0.02, 0.28], 9), shares, words, members)
+    same = sweep_summary._within_word_slope(scores, shares, words, np.zeros(27, int))
     assert same["slope"] is None and "not identified" in same["note"]
 
 
