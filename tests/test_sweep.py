@@ -521,7 +521,7 @@ def test_frontier_comparisons_are_interim_while_the_reference_is(finished_sweep,
     config, sweep_dir, _, _ = finished_sweep
     copy = _copy_without_frontier(sweep_dir, tmp_path)
     tables = []
-    final = frontier.study(config, [copy], [frontier.Setting.parse("ema:dpmpp2m:3:2")],
+    final = frontier.study(config, [copy], [frontier.Setting.parse("ema:ddim:3:2")],
                            frontier.Setting.parse("ema:dpmpp2m:3:4"), log=lambda *a: None, round_images=2,
                            after_round=tables.append)
     # After round 1 the row has its 2 planned images but the reference only 2 of its 4.
