@@ -427,11 +427,12 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"{result['rounds']} round(s) of up to {result['round_images']}. A verdict marked interim is the "
              "table so far, before the images planned for the setting or its reference: the study's answer is "
              "the verdict at the planned numbers (checked after every round and stopped at the first pass, an equivalence "
-             "test would pass by chance more often than its 5%).", "",
+             "test would pass by chance more often than its 5%). Minutes per member are estimated: the members' "
+             "recorded training plus their evaluation and probes scaled by this setting's measured seconds per image.", "",
              "| sweep | training steps | setting | members | images | "
              + " | ".join(f"{w} share (tau)" for w in words)
              + " | max abs(share - 0.5) | max tau | fits | minus reference, max | agreement | nurse - philosopher "
-             "| verdict | minutes per member |",
+             "| verdict | minutes per member (est.) |",
              "|---|---|---|---|---|" + "---|" * len(words) + "---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         cells = [f"{100 * r['words'][w]['share_woman']:.1f}% ({sweep_summary.format_tau(r['words'][w]['tau'])})" for w in words]
