@@ -234,8 +234,8 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
 def _check_newest_checkpoint_read(member: Member) -> None:
     """The report was read from the member's newest checkpoint; if that one did not restore, the member would be
     re-evaluated on every run (its report never current) and its probes would fail: say how to repair it."""
-    made, newest = files.read_json(os.path.join(member.workdir, evaluate.REPORT_JSON))["config"]["step"], \
-        checkpoints.checkpoint_steps(member.workdir)[-1]
+    made = files.read_json(os.path.join(member.workdir, evaluate.REPORT_JSON))["config"]["step"]
+    newest = checkpoints.checkpoint_steps(member.workdir)[-1]
     if made != newest:
         raise UserError(f"{member.name}: its newest checkpoint (step {newest}) does not restore, so it was read at step "
                         f"{made}; move {os.path.join(member.workdir, checkpoints.CHECKPOINT_DIR, str(newest))} aside and "
@@ -245,20 +245,21 @@ def _check_newest_checkpoint_read(member: Member) -> None:
 # What makes members comparable: a member trained otherwise (longer, another learning rate...) is another
 # experiment, and pooling it, or training it further on a new schedule, would mix two.
 MEMBER_RECIPE = workdirs.ARCHITECTURE_SECTIONS + (
-    "seed", "data.source", "portraits", "train.batch_size", "train.num_steps", "train.learning_rate", "train.warmup_steps", "train.lr_schedule",
-    "train.weight_decay", "train.adam_b2", "train.grad_clip", "train.ema_decay")
+    "seed", "data.source", "portraits", "train.batch_size", "train.num_steps", "train.learning_rate",
+    "train.warmup_steps", "train.lr_schedule", "train.weight_decay", "train.adam_b2", "train.grad_clip",
+    "train.ema_decay")
 
 
-def check_member_recipe(config: ml_collections.ConfigDict, member: Member) -> None:
-    """A member already in the sweep directory was trained with the sweep's recipe; otherwise a UserError."""
-    if os.path.exists(os.path.join(member.workdir, configuration.CONFIG_IN_WORKDIR)):
-        workdirs.check_same_architecture(configuration.load(member.workdir), member_config(config, member),
-                                         member.workdir, MEMBER_RECIPE)
+def check_member_recipes(config: ml_collections.ConfigDict, grid: Sequence[Member]) -> None:
+    """Every member already in the sweep directory was trained with the sweep's recipe; otherwise a UserError."""
+    for member in grid:
+        if os.path.exists(os.path.join(member.workdir, configuration.CONFIG_IN_WORKDIR)):
+            workdirs.check_same_architecture(configuration.load(member.workdir), member_config(config, member),
+                                             member.workdir, MEMBER_RECIPE)
 
 
 def stages_to_run(config: ml_collections.ConfigDict, member: Member) -> list[str]:
     """The member's stages still to run, named by their member.json keys ("training_s", "evaluation_s", "probes_s")."""
-    check_member_recipe(config, member)
     if not checkpoints.trained_to(member.workdir, config.train.num_steps):
         return ["training_s", "evaluation_s", "probes_s"]
     c = member_config(config, member)
@@ -329,8 +330,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     if not 0 <= member_index < of:
         raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
     grid = members(config, sweep_dir)
-    for member in grid:  # before anything is made: a member trained otherwise stops the sweep at once
-        check_member_recipe(config, member)
+    check_member_recipes(config, grid)  # before anything is made: a member trained otherwise stops the sweep at once
     mine = grid[member_index::of]
     log(f"sweep {sweep_dir}: {len(grid)} members ({len(config.sweep.train_seeds)} training seeds x "
         f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
@@ -359,6 +359,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
 def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print) -> dict:
     """Pools the finished members into SWEEP/summary.json, summary.md and plots."""
     grid = members(config, sweep_dir)
+    check_member_recipes(config, grid)  # a member trained otherwise is not pooled
     stages = {m.name: stages_to_run(config, m) for m in grid}
     done = [m for m in grid if not stages[m.name]]
     untrained = sum("training_s" in left for left in stages.values())
