@@ -1,7 +1,8 @@
 """The fit frontier: a sweep's trained members re-read under other evaluation settings, pooled.
 
     python -m jaxdiff.frontier --config=configs/toy.py [--workdir=runs/toy-sweep ...] \
-        [--settings=ema:ddpm:200,ema:dpmpp2m:50,raw:ddpm:200:400 ...] [--reference=ema:ddpm:1000]
+        [--settings=ema:ddpm:200,ema:dpmpp2m:50,raw:ddpm:200:400 ...] [--reference=ema:ddpm:1000] \
+        [--words=person]
 
 A setting is PARAMS:SAMPLER:STEPS[:IMAGES]: the EMA or raw parameters, a sampler (jaxdiff/sampling.py)
 and its steps, and the images per trained word and member (default: sweep.member_samples, what each
@@ -21,6 +22,11 @@ every member before the next begins, and each member's counts of a round are kep
 MEMBER/frontier/PARAMS-SAMPLER-STEPS/round-RRR.json: an interrupted study resumes at the round it
 was in, and the table so far, written after each round to the first sweep directory's
 frontier.json and frontier.md, pools equal numbers of images from every member.
+
+`--words` narrows a study to some of the trained words (a question about one word costs a third of
+the sampling). A word's images are the same whichever words are studied with it, so a narrow study's
+rounds serve a wider one, which samples only the words they lack; the leakage contrast and the fit
+need all three words, and a narrow study's table is written to frontier-WORD[-WORD].json and .md.
 """
 
 if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
@@ -104,6 +110,23 @@ def _images(config: ml_collections.ConfigDict, setting: Setting) -> int:
     return setting.images or int(config.sweep.member_samples)
 
 
+def check_words(words: Sequence[str]) -> list[str]:
+    """The trained words a study samples, in their fixed order; an empty list or another word is a UserError."""
+    unknown = [w for w in words if w not in SEED_EVAL_WORDS]
+    if unknown or not words:
+        raise UserError(f"--words={','.join(words)}: a study samples some of the trained words "
+                        f"{', '.join(SEED_EVAL_WORDS)}; name one or more of them, e.g. --words=person")
+    return [w for w in SEED_EVAL_WORDS if w in words]
+
+
+def output_names(words: Sequence[str]) -> tuple[str, str]:
+    """frontier.json and .md for a study of every trained word, frontier-WORD[-WORD].json and .md for a narrower one."""
+    if list(words) == list(SEED_EVAL_WORDS):
+        return FRONTIER_JSON, FRONTIER_MD
+    stem = "frontier-" + "-".join(words)
+    return f"{stem}.json", f"{stem}.md"
+
+
 def _round_size(config: ml_collections.ConfigDict, setting: Setting, round_: int, round_images: int) -> int:
     return min(round_images, _images(config, setting) - round_ * round_images)
 
@@ -116,9 +139,13 @@ def _round_path(workdir: str, setting: Setting, round_: int) -> str:
     return os.path.join(workdir, FRONTIER_DIR, _instrument(setting), f"round-{round_:03d}.json")
 
 
-def _serves(cached: dict[str, Any], size: int) -> bool:
-    """Whether a cached round holds the first `size` images of every word (each image's reading is kept)."""
-    return all(e["n"] == size or (e["n"] > size and "is_woman" in e) for e in cached["words"].values())
+def _serves(cached: dict[str, Any], size: int, words: Sequence[str] = SEED_EVAL_WORDS) -> bool:
+    """Whether a cached round holds the first `size` images of each of `words` (each image's reading is kept)."""
+    return all(_entry_serves(cached["words"].get(w), size) for w in words)
+
+
+def _entry_serves(entry: dict[str, Any] | None, size: int) -> bool:
+    return entry is not None and (entry["n"] == size or (entry["n"] > size and "is_woman" in entry))
 
 
 def _women(entry: dict[str, Any], size: int) -> int:
@@ -164,13 +191,14 @@ def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
 
 
 def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config: ml_collections.ConfigDict,
-                  study_sweep: _Sweep, round_images: int, log: Callable) -> None:
-    """Samples and counts one round of a member's images for each setting whose round is not cached yet.
+                  study_sweep: _Sweep, round_images: int, log: Callable,
+                  words: Sequence[str] = SEED_EVAL_WORDS) -> None:
+    """Samples and counts one round of a member's images of `words` for each setting whose round is not cached yet.
 
     Settings that differ only in their number of images share a round (the larger serves the smaller:
     the first images are the same). A cached round counts when the member's newest checkpoint, its
     evaluation seed and guidance, its sample settings (spacing, clip_x0, ddim_eta), the classifier and
-    the layout are those it was made with.
+    the layout are those it was made with; a valid round lacking some of the words gets only those.
     """
     member_config = configuration.load(workdir)
     # The newest checkpoint on disk, not the step restored: a damaged newest one (restore falls back to an
@@ -185,61 +213,77 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
     for same in by_instrument.values():
         path = _round_path(workdir, same[0], round_)
         size = max(_round_size(config, x, round_, round_images) for x in same)
+        kept: dict[str, Any] = {}  # a valid cached round's words, which a round sampled now adds to
         if os.path.exists(path):
             cached = files.read_json(path)
             cached.setdefault("newest", cached.get("step"))  # rounds written before "newest" was recorded
             cached = {**sweep.SAMPLING_BEFORE_RECORDED, **cached}  # ... and before the sample settings were
-            if all(cached.get(k) == v for k, v in made_with.items()) and _serves(cached, size):
-                continue
+            if all(cached.get(k) == v for k, v in made_with.items()):
+                kept = {w: e for w, e in cached["words"].items() if _entry_serves(e, size)}
+                if cached.get("seconds_per_image") is not None:
+                    for entry in kept.values():  # rounds written before each word's time was recorded
+                        entry.setdefault("seconds", cached["seconds_per_image"] * entry["n"])
+        missing = [w for w in words if w not in kept]
+        if not missing:
+            continue
         kind = same[0].params
         if kind not in runs:
             run_ = workdirs.TrainedRun.load(workdir, kind)
             runs[kind] = (run_, run_.image_sampler(), run_.device_params())
-        counts = _sample_counts(*runs[kind], same[0], round_, size, round_images, study_sweep.clf, log)
+        sampled = _sample_counts(*runs[kind], same[0], round_, size, round_images, study_sweep.clf, log, missing)
+        # Words in their fixed order; the seconds per image of every word's images, compiling included once.
+        merged = {w: {**kept, **sampled}[w] for w in SEED_EVAL_WORDS if w in kept or w in sampled}
+        per_image = [e["seconds"] / e["n"] for e in merged.values()]
         # The restored step is the one sampled (a damaged newest checkpoint falls back to an older one).
         files.write_json(path, {"setting": _instrument(same[0]), "round": round_,
-                                **made_with, "step": runs[kind][0].step, **counts})
+                                **made_with, "step": runs[kind][0].step, "words": merged,
+                                "seconds_per_image": float(np.median(per_image))})
 
 
 def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampler, params: Any, setting: Setting,
-                   round_: int, size: int, round_images: int, clf: tuple, log: Callable) -> dict[str, Any]:
+                   round_: int, size: int, round_images: int, clf: tuple, log: Callable,
+                   words: Sequence[str] = SEED_EVAL_WORDS) -> dict[str, dict[str, Any]]:
+    """Per word: its women, images, each image's reading and the seconds its sampling took."""
     config = run_.config
     model, clf_params, _ = clf
-    words, seconds = {}, []
+    counts = {}
     log(f"  {os.path.basename(run_.workdir)} {_instrument(setting)} round {round_}: "
-        f"{len(SEED_EVAL_WORDS)} words x {size} images")
-    for index, word in enumerate(SEED_EVAL_WORDS):
+        f"{len(words)} word(s) x {size} images")
+    for word in words:
+        # A word's noise indices follow its place among all trained words, whichever are studied.
+        index = SEED_EVAL_WORDS.index(word)
         cond_NK = np.repeat(run_.table.projected_vector(word)[None], size, axis=0)
         start = time.perf_counter()
         images = image_sampler.sample_as_configured(params, cond_NK, int(config.evaluate.seed), config.sample,
                                                     sampler=setting.sampler, steps=setting.steps,
                                                     guidance=float(config.evaluate.guidance),
                                                     first_index=first_index(index, round_, round_images))
-        seconds.append(time.perf_counter() - start)
+        seconds = time.perf_counter() - start
         gender_probs, _ = classifier.predict(model, clf_params, images)
         is_woman = (gender_probs.argmax(-1) == 1).astype(int)
-        words[word] = {"women": int(is_woman.sum()), "n": size, "is_woman": is_woman.tolist()}
-    # The first word's time includes compiling (or loading) the sampler; the median of the three is a compiled one.
-    return {"words": words, "seconds_per_image": float(np.median(np.asarray(seconds) / size)), "seconds": seconds}
+        # The first word's time includes compiling (or loading) the sampler; a round's median over words is a
+        # compiled one when it samples several.
+        counts[word] = {"women": int(is_woman.sum()), "n": size, "is_woman": is_woman.tolist(), "seconds": seconds}
+    return counts
 
 
 def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Setting, rounds: int,
-                  round_images: int = ROUND_IMAGES) -> dict[str, Any]:
-    """A member's women and images per word under a setting, summed over its first `rounds` cached rounds."""
-    words = {w: {"women": 0, "n": 0} for w in SEED_EVAL_WORDS}
+                  round_images: int = ROUND_IMAGES, words: Sequence[str] = SEED_EVAL_WORDS) -> dict[str, Any]:
+    """A member's women and images of each of `words` under a setting, summed over its first `rounds` cached rounds."""
+    totals = {w: {"women": 0, "n": 0} for w in words}
     per_image, steps = [], set()  # the checkpoint steps its rounds were sampled from
     for round_ in range(min(rounds, num_rounds(config, setting, round_images))):
         path, size = _round_path(workdir, setting, round_), _round_size(config, setting, round_, round_images)
         cached = files.read_json(path) if os.path.exists(path) else None
-        if cached is None or not _serves(cached, size):
-            raise UserError(f"{path} is missing or holds fewer than {size} images a word; rerun "
-                            f"python -m jaxdiff.frontier with the same settings to sample it")
-        for word, entry in cached["words"].items():
-            words[word]["women"] += _women(entry, size)
-            words[word]["n"] += size
+        if cached is None or not _serves(cached, size, words):
+            raise UserError(f"{path} is missing or holds fewer than {size} images of {', '.join(words)}; rerun "
+                            f"python -m jaxdiff.frontier with the same settings and words to sample it")
+        for word in words:
+            totals[word]["women"] += _women(cached["words"][word], size)
+            totals[word]["n"] += size
         per_image.append(cached["seconds_per_image"])
         steps.add(int(cached["step"]))
-    return {"words": words, "seconds_per_image": float(np.median(per_image)), "steps": sorted(steps)}
+    return {"words": totals, "seconds_per_image": float(np.median(per_image)), "steps": sorted(steps)}
 
 
 def _seconds_per_image(rows: list[dict[str, Any]]) -> float:
@@ -271,7 +315,7 @@ def _word_counts(rows: list[dict[str, Any]], word: str) -> tuple[list[int], list
 
 def _images_drawn(rows: list[dict[str, Any]]) -> int:
     """Images per word and member in a setting's rows (equal in every member and word)."""
-    return rows[0]["words"][SEED_EVAL_WORDS[0]]["n"]
+    return next(iter(rows[0]["words"].values()))["n"]
 
 
 def _contrast_minus_reference(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -306,17 +350,21 @@ def _overall_agreement(word_verdicts: Sequence[str]) -> str:
 
 def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]] | None,
                  margin: float = 0.05) -> dict[str, Any]:
-    """Per word: pooled share, |share - 0.5|, tau; the difference from the reference rows (same members);
-    the leakage contrast nurse - philosopher with its equivalence test at +-margin, as the sweep's summary."""
-    out: dict[str, Any] = {"words": {}}
-    contrast = pooling.pooled_difference(*_word_counts(rows, "nurse"), *_word_counts(rows, "philosopher"))
-    test = pooling.equivalence(contrast["estimate"], contrast["se"], margin)
-    out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],
-                       "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
-    if reference_rows is not None:
-        # The leakage test reads the contrast, so whether a setting keeps the reference's contrast is asked too.
-        out["contrast"]["minus_reference"] = _agreement(_contrast_minus_reference(rows, reference_rows))
-    for word in SEED_EVAL_WORDS:
+    """Per word of the rows: pooled share, |share - 0.5|, tau; the difference from the reference rows (same
+    members); the leakage contrast nurse - philosopher with its equivalence test at +-margin, as the sweep's
+    summary, and the fit, when the rows hold every trained word (else None)."""
+    words = list(rows[0]["words"])
+    complete = set(words) == set(SEED_EVAL_WORDS)
+    out: dict[str, Any] = {"words": {}, "contrast": None}
+    if complete:
+        contrast = pooling.pooled_difference(*_word_counts(rows, "nurse"), *_word_counts(rows, "philosopher"))
+        test = pooling.equivalence(contrast["estimate"], contrast["se"], margin)
+        out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],
+                           "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
+        if reference_rows is not None:
+            # The leakage test reads the contrast, so whether a setting keeps the reference's contrast is asked too.
+            out["contrast"]["minus_reference"] = _agreement(_contrast_minus_reference(rows, reference_rows))
+    for word in words:
         pooled = pooling.pooled_share(*_word_counts(rows, word))
         entry = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"],  # None: one member
                  "abs_deviation": abs(pooled["estimate"] - 0.5), "members": pooled["members"]}
@@ -328,7 +376,9 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     # One member has no between-member spread to estimate: its fit is unknown, not good.
     out["max_tau"] = None if None in taus else max(taus)
     out["max_abs_deviation"] = max(e["abs_deviation"] for e in out["words"].values())
-    if out["max_abs_deviation"] > FIT_LIMIT:
+    if not complete:  # the fit is judged on every trained word: a narrower study cannot tell
+        out["fits"] = None
+    elif out["max_abs_deviation"] > FIT_LIMIT:
         out["fits"] = False
     else:
         out["fits"] = None if out["max_tau"] is None else out["max_tau"] <= FIT_LIMIT
@@ -343,27 +393,29 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
 
 def study(config: ml_collections.ConfigDict, sweep_dirs: Sequence[str], settings: Sequence[Setting],
           reference: Setting | None, log: Callable = print, round_images: int = ROUND_IMAGES,
-          after_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Samples every (round, sweep, member, setting) not yet cached, pools, and returns the frontier table.
+          after_round: Callable[[dict[str, Any]], None] | None = None,
+          words: Sequence[str] = SEED_EVAL_WORDS) -> dict[str, Any]:
+    """Samples every (round, sweep, member, setting) of `words` not yet cached, pools, and returns the frontier table.
 
     Rounds go outermost: after each, every member has the same number of images of every setting, so
     an interrupted study has a balanced table so far (`after_round` receives it) and resumes from it.
     """
     _check_settings(settings, reference)
+    words = check_words(words)
     wanted = _with_reference(settings, reference)
     sweeps = [_open_sweep(config, d) for d in sweep_dirs]
     for s in sweeps:
-        log(f"{s.workdir}: {len(s.members)} finished members, {len(wanted)} settings")
+        log(f"{s.workdir}: {len(s.members)} finished members, {len(wanted)} settings, words {', '.join(words)}")
     total = max(num_rounds(config, s, round_images) for s in wanted)
     for round_ in range(total):
         for s in sweeps:
             sweep.use_compilation_cache(s.workdir)
             due = [x for x in wanted if num_rounds(config, x, round_images) > round_]
             for member in s.members:
-                _sample_round(member.workdir, due, round_, config, s, round_images, log)
+                _sample_round(member.workdir, due, round_, config, s, round_images, log, words)
         if after_round is not None and round_ < total - 1:
-            after_round(_table(config, sweeps, settings, reference, round_ + 1, round_images))
-    return _table(config, sweeps, settings, reference, total, round_images)
+            after_round(_table(config, sweeps, settings, reference, round_ + 1, round_images, words))
+    return _table(config, sweeps, settings, reference, total, round_images, words)
 
 
 def _check_one_checkpoint(members: Sequence[sweep.Member], counts: dict[Setting, list[dict[str, Any]]]) -> None:
@@ -378,12 +430,13 @@ def _check_one_checkpoint(members: Sequence[sweep.Member], counts: dict[Setting,
 
 
 def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings: Sequence[Setting],
-           reference: Setting | None, rounds: int, round_images: int) -> dict[str, Any]:
-    """The frontier pooled over each member's first `rounds` rounds of every setting."""
+           reference: Setting | None, rounds: int, round_images: int,
+           words: Sequence[str] = SEED_EVAL_WORDS) -> dict[str, Any]:
+    """The frontier of `words` pooled over each member's first `rounds` rounds of every setting."""
     table = []
     for s in sweeps:
         # Each setting's rounds are read once, for its row, the reference column and the speed scale.
-        counts = {x: [member_counts(m.workdir, config, x, rounds, round_images) for m in s.members]
+        counts = {x: [member_counts(m.workdir, config, x, rounds, round_images, words) for m in s.members]
                   for x in _with_reference(settings, reference)}
         _check_one_checkpoint(s.members, counts)
         member_config = configuration.load(s.members[0].workdir)
@@ -411,13 +464,13 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
                         "num_steps": int(member_config.train.num_steps), "training_minutes": training_minutes,
                         "member_minutes": training_minutes + evaluation_minutes * scale if scale else None})
             table.append(row)
-    return {"reference": reference.name if reference else None, "fit_limit": FIT_LIMIT,
+    return {"reference": reference.name if reference else None, "words": list(words), "fit_limit": FIT_LIMIT,
             "agreement_limit": AGREEMENT_LIMIT, "round_images": round_images, "rounds": rounds, "rows": table}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The frontier as a Markdown table: one row per (sweep, setting)."""
-    words = SEED_EVAL_WORDS
+    words = result.get("words", SEED_EVAL_WORDS)  # tables written before studies could be narrowed hold all
     limit = f"{100 * result['agreement_limit']:.0f}"
     lines = [f"# Fit frontier (reference: {result['reference'] or 'none'})", "",
              f"Fit good enough to decide: every trained word's tau and |share - 0.5| at most {result['fit_limit']:.2f}. "
@@ -428,7 +481,10 @@ def render_markdown(result: dict[str, Any]) -> str:
              "table so far, before the images planned for the setting or its reference: the study's answer is "
              "the verdict at the planned numbers (checked after every round and stopped at the first pass, an equivalence "
              "test would pass by chance more often than its 5%). Minutes per member are estimated: the members' "
-             "recorded training plus their evaluation and probes scaled by this setting's measured seconds per image.", "",
+             "recorded training plus their evaluation and probes scaled by this setting's measured seconds per image."
+             + ("" if list(words) == list(SEED_EVAL_WORDS) else
+                f" This study samples {', '.join(words)} only: the fit and the leakage contrast need every trained "
+                "word, so they are not read here (-)."), "",
              "| sweep | training steps | setting | members | images | "
              + " | ".join(f"{w} share (tau)" for w in words)
              + " | max abs(share - 0.5) | max tau | fits | minus reference, max | agreement | nurse - philosopher "
@@ -441,13 +497,15 @@ def render_markdown(result: dict[str, Any]) -> str:
                  else "reference" if is_reference else "-")
         minutes = f"{r['member_minutes']:.1f}" if r["member_minutes"] else "-"
         interim = " (interim)" if r.get("interim") else ""
+        contrast = r["contrast"]
+        contrast_cells = (f"{100 * contrast['estimate']:+.1f} [{100 * contrast['ci95'][0]:+.1f}, "
+                          f"{100 * contrast['ci95'][1]:+.1f}] | {contrast['verdict']}{interim}" if contrast else "- | -")
+        fits = "-" if contrast is None else {True: "yes", False: "no", None: "one member: unknown"}[r["fits"]]
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['num_steps']} | {r['setting']} | "
                      f"{r['members']} | {r['images']} | " + " | ".join(cells)
                      + f" | {100 * r['max_abs_deviation']:.1f}% | {sweep_summary.format_tau(r['max_tau'])} | "
-                     f"{ {True: 'yes', False: 'no', None: 'one member: unknown'}[r['fits']]} "
-                     f"| {minus} | {r['agreement'] + interim if 'agreement' in r else '-'} | "
-                     f"{100 * r['contrast']['estimate']:+.1f} [{100 * r['contrast']['ci95'][0]:+.1f}, "
-                     f"{100 * r['contrast']['ci95'][1]:+.1f}] | {r['contrast']['verdict']}{interim} | {minutes} |")
+                     f"{fits} | {minus} | {r['agreement'] + interim if 'agreement' in r else '-'} | "
+                     f"{contrast_cells} | {minutes} |")
     lines += ["", f"Per word, and for the leakage contrast nurse - philosopher, the pooled difference from the reference "
               f"(points, 95% interval, TOST p at +-{limit}; the difference's own between-member SD tau, points, and "
               "Cochran's Q test of tau = 0):", ""]
@@ -455,7 +513,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         if "max_abs_minus_reference" in r:
             parts = []
             differences = [(w, r["words"][w]["minus_reference"]) for w in words]
-            if "minus_reference" in r["contrast"]:
+            if r["contrast"] and "minus_reference" in r["contrast"]:
                 differences.append(("nurse - philosopher", r["contrast"]["minus_reference"]))
             for name, d in differences:
                 spread = (f", tau {100 * d['tau']:.1f} (Q p {d['heterogeneity_p_value']:.2g})"
@@ -468,20 +526,24 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def _hksj_lines(result: dict[str, Any]) -> list[str]:
     """The agreement tests again with the small-sample (HKSJ, t on k - 1 df) intervals, as a sensitivity check."""
-    rows = [r for r in result["rows"] if "hksj" in r["words"][SEED_EVAL_WORDS[0]].get("minus_reference", {})]
+    words = result.get("words", SEED_EVAL_WORDS)
+    rows = [r for r in result["rows"] if "hksj" in r["words"][words[0]].get("minus_reference", {})]
     if not rows:
         return []
+    contrast = rows[0]["contrast"] is not None
     limit = f"{100 * result['agreement_limit']:.0f}"
     lines = ["", "## Sensitivity: few members", "",
              "The intervals above are z-based. With few members, a reviewer may ask for the Hartung-Knapp-Sidik-Jonkman "
              "interval (t on members - 1 degrees of freedom, its standard error kept at least the z-based one). The "
              f"differences from the reference and their TOST p at +-{limit} points under it:", "",
-             "| sweep | setting | " + " | ".join(SEED_EVAL_WORDS) + " | nurse - philosopher | agreement |",
-             "|---|---|" + "---|" * len(SEED_EVAL_WORDS) + "---|---|"]
+             "| sweep | setting | " + " | ".join(words) + (" | nurse - philosopher" if contrast else "")
+             + " | agreement |",
+             "|---|---|" + "---|" * (len(words) + contrast) + "---|"]
     for r in rows:
-        tests = [r["words"][w]["minus_reference"] for w in SEED_EVAL_WORDS]
+        tests = [r["words"][w]["minus_reference"] for w in words]
+        shown = tests + ([r["contrast"]["minus_reference"]] if contrast else [])
         cells = [f"{100 * d['estimate']:+.1f} [{100 * d['hksj']['ci95'][0]:+.1f}, {100 * d['hksj']['ci95'][1]:+.1f}] "
-                 f"p {d['hksj']['tost_p_value']:.2g}" for d in tests + [r["contrast"]["minus_reference"]]]
+                 f"p {d['hksj']['tost_p_value']:.2g}" for d in shown]
         agreement = _overall_agreement([d["hksj"]["verdict"] for d in tests])
         lines.append(f"| {os.path.basename(r['sweep'].rstrip('/'))} | {r['setting']} | " + " | ".join(cells)
                      + f" | {agreement}{' (interim)' if r.get('interim') else ''} |")
@@ -495,14 +557,16 @@ def define_flags(values: absl_flags.FlagValues) -> None:
                            flag_values=values)
     absl_flags.DEFINE_string("reference", DEFAULT_REFERENCE, "the setting the others are compared with ('' = none)",
                              flag_values=values)
+    absl_flags.DEFINE_list("words", list(SEED_EVAL_WORDS), "the trained words to sample, comma-separated (a narrower "
+                           "study reads no fit or leakage contrast)", flag_values=values)
 
 
 def write_outputs(sweep_dir: str, result: dict[str, Any]) -> str:
-    """Writes SWEEP/frontier.json and frontier.md; returns the Markdown."""
-    files.write_json(os.path.join(sweep_dir, FRONTIER_JSON), result)
-    markdown = render_markdown(result)
-    files.write_text(os.path.join(sweep_dir, FRONTIER_MD), markdown)
-    return markdown
+    """Writes SWEEP/frontier.json and frontier.md (a narrower study: frontier-WORD...); returns the Markdown path."""
+    json_name, md_name = output_names(result["words"])
+    files.write_json(os.path.join(sweep_dir, json_name), result)
+    files.write_text(os.path.join(sweep_dir, md_name), render_markdown(result))
+    return os.path.join(sweep_dir, md_name)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -510,15 +574,16 @@ def main(argv: Sequence[str]) -> None:
     sweep_dirs = flags.workdir or [flags.config.sweep.workdir]
     settings = [Setting.parse(s) for s in flags.settings]
     reference = Setting.parse(flags.reference) if flags.reference else None
+    words = check_words(flags.words)
     start = time.perf_counter()
 
     def after_round(result: dict[str, Any]) -> None:  # the table so far, after each round
-        write_outputs(sweep_dirs[0], result)
         print(f"{result['rounds']} round(s) done ({(time.perf_counter() - start) / 60:.1f} min); table so far in "
-              f"{os.path.join(sweep_dirs[0], FRONTIER_MD)}", flush=True)
+              f"{write_outputs(sweep_dirs[0], result)}", flush=True)
 
-    print(write_outputs(sweep_dirs[0], study(flags.config, sweep_dirs, settings, reference, after_round=after_round)))
-    print(f"({(time.perf_counter() - start) / 60:.1f} min; {os.path.join(sweep_dirs[0], FRONTIER_MD)})")
+    path = write_outputs(sweep_dirs[0], study(flags.config, sweep_dirs, settings, reference, after_round=after_round,
+                                              words=words))
+    print(open(path).read() + f"({(time.perf_counter() - start) / 60:.1f} min; {path})")
 
 
 if __name__ == "__main__":

@@ -515,6 +515,68 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
                        frontier.Setting.parse("ema:dpmpp2m:3:2"), log=lambda *a: None, round_images=4)
 
 
+def test_frontier_narrowed_to_a_word_samples_it_alone_with_the_same_images(finished_sweep, tmp_path, monkeypatch):
+    from jaxdiff import frontier
+
+    config, sweep_dir, _, _ = finished_sweep
+    narrow_dir, wide_dir = (shutil.copytree(sweep_dir, str(tmp_path / name), ignore=shutil.ignore_patterns("frontier"))
+                            for name in ("narrow", "wide"))
+    sampled = []
+    real = frontier._sample_counts
+
+    def recording(run_, sampler, params, setting, round_, size, round_images, clf, log, words):
+        sampled.append((os.path.basename(run_.workdir), setting.sampler, tuple(words)))
+        return real(run_, sampler, params, setting, round_, size, round_images, clf, log, words)
+
+    monkeypatch.setattr(frontier, "_sample_counts", recording)
+    settings, reference = [frontier.Setting.parse("ema:ddim:3:4")], frontier.Setting.parse("ema:dpmpp2m:3:4")
+    study = lambda where, words: frontier.study(config, [where], settings, reference, log=lambda *a: None,  # noqa: E731
+                                                words=words)
+    narrow = study(narrow_dir, ["person"])
+    assert len(sampled) == 4 and {words for *_, words in sampled} == {("person",)}  # 2 members x 2 settings
+    row = narrow["rows"][0]
+    assert list(row["words"]) == ["person"] and narrow["words"] == ["person"]
+    assert row["contrast"] is None and row["fits"] is None and "minus_reference" in row["words"]["person"]
+    assert row["agreement"] in ("agrees", "differs", "undecided")
+    path = frontier.write_outputs(narrow_dir, narrow)
+    assert path.endswith("frontier-person.md") and not os.path.exists(os.path.join(narrow_dir, "frontier.md"))
+    text = open(path).read()
+    assert "samples person only" in text and "| - | - |" in text and "person share (tau)" in text
+    assert "nurse share" not in text
+    # A study of every word on the same rounds samples only the words they lack...
+    sampled.clear()
+    widened = study(narrow_dir, list(SEED_EVAL_WORDS))
+    assert len(sampled) == 4 and {words for *_, words in sampled} == {("philosopher", "nurse")}
+    assert widened["rows"][0]["contrast"] is not None and widened["rows"][0]["fits"] is not None
+    # ... and a word's images do not depend on which words are studied with it: the same readings as a
+    # study of every word from scratch, image by image.
+    sampled.clear()
+    study(wide_dir, list(SEED_EVAL_WORDS))
+    assert len(sampled) == 4 and {words for *_, words in sampled} == {tuple(SEED_EVAL_WORDS)}
+    for member in ("seed0-embed0", "seed1-embed0"):
+        for instrument in ("ema-ddim-3", "ema-dpmpp2m-3"):
+            grown = json.load(open(os.path.join(narrow_dir, member, "frontier", instrument, "round-000.json")))
+            fresh = json.load(open(os.path.join(wide_dir, member, "frontier", instrument, "round-000.json")))
+            assert list(grown["words"]) == list(SEED_EVAL_WORDS)
+            for word in SEED_EVAL_WORDS:
+                assert grown["words"][word]["is_woman"] == fresh["words"][word]["is_woman"]
+    # A narrow study reads a wider one's rounds: nothing is sampled.
+    sampled.clear()
+    assert study(wide_dir, ["nurse"])["rows"][0]["words"]["nurse"] == widened["rows"][0]["words"]["nurse"]
+    assert sampled == []
+
+
+def test_frontier_words_must_be_trained_words():
+    from jaxdiff import frontier
+
+    assert frontier.check_words(["nurse", "person"]) == ["person", "nurse"]  # the fixed order, whatever is asked
+    for words in (["doctor"], [], ["person", "Nurse"]):
+        with pytest.raises(UserError, match="name one or more of them, e.g. --words=person"):
+            frontier.check_words(words)
+    assert frontier.output_names(SEED_EVAL_WORDS) == ("frontier.json", "frontier.md")
+    assert frontier.output_names(["person", "nurse"]) == ("frontier-person-nurse.json", "frontier-person-nurse.md")
+
+
 def test_frontier_comparisons_are_interim_while_the_reference_is(finished_sweep, tmp_path):
     from jaxdiff import frontier
 
