@@ -1,11 +1,14 @@
-"""Writes that never leave a half-written file behind (temporary name, then rename), and PNGs."""
+"""Writes that never leave a half-written file behind (temporary name, then rename), a lock that lets
+concurrent invocations make a shared thing once, and PNGs."""
 
 import contextlib
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -49,6 +52,75 @@ def atomic_dir(path: str) -> Iterator[str]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+LOCK_POLL_S = 10.0  # how often a process waiting for a lock looks again
+LOCK_STALE_S = 3600.0  # a lock held this long by a process on another host is taken to be abandoned
+
+
+def _holder(path: str) -> tuple[str, str, int | None]:
+    """The lock's note, its host and its process id (None when unreadable: a note is written just after creation)."""
+    with open(path) as f:
+        note = f.read().strip()
+    fields = dict(part.split("=", 1) for part in note.split() if "=" in part)
+    pid = fields.get("pid", "")
+    return note, fields.get("host", ""), int(pid) if pid.isdigit() else None
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def exclusive(path: str, what: str, log: Callable[[str], None] = print, poll_s: float = LOCK_POLL_S,
+              stale_s: float = LOCK_STALE_S) -> Iterator[None]:
+    """Holds the lock file `path` for the block, waiting while another process holds it.
+
+    Invocations that start together (--member I --of N, a job array) make a shared thing once: each checks
+    for it, takes this lock, and checks again before making it. The lock is created with O_EXCL (atomic on
+    local and NFS file systems) and names its holder; a lock whose holder was on this host and has exited
+    (SIGKILL, SIGTERM outside training) is taken over at once, and one held longer than `stale_s` from
+    another host is a UserError that says to delete it.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    host = socket.gethostname()
+    told = False
+    while True:
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            pass
+        try:
+            note, holder_host, pid = _holder(path)
+            age = time.time() - os.path.getmtime(path)
+        except FileNotFoundError:
+            continue  # released between the two looks: try again at once
+        if holder_host == host and pid is not None and _process_gone(pid):
+            log(f"taking over {path}: its holder ({note}) has exited")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            continue
+        if age > stale_s:
+            raise UserError(f"{path} says {note or 'another process'} is making {what}, for {age / 60:.0f} min now; if "
+                            f"that process is no longer running, delete {path} and rerun")
+        if not told:
+            log(f"waiting for {what}, which {note or 'another process'} is making ({path})")
+            told = True
+        time.sleep(poll_s)
+    with os.fdopen(descriptor, "w") as f:
+        f.write(f"host={host} pid={os.getpid()} since={time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def write_text(path: str, text: str) -> None:

@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import ml_collections
 import numpy as np
 
-from jaxdiff import conditioning, portraits, schema
+from jaxdiff import conditioning, files, portraits, schema
 from jaxdiff.classes import GENDER_WORDS, PROFESSION_WORDS
 from jaxdiff.cli import hide_accelerators_from_tensorflow, run
 from jaxdiff.embed import EmbeddingTable
@@ -48,16 +48,22 @@ def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
     so a missing SD-2.1 dataset is the first thing a new user hears about.
     """
     data = config.data
-    if os.path.exists(os.path.join(data.dir, "dataset_info.json")):
+    finished = os.path.join(data.dir, "dataset_info.json")
+    if os.path.exists(finished):
         return f"found {data.dir}"
     if data.source != "portraits":
         raise UserError(f"dataset {data.dir!r} is missing; {how_to_make(data)} "
                         f"on a GPU machine, then rerun this command")
-    if os.path.exists(data.dir):
-        raise UserError(f"{data.dir!r} exists but is not a finished dataset; delete it or pass another --config.data.dir")
-    p = config.portraits
-    log(f"drawing {p.per_class} portraits per class at {data.image_size}x{data.image_size} into {data.dir}")
-    portraits.write_dataset(data.dir, p.per_class, data.image_size, p.seed, p.val_fraction)
+    # Invocations started together (a sweep split over a job array) draw it once: the others wait for it.
+    with files.exclusive(os.path.normpath(data.dir) + ".lock", f"the portraits dataset {data.dir}", log):
+        if os.path.exists(finished):
+            return f"found {data.dir}"
+        if os.path.exists(data.dir):
+            raise UserError(f"{data.dir!r} exists but is not a finished dataset; delete it or pass another "
+                            f"--config.data.dir")
+        p = config.portraits
+        log(f"drawing {p.per_class} portraits per class at {data.image_size}x{data.image_size} into {data.dir}")
+        portraits.write_dataset(data.dir, p.per_class, data.image_size, p.seed, p.val_fraction)
     return f"made {data.dir}"
 
 

@@ -106,15 +106,24 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     return c
 
 
-def ensure_classifier(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print) -> dict:
-    """The sweep's one attribute classifier (trained on the dataset once, then loaded); its accuracy."""
+CLASSIFIER_LOCK = "classifier.lock"  # SWEEP/: held by the one invocation training the sweep's classifier
+
+
+def ensure_classifier(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print,
+                      poll_s: float = files.LOCK_POLL_S) -> dict:
+    """The sweep's one attribute classifier (trained on the dataset once, then loaded); its accuracy.
+
+    Invocations started together (--member I --of N, a job array) train it once: the others wait for it."""
     loaded = classifier.load(sweep_dir, config)
     if loaded is None:
-        log(f"training the attribute classifier once for the whole sweep, in {sweep_dir}")
-        params, accuracy = classifier.train(config, log=log)
-        if parallel.is_main_process():
-            classifier.save(sweep_dir, params, accuracy)
-        return accuracy
+        with files.exclusive(os.path.join(sweep_dir, CLASSIFIER_LOCK), "the sweep's attribute classifier", log, poll_s):
+            loaded = classifier.load(sweep_dir, config)  # trained by another invocation while this one waited
+            if loaded is None:
+                log(f"training the attribute classifier once for the whole sweep, in {sweep_dir}")
+                params, accuracy = classifier.train(config, log=log)
+                if parallel.is_main_process():
+                    classifier.save(sweep_dir, params, accuracy)
+                return accuracy
     return loaded[2]
 
 

@@ -102,3 +102,25 @@ def test_missing_dataset_and_corrupt_shard_errors(tmp_path, tiny_dataset, table)
     with pytest.raises(UserError, match=f"corrupt shard {shard}"):
         for _ in input_pipeline.numpy_batches(ds, broken):
             pass
+
+
+def test_a_missing_portraits_dataset_is_made_once_past_a_lock_its_dead_maker_left(tmp_path, tiny_dataset):
+    """A job array's members start together: the lock makes one draw it; one killed mid-way leaves a lock
+    that the next run takes over (its holder's process is gone) instead of waiting for it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    config = tiny_config(tiny_dataset)
+    config.data.dir = str(tmp_path / "data" / "portraits")
+    os.makedirs(tmp_path / "data")
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    with open(config.data.dir + ".lock", "w") as f:
+        f.write(f"host={socket.gethostname()} pid={exited.pid} since=2026-11-27T00:00:00\n")
+    logs = []
+    assert input_pipeline.ensure_dataset(config, logs.append) == f"made {config.data.dir}"
+    assert logs[0].startswith("taking over") and logs[1].startswith("drawing 12 portraits per class")
+    assert sorted(os.listdir(tmp_path / "data")) == ["portraits"]  # the lock is gone
+    assert input_pipeline.ensure_dataset(config, logs.append) == f"found {config.data.dir}"

@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import threading
+import time
 
 import jax
 import ml_collections
@@ -125,6 +127,36 @@ def test_the_classifier_is_trained_once_and_shared(finished_sweep):
     shared = open(os.path.join(sweep_dir, classifier.PARAMS_FILE), "rb").read()
     for name in ("seed0-embed0", "seed1-embed0"):
         assert open(os.path.join(sweep_dir, name, classifier.PARAMS_FILE), "rb").read() == shared
+
+
+
+def test_invocations_started_together_train_the_classifier_once(tmp_path, tiny_dataset, monkeypatch):
+    """--member I --of N started at once (a job array): one invocation trains, the others wait for its files."""
+    config = tiny_config(tiny_dataset)
+    sweep_dir = str(tmp_path / "sweep")
+    model = classifier.create(config)
+    size = config.data.image_size
+    params = model.init(jax.random.key(0), np.zeros((1, size, size, 3), np.float32))["params"]
+    accuracy = {"gender_accuracy": 0.75, "profession_accuracy": 0.5, "validation_images": 4}
+    training, trainings = threading.Event(), []
+
+    def slow_train(config, log=print):
+        trainings.append(1)
+        training.set()
+        time.sleep(0.5)
+        return params, accuracy
+
+    monkeypatch.setattr(classifier, "train", slow_train)
+    results, logs = {}, []
+    first = threading.Thread(target=lambda: results.setdefault("first", sweep.ensure_classifier(
+        config, sweep_dir, log=lambda *a: None, poll_s=0.02)))
+    first.start()
+    training.wait(10)
+    results["second"] = sweep.ensure_classifier(config, sweep_dir, log=logs.append, poll_s=0.02)
+    first.join()
+    assert trainings == [1] and results["first"] == results["second"] == accuracy
+    assert logs[0].startswith("waiting for the sweep's attribute classifier")
+    assert not os.path.exists(os.path.join(sweep_dir, sweep.CLASSIFIER_LOCK))
 
 
 def test_a_rerun_skips_finished_members(finished_sweep, monkeypatch):
