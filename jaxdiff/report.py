@@ -9,8 +9,9 @@ NO_UNSEEN_WORDS = ("None drawn (`evaluate.num_unseen_words` = 0). In a sweep, ea
                    "`sweep.num_unseen_words` professions, pooled in the sweep's summary.")
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def percent(x: float | None) -> str:
+    """A share as '47.2%' ('-' when unknown); the report's and the sweep summary's one format."""
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -36,9 +37,9 @@ def render_markdown(report: dict[str, Any]) -> str:
               "| word | group | n | share woman | 95% CI (Wilson) | abs(share-0.5) | person / nurse / philosopher | she-he score raw | projected | PC1 raw | PC1 projected |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, w in list(words.items()) + list(controls.items()):
-        mix = " / ".join(_pct(w["profession"][p]) for p in PROFESSION_WORDS)
-        lines.append(f"| {name} | {w['group']} | {w['n']} | {_pct(w['share_woman'])} | "
-                     f"[{_pct(w['ci95'][0])}, {_pct(w['ci95'][1])}] | {w['abs_deviation']:.3f} | {mix} | "
+        mix = " / ".join(percent(w["profession"][p]) for p in PROFESSION_WORDS)
+        lines.append(f"| {name} | {w['group']} | {w['n']} | {percent(w['share_woman'])} | "
+                     f"[{percent(w['ci95'][0])}, {percent(w['ci95'][1])}] | {w['abs_deviation']:.3f} | {mix} | "
                      f"{_fmt(w['score_raw'])} | {_fmt(w['score_projected'])} | {_fmt(w['score_pc1_raw'])} | "
                      f"{_fmt(w['score_pc1_projected'])} |")
     if dose["words"]:
@@ -47,8 +48,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Dose-response", "", NO_UNSEEN_WORDS]
     c = report["conditioning"]
     lines += ["", "## Conditioning check", "",
-              f"Samples must show their own training word at least {_pct(c['threshold'])} of the time before "
-              f"shares are read: " + ", ".join(f"{w} {_pct(v)}" for w, v in c["rates"].items())
+              f"Samples must show their own training word at least {percent(c['threshold'])} of the time before "
+              f"shares are read: " + ", ".join(f"{w} {percent(v)}" for w, v in c["rates"].items())
               + f" ({'passed' if c['passed'] else 'NOT passed: read the shares with care'}).",
               "", "Files: shares.png, dose_response.png, eval/grids/WORD.png; numbers: report.json."]
     return "\n".join(lines) + "\n"
@@ -76,14 +77,14 @@ def reading(report: dict[str, Any]) -> list[str]:
         verdict = ("more women than balanced" if lo > 0.5 else "fewer women than balanced" if hi < 0.5
                    else "not distinguishable from balanced")
         out.append(f"- **{w}** (embedding leans {side}, she-he score {e['score_raw']:+.3f}): "
-                   f"{_pct(e['share_woman'])} women, 95% CI [{_pct(lo)}, {_pct(hi)}], {verdict}.")
+                   f"{percent(e['share_woman'])} women, 95% CI [{percent(lo)}, {percent(hi)}], {verdict}.")
     s = dose["spearman"]
     if s["r"] is not None:
         lo, hi = s["ci95"]
         trend = ("rises" if lo > 0 else "falls" if hi < 0 else "shows no clear trend")
         out.append(f"- Over {s['n']} professions never trained on, the share of women {trend} with the embedding's "
                    f"gender score: Spearman {s['r']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}].")
-    ctl = ", ".join(f"{name} {_pct(c['share_woman'])} [{_pct(c['ci95'][0])}, {_pct(c['ci95'][1])}]"
+    ctl = ", ".join(f"{name} {percent(c['share_woman'])} [{percent(c['ci95'][0])}, {percent(c['ci95'][1])}]"
                     for name, c in controls.items())
     out.append(f"- Controls: {ctl}.")
     if not report["conditioning"]["passed"]:

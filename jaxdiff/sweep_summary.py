@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxdiff import classifier, evaluate, files, pooling, probes
 from jaxdiff import report as report_files
+from jaxdiff.report import percent
 from jaxdiff.classes import SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
@@ -186,10 +187,6 @@ def _within_word_slope(scores: Sequence[float], shares: Sequence[float], words: 
 # Files.
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def _pts(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:+.1f}"
 
@@ -214,7 +211,7 @@ def reading(summary: dict[str, Any]) -> list[str]:
         f"{_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}; TOST at +-{100 * lk['margin']:g}: "
         f"p {lk['tost_p_value']:.3g} (90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}).",
         f"Verdict: {lk['sentence']}.",
-        "Fit: " + ", ".join(f"{w} {_pct(summary['words'][w]['share_woman'])} (tau {format_tau(summary['words'][w]['tau'])})"
+        "Fit: " + ", ".join(f"{w} {percent(summary['words'][w]['share_woman'])} (tau {format_tau(summary['words'][w]['tau'])})"
                             for w in SEED_EVAL_WORDS) + " (balanced data: 50%).",
         dose_line,
     ]
@@ -238,8 +235,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for word, w in words.items():
         share = w["variance_components"].get("share") or {}
-        lines.append(f"| {word} | {_pct(w['share_woman'])} | {_ci(w['ci95'])} | {format_tau(w['tau'])} | "
-                     f"{_pct(share.get('train_seed'))} | {_pct(share.get('embed_seed'))} | {_pct(share.get('interaction'))} |")
+        lines.append(f"| {word} | {percent(w['share_woman'])} | {_ci(w['ci95'])} | {format_tau(w['tau'])} | "
+                     f"{percent(share.get('train_seed'))} | {percent(share.get('embed_seed'))} | {percent(share.get('interaction'))} |")
     notes = {w["variance_components"].get("note") for w in words.values()} - {None}
     lines += [f"\nSplit of tau^2: {note}." for note in sorted(notes)]
     if any(w["variance_components"].get("share") for w in words.values()):
@@ -269,8 +266,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
               "| word | pooled abs(share - 0.5) | tau | RMS member deviation | conditioning fidelity |", "|---|---|---|---|---|"]
     for word in SEED_EVAL_WORDS:
         f = fit[word]
-        lines.append(f"| {word} | {_pct(f['abs_deviation'])} | {format_tau(f['tau'])} | {_pct(f['rms_member_deviation'])} | "
-                     f"{_pct(fit['conditioning_fidelity'][word])} |")
+        lines.append(f"| {word} | {percent(f['abs_deviation'])} | {format_tau(f['tau'])} | {percent(f['rms_member_deviation'])} | "
+                     f"{percent(fit['conditioning_fidelity'][word])} |")
     dose = summary["dose_response"]
     lm = dose["logistic_mixed"]
     rho = dose["spearman"]
@@ -289,7 +286,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
               "## Members", "", "| member | step | " + " | ".join(REPORTED_WORDS) + " | contrast | minutes |",
               "|---|---|" + "---|" * len(REPORTED_WORDS) + "---|---|"]
     for m in summary["members"]:
-        lines.append(f"| {m['name']} | {m['step']} | " + " | ".join(_pct(m["shares"][w]) for w in REPORTED_WORDS)
+        lines.append(f"| {m['name']} | {m['step']} | " + " | ".join(percent(m["shares"][w]) for w in REPORTED_WORDS)
                      + f" | {_pts(m['contrast'])} | {_member_cost(m['minutes']):.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -298,7 +295,7 @@ def _series_table(label: str, xs: Sequence[Any], words: dict[str, list[dict]], f
     """A Markdown table: one row per x, one column per word, pooled share and its 95% interval."""
     lines = [f"| {label} | " + " | ".join(words) + " |", "|---|" + "---|" * len(words)]
     for i, x in enumerate(xs):
-        lines.append(f"| {fmt(x)} | " + " | ".join(f"{_pct(w[i]['share_woman'])} {_ci(w[i]['ci95'])}"
+        lines.append(f"| {fmt(x)} | " + " | ".join(f"{percent(w[i]['share_woman'])} {_ci(w[i]['ci95'])}"
                                                    for w in words.values()) + " |")
     return lines
 
