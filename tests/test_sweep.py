@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from helpers import damage_checkpoint, tiny_config
+from helpers import damage_checkpoint, run_cli, tiny_config
 from jaxdiff import (checkpoints, classifier, embed, evaluate, pooling, probes, sweep, sweep_summary, train, vectors,
                      workdirs)
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
@@ -597,6 +597,20 @@ def test_frontier_narrowed_to_a_word_samples_it_alone_with_the_same_images(finis
     assert study(wide_dir, ["nurse"])["rows"][0]["words"]["nurse"] == widened["rows"][0]["words"]["nurse"]
     assert sampled == []
 
+
+
+@pytest.mark.slow
+def test_frontier_command_line_prints_and_writes_the_narrow_table(finished_sweep, tmp_path):
+    config, sweep_dir, _, _ = finished_sweep
+    copy = _copy_without_frontier(sweep_dir, tmp_path)
+    result = run_cli("jaxdiff.frontier", "--config=configs/tiny.py", f"--config.data.dir={config.data.dir}",
+                     f"--workdir={copy}", "--words=person", "--settings=ema:ddim:3:2", "--reference=ema:dpmpp2m:3:2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = os.path.join(copy, "frontier-person.md")
+    assert open(table).read() in result.stdout and result.stdout.rstrip().endswith(f"{table})")
+    written = json.load(open(os.path.join(copy, "frontier-person.json")))
+    assert written["words"] == ["person"] and [r["setting"] for r in written["rows"]] == ["ema:ddim:3:2"]
+    assert not os.path.exists(os.path.join(copy, "frontier.md"))
 
 def test_frontier_words_must_be_trained_words():
     from jaxdiff import frontier
