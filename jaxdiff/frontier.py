@@ -232,7 +232,8 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
             runs[kind] = (run_, run_.image_sampler(), run_.device_params())
         sampled = _sample_counts(*runs[kind], same[0], round_, size, round_images, study_sweep.clf, log, missing)
         # Words in their fixed order; the seconds per image of every word's images, compiling included once.
-        merged = {w: {**kept, **sampled}[w] for w in SEED_EVAL_WORDS if w in kept or w in sampled}
+        both = {**kept, **sampled}
+        merged = {w: both[w] for w in SEED_EVAL_WORDS if w in both}
         per_image = [e["seconds"] / e["n"] for e in merged.values()]
         # The restored step is the one sampled (a damaged newest checkpoint falls back to an older one).
         files.write_json(path, {"setting": _instrument(same[0]), "round": round_,
@@ -574,7 +575,6 @@ def main(argv: Sequence[str]) -> None:
     sweep_dirs = flags.workdir or [flags.config.sweep.workdir]
     settings = [Setting.parse(s) for s in flags.settings]
     reference = Setting.parse(flags.reference) if flags.reference else None
-    words = check_words(flags.words)
     start = time.perf_counter()
 
     def after_round(result: dict[str, Any]) -> None:  # the table so far, after each round
@@ -582,7 +582,7 @@ def main(argv: Sequence[str]) -> None:
               f"{write_outputs(sweep_dirs[0], result)}", flush=True)
 
     path = write_outputs(sweep_dirs[0], study(flags.config, sweep_dirs, settings, reference, after_round=after_round,
-                                              words=words))
+                                              words=flags.words))
     print(open(path).read() + f"({(time.perf_counter() - start) / 60:.1f} min; {path})")
 
 
