@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,10 +58,12 @@ def test_only_process_0_writes_logs_and_samples(two_process_run):
 
 
 def _two_process_batches(config, table, mesh, start_example):
-    """The global batches the two processes feed: process 0's local batch, then process 1's."""
+    """The global batches the two processes feed: process 0's local batch, then process 1's.
+
+    `start_example` is what one process passes (examples seen in all); each of two processes starts at half."""
     local = config.train.batch_size // 2
     streams = [input_pipeline.numpy_batches(
-        input_pipeline.train_dataset(config, table, local, start_example=start_example, process_index=i,
+        input_pipeline.train_dataset(config, table, local, start_example=start_example // 2, process_index=i,
                                      process_count=2), config.data.dir) for i in range(2)]
     sharding = parallel.batch_sharded(mesh)
     for b0, b1 in zip(*streams):
@@ -70,15 +73,20 @@ def _two_process_batches(config, table, mesh, start_example):
 def test_equals_one_process_with_four_devices_and_restores_in_one(two_process_run, tiny_dataset, tmp_path, monkeypatch):
     workdir, _, _ = two_process_run
     monkeypatch.setattr(train, "_device_batches", _two_process_batches)  # same global batches, one process
-    config = tiny_config(tiny_dataset, **MULTIHOST_OVERRIDES)
+    config = tiny_config(tiny_dataset, **dict(MULTIHOST_OVERRIDES, train__sample_every=0))  # samples: state unchanged
     state, _ = train.train_and_evaluate(config, str(tmp_path / "one"), devices=jax.devices()[:4])
     for which, reference in (("raw", state.params), ("ema", state.ema_params)):
         restored, step = checkpoints.restore_params(workdir, which)  # the checkpoint two processes wrote, read by one
         assert step == 4
         for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(parallel.fetch(reference))):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    monkeypatch.undo()
-    # And one process resumes the two-process run.
-    resumed, _ = train.train_and_evaluate(tiny_config(tiny_dataset, **dict(MULTIHOST_OVERRIDES, train__num_steps=5)),
-                                          workdir, devices=jax.devices()[:4])
-    assert int(parallel.fetch(resumed.step)) == 5
+    # And one process resumes the two-process run from its step-2 checkpoint, to the same step-4 state.
+    # (The same config as above, so the step it compiles is the one already compiled.)
+    resumed_dir = str(tmp_path / "resumed")
+    shutil.copytree(workdir, resumed_dir)
+    assert {"2", "4"} <= set(os.listdir(os.path.join(resumed_dir, "checkpoints")))
+    shutil.rmtree(os.path.join(resumed_dir, "checkpoints", "4"))
+    resumed, _ = train.train_and_evaluate(config, resumed_dir, devices=jax.devices()[:4])
+    assert int(parallel.fetch(resumed.step)) == 4
+    for a, b in zip(jax.tree.leaves(parallel.fetch(resumed.params)), jax.tree.leaves(parallel.fetch(state.params))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

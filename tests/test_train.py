@@ -292,24 +292,34 @@ def test_cli_trains_resumes_and_writes_logs(tiny_dataset, tmp_path):
 
 
 @pytest.mark.slow
+def _train_until_logged_past(args: list[str], workdir: str, step: int) -> tuple[int, str]:
+    """Starts `jaxdiff.train args`, sends SIGTERM once it has logged a step after `step`; (exit status, output)."""
+    proc = subprocess.Popen([sys.executable, "-m", "jaxdiff.train", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not [
+            m for m in logs.read_metrics(workdir) if m["step"] > step]:
+        time.sleep(0.5)  # wait until it is really training (a log line every 10 steps)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    return proc.returncode, output
+
+
 def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(tiny_dataset, tmp_path):
+    """Preempted twice: the rerun is the same command (so it compiles the same step, from the cache)."""
     workdir = str(tmp_path / "run")
     args = ["--config=configs/tiny.py", f"--workdir={workdir}", f"--config.data.dir={tiny_dataset}",
             "--config.train.num_steps=100000", "--config.train.checkpoint_every=100000", "--config.train.sample_every=0",
             "--config.train.eval_every=100000", "--config.train.log_every=10"]
-    proc = subprocess.Popen([sys.executable, "-m", "jaxdiff.train", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.time() + 300
-    while time.time() < deadline and not logs.read_metrics(workdir):
-        time.sleep(0.5)  # wait until it is really training (first log line at step 10)
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == train.EXIT_PREEMPTED, output[-2000:]
+    code, output = _train_until_logged_past(args, workdir, 0)
+    assert code == train.EXIT_PREEMPTED, output[-2000:]
     assert "received SIGTERM: saved a checkpoint at step" in output
     saved = int(os.listdir(os.path.join(workdir, "checkpoints"))[0])
     assert saved >= 10
-    resumed = run_cli("jaxdiff.train", *args[:3], f"--config.train.num_steps={saved + 2}", "--config.train.sample_every=0")
-    assert resumed.returncode == 0 and f"resumed from step {saved}" in resumed.stdout
+    code, output = _train_until_logged_past(args, workdir, saved)
+    assert code == train.EXIT_PREEMPTED, output[-2000:]
+    assert f"resumed from step {saved}" in output and "received SIGTERM: saved a checkpoint at step" in output
+    assert max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) > saved
 
 
 def test_remat_gives_the_same_parameters_and_gradients(tiny_dataset):
