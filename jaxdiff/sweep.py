@@ -1,6 +1,7 @@
 """A grid of independent runs (training seeds x projection seeds), one measuring instrument, pooled statistics.
 
-    python -m jaxdiff.sweep --config=configs/toy.py [--workdir runs/toy-sweep] [--member I --of N] [--aggregate]
+    python -m jaxdiff.sweep --config=configs/toy.py [--workdir runs/toy-sweep] [--member I --of N]
+        [--aggregate | --train_only]
 
 Each member is an ordinary run directory, SWEEP/seedT-embedE/, that jaxdiff.sample and
 jaxdiff.evaluate accept as it is. Its stages (training, evaluation, probes) are skipped once
@@ -8,7 +9,8 @@ done, so an interrupted sweep resumes where it stopped. The attribute classifier
 the dataset: it is trained once, in SWEEP/, and every member is measured with it. `--member I
 --of N` runs members I, I+N, I+2N, ... (0 <= I < N), so N machines or a job array split one
 sweep; the summary (SWEEP/summary.{json,md} and plots, jaxdiff.sweep_summary) is written when
-every member is done, or alone with --aggregate.
+every member is done, or alone with --aggregate. --train_only trains the members and stops (what
+jaxdiff.frontier needs; the same command without it evaluates and probes them later).
 """
 
 if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
@@ -205,8 +207,10 @@ def _use_current_evaluation_settings(c: ml_collections.ConfigDict, workdir: str)
         configuration.save(saved, workdir)
 
 
-def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str, log: Callable = print) -> dict:
-    """Trains, evaluates and probes one member, skipping finished stages; returns the times of those it ran.
+def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str, log: Callable = print,
+               train_only: bool = False) -> dict:
+    """Trains, evaluates and probes one member (only trains it with train_only), skipping finished stages;
+    returns the times of those it ran.
 
     Each stage's time goes into the member's member.json as soon as it ends, so a sweep stopped in a later
     stage keeps it (the summary's minutes per member and the ETA read them)."""
@@ -223,6 +227,8 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
         log(f"  training {c.train.num_steps} steps (seed {member.train_seed}, embed.seed {member.embed_seed})")
         train.train_and_evaluate(c, member.workdir)
         finished("training_s", start)
+    if train_only:
+        return timings
     _use_current_evaluation_settings(c, member.workdir)
     start = time.perf_counter()
     if not report_current(member.workdir, c):
@@ -334,8 +340,11 @@ def eta_minutes(config: ml_collections.ConfigDict, remaining: Sequence[Member], 
 
 
 def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: int = 0, of: int = 1,
-              log: Callable = print) -> dict | None:
-    """Runs this invocation's share of the members; writes and returns the summary once all are done."""
+              log: Callable = print, train_only: bool = False) -> dict | None:
+    """Runs this invocation's share of the members; writes and returns the summary once all are done.
+
+    With `train_only` it trains them and stops there: the frontier needs no more, and a GPU job array can
+    train every member before any is evaluated (a later run without it evaluates and probes them)."""
     if not 0 <= member_index < of:
         raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
     grid = members(config, sweep_dir)
@@ -346,6 +355,8 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     log(f"dataset: {input_pipeline.ensure_dataset(config, log)}")
     os.makedirs(sweep_dir, exist_ok=True)
     log(f"XLA compilation cache: {use_compilation_cache(sweep_dir)}")
+    if train_only:
+        return _train_members(config, sweep_dir, grid, mine, log)
     ensure_classifier(config, sweep_dir, log)
     for i, member in enumerate(mine, start=1):
         position = f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
@@ -363,6 +374,25 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
             f"or with --aggregate")
         return None
     return aggregate(config, sweep_dir, log)
+
+
+def _train_members(config: ml_collections.ConfigDict, sweep_dir: str, grid: Sequence[Member],
+                   mine: Sequence[Member], log: Callable) -> None:
+    """run_sweep's --train_only: trains this invocation's untrained members; no classifier, evaluation or probes."""
+    for i, member in enumerate(mine, start=1):
+        position = f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
+        if checkpoints.trained_to(member.workdir, config.train.num_steps):
+            log(f"{position}: trained")
+            continue
+        log(position)
+        start = time.perf_counter()
+        run_member(config, member, sweep_dir, log, train_only=True)
+        log(f"{position}: trained in {(time.perf_counter() - start) / 60:.1f} min")
+    untrained = [m.name for m in grid if not checkpoints.trained_to(m.workdir, config.train.num_steps)]
+    log(f"{len(grid) - len(untrained)} of {len(grid)} members trained; " + (
+        f"waiting: {', '.join(untrained)}" if untrained else
+        "run the same command without --train_only to evaluate and probe them and write the summary"))
+    return None
 
 
 def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print) -> dict:
@@ -396,6 +426,8 @@ def define_flags(values: absl_flags.FlagValues) -> None:
     absl_flags.DEFINE_integer("member", 0, "run members member, member+of, ... (0-based)", flag_values=values)
     absl_flags.DEFINE_integer("of", 1, "how many invocations split the sweep", flag_values=values)
     absl_flags.DEFINE_bool("aggregate", False, "only write the summary of the finished members", flag_values=values)
+    absl_flags.DEFINE_bool("train_only", False, "only train the members (no classifier, evaluation or probes)",
+                           flag_values=values)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -403,10 +435,12 @@ def main(argv: Sequence[str]) -> None:
     config = flags.config
     sweep_dir = flags.workdir or config.sweep.workdir
     start = time.perf_counter()
+    if flags.aggregate and flags.train_only:
+        raise UserError("--aggregate and --train_only ask for opposite things; give one of them")
     if flags.aggregate:
         aggregate(config, sweep_dir)
     else:
-        run_sweep(config, sweep_dir, flags.member, flags.of)
+        run_sweep(config, sweep_dir, flags.member, flags.of, train_only=flags.train_only)
     print(f"({(time.perf_counter() - start) / 60:.1f} min this invocation)")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from helpers import damage_checkpoint, tiny_config, truncate
-from jaxdiff import checkpoints, cli, embed, evaluate, experiment, sample, train, workdirs
+from jaxdiff import checkpoints, cli, embed, evaluate, experiment, sample, sweep, train, workdirs
 
 
 def call(main, argv, capfd) -> tuple[int, str, str]:
@@ -75,6 +75,14 @@ def test_usage_errors_are_one_line_not_the_usage(main, argv, needles, capfd):
     code, out, err = call(main, argv, capfd)
     assert_one_line_error(code, err, *needles)
     assert "usage:" not in err and not out
+
+
+def test_sweep_refuses_aggregate_with_train_only_before_making_anything(tmp_path, capfd):
+    sweep_dir = str(tmp_path / "sweep")
+    code, out, err = call(sweep.main, ["--config=configs/tiny.py", f"--workdir={sweep_dir}", "--aggregate",
+                                       "--train_only"], capfd)
+    assert_one_line_error(code, err, "--aggregate and --train_only", "give one of them")
+    assert not os.path.exists(sweep_dir)
 
 
 # ---------------------------------------------------------------------------------------------

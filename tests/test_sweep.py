@@ -172,6 +172,30 @@ def test_a_rerun_skips_finished_members(finished_sweep, monkeypatch):
     assert again["leakage"]["members"] == summary["leakage"]["members"]
 
 
+def test_train_only_trains_what_is_untrained_and_nothing_else(finished_sweep, tmp_path, monkeypatch):
+    config, copy = _changed_copy(finished_sweep, tmp_path)
+    shutil.rmtree(os.path.join(copy, "seed1-embed0"))  # a member never started
+    os.remove(os.path.join(copy, classifier.PARAMS_FILE))  # and no classifier yet: --train_only needs none
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("--train_only ran more than training")
+
+    for module, name in ((evaluate, "evaluate"), (probes, "run_probes"), (classifier, "train")):
+        monkeypatch.setattr(module, name, must_not_run)
+    trained, real_train = [], train.train_and_evaluate
+    monkeypatch.setattr(train, "train_and_evaluate", lambda c, workdir: trained.append(workdir) or real_train(c, workdir))
+    lines = []
+    assert sweep.run_sweep(config, copy, log=lines.append, train_only=True) is None
+    member = os.path.join(copy, "seed1-embed0")
+    assert trained == [member] and checkpoints.trained_to(member, config.train.num_steps)
+    assert not os.path.exists(os.path.join(member, evaluate.REPORT_JSON))
+    assert not os.path.exists(os.path.join(copy, classifier.PARAMS_FILE))
+    assert "member 1/2 (seed0-embed0; 1/2 here): trained" in lines
+    assert lines[-1] == "2 of 2 members trained; run the same command without --train_only to evaluate and probe them " \
+                        "and write the summary"
+    assert json.load(open(os.path.join(member, sweep.MEMBER_JSON)))["invocations"][0].keys() >= {"training_s"}
+
+
 def _changed_copy(finished_sweep, tmp_path) -> tuple[ml_collections.ConfigDict, str]:
     """A copy of the finished sweep and a copy of its config, for a test to change one setting."""
     config, sweep_dir, _, _ = finished_sweep
