@@ -5,8 +5,13 @@ import os
 import shutil
 import tempfile
 
-# Before JAX is imported anywhere: 8 host devices (tests pick 1, 2, 4 or 8 of them).
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+# Before JAX is imported anywhere: 8 host devices (tests pick 1, 2, 4 or 8 of them), and the CPU backend's
+# code generation at optimisation level 0, here and in the command-line subprocesses (they inherit it):
+# compiling, not running, is what the tiny programs cost (a 30-step tiny `jaxdiff.train`: 108 s at the
+# default level, 43 s at 0, the same losses), and the level changes how fast code runs, not what it computes.
+_TEST_XLA_FLAGS = ["--xla_force_host_platform_device_count=8", "--xla_backend_optimization_level=0"]
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", "")] + [
+    flag for flag in _TEST_XLA_FLAGS if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", "")]).strip()
 # One persistent XLA compilation cache for the session, shared with the command-line subprocesses
 # (they inherit the environment): many tests compile the same tiny training step, and compiling
 # dominates them (a tiny `jaxdiff.train` run: 100 s cold, 18 s from the cache on 2 cores).

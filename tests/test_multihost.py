@@ -28,7 +28,8 @@ def _free_port() -> int:
 def two_process_run(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("multihost")
     workdir, port = str(root / "run"), _free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+    two_devices = os.environ["XLA_FLAGS"].replace("device_count=8", "device_count=2")  # conftest's other flags kept
+    env = dict(os.environ, XLA_FLAGS=two_devices, JAX_PLATFORMS="cpu",
                PYTHONUNBUFFERED="1")
     worker = os.path.join(REPO, "tests", "multihost_worker.py")
     procs = [subprocess.Popen([sys.executable, worker, str(i), "2", str(port), tiny_dataset, workdir,
