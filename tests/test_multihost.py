@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,7 @@ def _free_port() -> int:
 def two_process_run(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("multihost")
     workdir, port = str(root / "run"), _free_port()
-    two_devices = os.environ["XLA_FLAGS"].replace("device_count=8", "device_count=2")  # conftest's other flags kept
+    two_devices = re.sub(r"device_count=\d+", "device_count=2", os.environ["XLA_FLAGS"])  # conftest's other flags kept
     env = dict(os.environ, XLA_FLAGS=two_devices, JAX_PLATFORMS="cpu",
                PYTHONUNBUFFERED="1")
     worker = os.path.join(REPO, "tests", "multihost_worker.py")
