@@ -359,7 +359,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
         return _train_members(config, sweep_dir, grid, mine, log)
     ensure_classifier(config, sweep_dir, log)
     for i, member in enumerate(mine, start=1):
-        position = f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
+        position = _position(grid, mine, i)
         if member_done(config, member):
             log(f"{position}: done")
             continue
@@ -376,11 +376,17 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     return aggregate(config, sweep_dir, log)
 
 
+def _position(grid: Sequence[Member], mine: Sequence[Member], i: int) -> str:
+    """How progress names this invocation's i-th member (1-based): its place in the grid and in this share."""
+    member = mine[i - 1]
+    return f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
+
+
 def _train_members(config: ml_collections.ConfigDict, sweep_dir: str, grid: Sequence[Member],
                    mine: Sequence[Member], log: Callable) -> None:
     """run_sweep's --train_only: trains this invocation's untrained members; no classifier, evaluation or probes."""
     for i, member in enumerate(mine, start=1):
-        position = f"member {grid.index(member) + 1}/{len(grid)} ({member.name}; {i}/{len(mine)} here)"
+        position = _position(grid, mine, i)
         if checkpoints.trained_to(member.workdir, config.train.num_steps):
             log(f"{position}: trained")
             continue
@@ -392,7 +398,6 @@ def _train_members(config: ml_collections.ConfigDict, sweep_dir: str, grid: Sequ
     log(f"{len(grid) - len(untrained)} of {len(grid)} members trained; " + (
         f"waiting: {', '.join(untrained)}" if untrained else
         "run the same command without --train_only to evaluate and probe them and write the summary"))
-    return None
 
 
 def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable = print) -> dict:

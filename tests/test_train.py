@@ -291,7 +291,6 @@ def test_cli_trains_resumes_and_writes_logs(tiny_dataset, tmp_path):
     assert again.returncode == 0 and "resumed from step 6" in again.stdout and "nothing to do" in again.stdout
 
 
-@pytest.mark.slow
 def _train_until_logged_past(args: list[str], workdir: str, step: int) -> tuple[int, str]:
     """Starts `jaxdiff.train args`, sends SIGTERM once it has logged a step after `step`; (exit status, output)."""
     proc = subprocess.Popen([sys.executable, "-m", "jaxdiff.train", *args], cwd=REPO, stdout=subprocess.PIPE,
@@ -305,6 +304,7 @@ def _train_until_logged_past(args: list[str], workdir: str, step: int) -> tuple[
     return proc.returncode, output
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(tiny_dataset, tmp_path):
     """Preempted twice: the rerun is the same command (so it compiles the same step, from the cache)."""
     workdir = str(tmp_path / "run")
