@@ -9,8 +9,8 @@ done, so an interrupted sweep resumes where it stopped. The attribute classifier
 the dataset: it is trained once, in SWEEP/, and every member is measured with it. `--member I
 --of N` runs members I, I+N, I+2N, ... (0 <= I < N), so N machines or a job array split one
 sweep; the summary (SWEEP/summary.{json,md} and plots, jaxdiff.sweep_summary) is written when
-every member is done, or alone with --aggregate. --train_only trains the members and stops (what
-jaxdiff.frontier needs; the same command without it evaluates and probes them later).
+every member is done, or alone with --aggregate. --train_only trains the classifier and the members
+and stops (what jaxdiff.frontier needs; the same command without it evaluates and probes them later).
 """
 
 if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
@@ -343,8 +343,9 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
               log: Callable = print, train_only: bool = False) -> dict | None:
     """Runs this invocation's share of the members; writes and returns the summary once all are done.
 
-    With `train_only` it trains them and stops there: the frontier needs no more, and a GPU job array can
-    train every member before any is evaluated (a later run without it evaluates and probes them)."""
+    With `train_only` it trains the classifier and them and stops there: the frontier needs no more, and a
+    GPU job array can train every member before any is evaluated (a later run without it evaluates and
+    probes them)."""
     if not 0 <= member_index < of:
         raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
     grid = members(config, sweep_dir)
@@ -355,9 +356,9 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     log(f"dataset: {input_pipeline.ensure_dataset(config, log)}")
     os.makedirs(sweep_dir, exist_ok=True)
     log(f"XLA compilation cache: {use_compilation_cache(sweep_dir)}")
+    ensure_classifier(config, sweep_dir, log)  # the frontier reads trained members with it too
     if train_only:
         return _train_members(config, sweep_dir, grid, mine, log)
-    ensure_classifier(config, sweep_dir, log)
     for i, member in enumerate(mine, start=1):
         position = _position(grid, mine, i)
         if member_done(config, member):
@@ -384,7 +385,7 @@ def _position(grid: Sequence[Member], mine: Sequence[Member], i: int) -> str:
 
 def _train_members(config: ml_collections.ConfigDict, sweep_dir: str, grid: Sequence[Member],
                    mine: Sequence[Member], log: Callable) -> None:
-    """run_sweep's --train_only: trains this invocation's untrained members; no classifier, evaluation or probes."""
+    """run_sweep's --train_only: trains this invocation's untrained members; no evaluation or probes."""
     for i, member in enumerate(mine, start=1):
         position = _position(grid, mine, i)
         if checkpoints.trained_to(member.workdir, config.train.num_steps):
@@ -431,7 +432,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
     absl_flags.DEFINE_integer("member", 0, "run members member, member+of, ... (0-based)", flag_values=values)
     absl_flags.DEFINE_integer("of", 1, "how many invocations split the sweep", flag_values=values)
     absl_flags.DEFINE_bool("aggregate", False, "only write the summary of the finished members", flag_values=values)
-    absl_flags.DEFINE_bool("train_only", False, "only train the members (no classifier, evaluation or probes)",
+    absl_flags.DEFINE_bool("train_only", False, "only train the classifier and the members (no evaluation or probes)",
                            flag_values=values)
 
 

@@ -175,13 +175,15 @@ def test_a_rerun_skips_finished_members(finished_sweep, monkeypatch):
 def test_train_only_trains_what_is_untrained_and_nothing_else(finished_sweep, tmp_path, monkeypatch):
     config, copy = _changed_copy(finished_sweep, tmp_path)
     shutil.rmtree(os.path.join(copy, "seed1-embed0"))  # a member never started
-    os.remove(os.path.join(copy, classifier.PARAMS_FILE))  # and no classifier yet: --train_only needs none
+    os.remove(os.path.join(copy, classifier.PARAMS_FILE))  # and no classifier yet: the frontier needs one
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("--train_only ran more than training")
 
-    for module, name in ((evaluate, "evaluate"), (probes, "run_probes"), (classifier, "train")):
+    for module, name in ((evaluate, "evaluate"), (probes, "run_probes")):
         monkeypatch.setattr(module, name, must_not_run)
+    classifiers, real_classifier = [], classifier.train
+    monkeypatch.setattr(classifier, "train", lambda *a, **k: classifiers.append(1) or real_classifier(*a, **k))
     trained, real_train = [], train.train_and_evaluate
     monkeypatch.setattr(train, "train_and_evaluate", lambda c, workdir: trained.append(workdir) or real_train(c, workdir))
     lines = []
@@ -189,7 +191,7 @@ def test_train_only_trains_what_is_untrained_and_nothing_else(finished_sweep, tm
     member = os.path.join(copy, "seed1-embed0")
     assert trained == [member] and checkpoints.trained_to(member, config.train.num_steps)
     assert not os.path.exists(os.path.join(member, evaluate.REPORT_JSON))
-    assert not os.path.exists(os.path.join(copy, classifier.PARAMS_FILE))
+    assert classifiers == [1] and os.path.exists(os.path.join(copy, classifier.PARAMS_FILE))
     assert "member 1/2 (seed0-embed0; 1/2 here): trained" in lines
     assert lines[-1] == "2 of 2 members trained; run the same command without --train_only to evaluate and probe them " \
                         "and write the summary"
