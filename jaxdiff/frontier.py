@@ -27,6 +27,10 @@ frontier.json and frontier.md, pools equal numbers of images from every member.
 the sampling). A word's images are the same whichever words are studied with it, so a narrow study's
 rounds serve a wider one, which samples only the words they lack; the leakage contrast and the fit
 need all three words, and a narrow study's table is written to frontier-WORD[-WORD].json and .md.
+
+The rounds are the study's data: a member whose checkpoints were deleted is still pooled from them
+(`recorded_only`), so a study can be kept, moved or finished elsewhere as the member directories
+without their checkpoints, beside the sweep's classifier (docs/sweep.md).
 """
 
 if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
@@ -176,9 +180,24 @@ def _check_trained_alike(sweep_dir: str, members: Sequence[sweep.Member]) -> Non
                    f"give each its own sweep directory")
 
 
+def recorded_only(workdir: str, num_steps: int) -> bool:
+    """Whether a member's checkpoints are gone but its frontier rounds, drawn from its trained parameters, are kept.
+
+    The rounds hold every image's reading, so a study's records outlive the checkpoints (deleted for disk,
+    or kept alone as the study's data): such a member is pooled from them, and can grow no new round."""
+    directory = os.path.join(workdir, FRONTIER_DIR)
+    if checkpoints.checkpoint_steps(workdir) or not os.path.isdir(directory):
+        return False
+    rounds = [os.path.join(directory, d, f) for d in sorted(os.listdir(directory))
+              for f in sorted(os.listdir(os.path.join(directory, d))) if f.startswith("round-")]
+    return bool(rounds) and all(int(files.read_json(r)["step"]) >= num_steps for r in rounds)
+
+
 def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
     # Trained is enough: the frontier samples from the checkpoints, whatever the members' reports were made with.
-    done = [m for m in sweep.members(config, sweep_dir) if checkpoints.trained_to(m.workdir, config.train.num_steps)]
+    num_steps = config.train.num_steps
+    done = [m for m in sweep.members(config, sweep_dir)
+            if checkpoints.trained_to(m.workdir, num_steps) or recorded_only(m.workdir, num_steps)]
     if not done:
         raise UserError(f"no member of {sweep_dir} is trained to {config.train.num_steps} steps yet; run: "
                         f"python -m jaxdiff.sweep --config=... --workdir={sweep_dir}")
@@ -199,11 +218,14 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
     the first images are the same). A cached round counts when the member's newest checkpoint, its
     evaluation seed and guidance, its sample settings (spacing, clip_x0, ddim_eta), the classifier and
     the layout are those it was made with; a valid round lacking some of the words gets only those.
+    A member whose checkpoints are gone (`recorded_only`) is read from its rounds, whatever checkpoint
+    they name.
     """
     member_config = configuration.load(workdir)
     # The newest checkpoint on disk, not the step restored: a damaged newest one (restore falls back to an
     # older step) then keeps its rounds valid instead of making every run sample them again.
-    made_with = {"newest": checkpoints.checkpoint_steps(workdir)[-1], "seed": int(member_config.evaluate.seed),
+    steps = checkpoints.checkpoint_steps(workdir)
+    made_with = {"newest": steps[-1] if steps else None, "seed": int(member_config.evaluate.seed),
                  "guidance": float(member_config.evaluate.guidance), "classifier": study_sweep.classifier_id,
                  "round_images": round_images, **evaluate.sampling_settings(member_config)}
     by_instrument: dict[str, list[Setting]] = {}
@@ -218,7 +240,7 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
             cached = files.read_json(path)
             cached.setdefault("newest", cached.get("step"))  # rounds written before "newest" was recorded
             cached = {**sweep.SAMPLING_BEFORE_RECORDED, **cached}  # ... and before the sample settings were
-            if all(cached.get(k) == v for k, v in made_with.items()):
+            if all(cached.get(k) == v for k, v in made_with.items() if not (k == "newest" and v is None)):
                 kept = {w: e for w, e in cached["words"].items() if _entry_serves(e, size)}
                 if cached.get("seconds_per_image") is not None:
                     for entry in kept.values():  # rounds written before each word's time was recorded
@@ -226,6 +248,11 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
         missing = [w for w in words if w not in kept]
         if not missing:
             continue
+        if not steps:
+            raise UserError(f"{workdir} has no checkpoints left, and its recorded round {round_} of "
+                            f"{_instrument(same[0])} lacks {', '.join(missing)} (or was drawn otherwise); study "
+                            f"only what its records hold, or retrain it: python -m jaxdiff.sweep --config=... "
+                            f"--workdir={os.path.dirname(workdir)} --train_only")
         kind = same[0].params
         if kind not in runs:
             run_ = workdirs.TrainedRun.load(workdir, kind)

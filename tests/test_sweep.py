@@ -573,6 +573,31 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
                        frontier.Setting.parse("ema:dpmpp2m:3:2"), log=lambda *a: None, round_images=4)
 
 
+def test_frontier_pools_a_member_whose_checkpoints_are_gone_from_its_rounds(finished_sweep, tmp_path, monkeypatch):
+    from jaxdiff import frontier
+
+    config, sweep_dir, _, _ = finished_sweep
+    copy = _copy_without_frontier(sweep_dir, tmp_path)
+    settings, reference = [frontier.Setting.parse("ema:ddim:3:4")], frontier.Setting.parse("ema:dpmpp2m:3:4")
+    study = lambda: frontier.study(config, [copy], settings, reference, log=lambda *a: None,  # noqa: E731
+                                   words=["person"])
+    first = study()
+    member = os.path.join(copy, "seed1-embed0")
+    assert not frontier.recorded_only(member, config.train.num_steps)  # checkpoints still there
+    shutil.rmtree(os.path.join(member, "checkpoints"))
+    assert frontier.recorded_only(member, config.train.num_steps)
+    assert not frontier.recorded_only(member, config.train.num_steps + 1)  # its rounds were drawn at fewer steps
+    monkeypatch.setattr(frontier, "_sample_counts", lambda *a, **k: pytest.fail("sampled again"))
+    again = study()
+    assert again["rows"][0]["members"] == 2
+    assert again["rows"][0]["words"]["person"] == first["rows"][0]["words"]["person"]
+    # A round it does not hold cannot be drawn without parameters: the error names the member and the remedy.
+    monkeypatch.undo()  # the other member, with its checkpoints, samples what it lacks
+    with pytest.raises(UserError, match=r"seed1-embed0 has no checkpoints left, and its recorded round 0 of "
+                                        r"ema-ddim-3 lacks philosopher, nurse .*--train_only"):
+        frontier.study(config, [copy], settings, reference, log=lambda *a: None)
+
+
 def test_frontier_narrowed_to_a_word_samples_it_alone_with_the_same_images(finished_sweep, tmp_path, monkeypatch):
     from jaxdiff import frontier
 
