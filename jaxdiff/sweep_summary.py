@@ -10,8 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxdiff import classifier, evaluate, files, pooling, probes
-from jaxdiff import report as report_files
-from jaxdiff.report import percent
+from jaxdiff.report import percent, pyplot, save_figure
 from jaxdiff.classes import SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
@@ -302,7 +301,7 @@ def _series_table(label: str, xs: Sequence[Any], words: dict[str, list[dict]], f
 
 def plot_forest(summary: dict[str, Any], path: str) -> None:
     """The nurse - philosopher contrast per member and pooled, with +-margin marked."""
-    plt = report_files.pyplot()
+    plt = pyplot()
     lk = summary["leakage"]
     names = [m["name"] for m in summary["members"]] + ["pooled"]
     values = lk["members"] + [lk["contrast"]]
@@ -317,12 +316,12 @@ def plot_forest(summary: dict[str, Any], path: str) -> None:
     ax.axvline(0, color="gray", lw=0.5)
     ax.set_yticks(y, names)
     ax.set_xlabel("share of women: nurse - philosopher (points)")
-    report_files.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_dose_response(summary: dict[str, Any], path: str) -> None:
     """Pooled share per unseen profession against its raw she-he score, every word labelled."""
-    plt = report_files.pyplot()
+    plt = pyplot()
     words = summary["dose_response"]["words"]
     fig, ax = plt.subplots(figsize=(10, 7))
     for word, w in words.items():
@@ -331,11 +330,11 @@ def plot_dose_response(summary: dict[str, Any], path: str) -> None:
     ax.axhline(50, ls="--", color="gray")
     ax.set_xlabel("she-he score (raw word2vec)")
     ax.set_ylabel("pooled share of women (%)")
-    report_files.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_bands(x: Sequence[float], series: dict[str, list[dict]], xlabel: str, path: str) -> None:
-    plt = report_files.pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for word, points in series.items():
         share = np.array([100 * p["share_woman"] for p in points])
@@ -346,7 +345,7 @@ def _plot_bands(x: Sequence[float], series: dict[str, list[dict]], xlabel: str, 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pooled share of women (%)")
     ax.legend()
-    report_files.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def write(summary: dict[str, Any], sweep_dir: str) -> None:
