@@ -251,8 +251,9 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
         if not steps:
             raise UserError(f"{workdir} has no checkpoints left, and its recorded round {round_} of "
                             f"{_instrument(same[0])} lacks {', '.join(missing)} (or was drawn otherwise); study "
-                            f"only what its records hold, or retrain it: python -m jaxdiff.sweep --config=... "
-                            f"--workdir={os.path.dirname(workdir)} --train_only")
+                            f"only what its records hold, or delete {os.path.join(workdir, FRONTIER_DIR)} (its "
+                            f"rounds would not match a new training) and retrain it: python -m jaxdiff.sweep "
+                            f"--config=... --workdir={os.path.dirname(workdir)} --train_only")
         kind = same[0].params
         if kind not in runs:
             run_ = workdirs.TrainedRun.load(workdir, kind)
