@@ -225,7 +225,8 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
     # The newest checkpoint on disk, not the step restored: a damaged newest one (restore falls back to an
     # older step) then keeps its rounds valid instead of making every run sample them again.
     steps = checkpoints.checkpoint_steps(workdir)
-    made_with = {"newest": steps[-1] if steps else None, "seed": int(member_config.evaluate.seed),
+    # A recorded-only member has no newest checkpoint to compare: its rounds count whatever checkpoint they name.
+    made_with = {**({"newest": steps[-1]} if steps else {}), "seed": int(member_config.evaluate.seed),
                  "guidance": float(member_config.evaluate.guidance), "classifier": study_sweep.classifier_id,
                  "round_images": round_images, **evaluate.sampling_settings(member_config)}
     by_instrument: dict[str, list[Setting]] = {}
@@ -240,7 +241,7 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
             cached = files.read_json(path)
             cached.setdefault("newest", cached.get("step"))  # rounds written before "newest" was recorded
             cached = {**sweep.SAMPLING_BEFORE_RECORDED, **cached}  # ... and before the sample settings were
-            if all(cached.get(k) == v for k, v in made_with.items() if not (k == "newest" and v is None)):
+            if all(cached.get(k) == v for k, v in made_with.items()):
                 kept = {w: e for w, e in cached["words"].items() if _entry_serves(e, size)}
                 if cached.get("seconds_per_image") is not None:
                     for entry in kept.values():  # rounds written before each word's time was recorded
