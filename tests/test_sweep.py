@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from helpers import damage_checkpoint, run_cli, tiny_config
+from helpers import REPO, damage_checkpoint, run_cli, tiny_config
 from jaxdiff import (checkpoints, classifier, embed, evaluate, pooling, probes, sweep, sweep_summary, train, vectors,
                      workdirs)
 from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
@@ -848,3 +848,28 @@ def test_recipe_check_names_the_difference_and_skips_entries_older_runs_lack():
     current.model.ch = 64
     with pytest.raises(UserError, match=r"'run' holds a run with model.ch=32, not 64"):
         workdirs.check_same_architecture(saved, current, "run", ("model", "train.ema_decay"))
+
+
+def test_the_committed_person_study_gives_its_published_verdict(tmp_path, monkeypatch):
+    """The 4 x 4 person study's records in docs/ pool, drawing nothing, to the numbers its report publishes."""
+    from configs import toy
+    from jaxdiff import frontier
+
+    records = os.path.join(REPO, "docs", "measurements", "toy_ddpm_agreement_4x4_records")
+    sweep_dir = shutil.copytree(records, os.path.join(tmp_path, "toy-4x4"))
+    config = toy.get_config()
+    config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2, 3), (0, 1, 2, 3)
+    monkeypatch.setattr(frontier, "_sample_counts", lambda *a, **k: pytest.fail("a recorded round was drawn again"))
+    result = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:ddpm:200:1200")],
+                            frontier.Setting.parse("ema:ddpm:1000:1200"), log=lambda *a: None, words=["person"])
+    row = result["rows"][0]
+    assert (row["members"], row["images"], row["interim"], row["agreement"]) == (16, 1200, False, "agrees")
+    person = row["words"]["person"]
+    assert person["share_woman"] == pytest.approx(0.4842, abs=1e-4)
+    difference = person["minus_reference"]  # docs: -0.6 points [-1.7, +0.5], TOST p 0.0081; HKSJ [-1.8, +0.6], p 0.015
+    assert difference["estimate"] == pytest.approx(-0.0063, abs=1e-4)
+    assert difference["ci95"] == pytest.approx([-0.0175, 0.0049], abs=1e-4)
+    assert difference["tost_p_value"] == pytest.approx(0.0081, abs=1e-4)
+    assert difference["hksj"]["ci95"] == pytest.approx([-0.0184, 0.0058], abs=1e-4)
+    assert difference["hksj"]["tost_p_value"] == pytest.approx(0.0148, abs=1e-4)
+    assert difference["verdict"] == difference["hksj"]["verdict"] == "agrees"
