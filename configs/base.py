@@ -31,12 +31,20 @@ def get_config() -> ml_collections.ConfigDict:
     config.portraits.per_class = 1000  # images per class, train and validation together
     config.portraits.seed = 0  # the dataset's seed
     config.portraits.val_fraction = 0.1  # share of each class held out as `validation`
+    # Share of women per profession word, its total kept at 2 x per_class: balanced for the question; the
+    # arms study's positive control draws nurse 0.6 and philosopher 0.4 (its data.dir named by the shares).
+    config.portraits.woman_share = ml_collections.ConfigDict({"person": 0.5, "nurse": 0.5, "philosopher": 0.5})
 
     config.embed = ml_collections.ConfigDict()
     config.embed.source = "word2vec-google-news-300"  # word2vec-subset | word2vec-google-news-300 | glove-6b-50d
     config.embed.vectors_path = ""  # local GoogleNews-vectors-negative300.bin(.gz); "" = gensim download
     config.embed.dim = 128  # k of the JL projection (docs/question.md)
     config.embed.seed = 0  # seed of the projection matrix
+    # The arm of the arms study (docs/arms.md): how the profession words' raw vectors are changed along the
+    # gender direction before projecting: "real" (as they are), "flipped" (that component negated), "neutral"
+    # (removed, renormalised) or "scaled:L" (multiplied by L, renormalised); man, woman and every other word as they are.
+    config.embed.arm = "real"
+    config.embed.arm_direction = "she_he"  # the arm's gender direction: "she_he" (she - he) or "pc1" (definitional pairs)
 
     config.cond = ml_collections.ConfigDict()
     config.cond.null_prob = 0.05  # docs/question.md: with p=0.05 the word part is all zeros (classifier-free guidance)
@@ -89,6 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample.batch_size = 256  # images per device call when sampling many
 
     config.classifier = ml_collections.ConfigDict()
+    config.classifier.architecture = "cnn"  # "cnn" (plain conv stages) or "resnet" (residual, GroupNorm; the arms study's second reader)
     config.classifier.channels = (32, 64, 128)  # conv widths per stage (each stage halves the resolution)
     config.classifier.dense = 128  # width of the shared dense layer before the two heads
     config.classifier.dropout = 0.2  # before the heads
@@ -124,4 +133,23 @@ def get_config() -> ml_collections.ConfigDict:
     config.sweep.samples_over_training = 25  # images per word (nurse, philosopher, person) and checkpoint (225 pooled over 9 members)
     config.sweep.intervention_alphas = 7  # values of a in v + a * g, evenly over +-(largest |she-he| of the training words)
     config.sweep.samples_per_alpha = 25  # images per word and a (225 pooled over 9 members)
+
+    config.study = ml_collections.ConfigDict()  # python -m jaxdiff.arms: the pre-registered arms study (docs/preregistration.md)
+    config.study.workdir = "runs/base-arms"  # members (pairI-ARM/), both classifiers, the calibration readings, the analysis
+    config.study.pairs = 10  # seed pairs; pair i trains one member per arm, all with training seed = projection seed
+    config.study.first_seed = 1000  # pair i's seed is first_seed + i: seeds no earlier sweep used
+    config.study.arms = ("real", "flipped")  # the primary arms (embed.arm); leakage = (C_real - C_flipped) / 2 per pair
+    config.study.secondary_arms = ()  # further arms drawn after every primary member, read as secondary, e.g. ("neutral",)
+    config.study.arm_direction = "she_he"  # the gender direction the arms flip: "she_he" or "pc1" (definitional pairs)
+    config.study.control_pairs = 3  # the first pairs also train the positive control: the real embedding on imbalanced images
+    config.study.control_woman_share = ml_collections.ConfigDict({"nurse": 0.6, "philosopher": 0.4})  # its images' shares
+    config.study.images = 1200  # images of nurse and of philosopher per member: the contrast's binomial SE 2 points
+    config.study.images_person = 400  # images of person per member (the fit check; its lean barely moves across arms)
+    config.study.images_man_woman = 100  # images of man and of woman per member (the conditioning check)
+    config.study.margin = 0.03  # +- share points of the primary equivalence test (docs/preregistration.md: why 3)
+    config.study.stretch_margin = 0.02  # the stretch goal's margin, tested beside it
+    config.study.calibration_per_class = 1000  # held-out portraits per class that calibrate both classifiers
+    config.study.calibration_seed = 20261206  # their seed: neither the diffusion model nor a classifier saw them
+    config.study.second_classifier = ml_collections.ConfigDict({"architecture": "resnet"})  # what the cross-check changes
+    config.study.second_classifier_seed = 7  # its training seed (the primary's is config.seed)
     return config

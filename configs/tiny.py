@@ -61,4 +61,12 @@ def get_config():
     config.sweep.samples_over_training = 2
     config.sweep.intervention_alphas = 3
     config.sweep.samples_per_alpha = 2
+
+    config.study.workdir = "runs/tiny-arms"
+    config.study.pairs = 2
+    config.study.control_pairs = 1
+    config.study.images = 6
+    config.study.images_person = 4
+    config.study.images_man_woman = 3
+    config.study.calibration_per_class = 5
     return config

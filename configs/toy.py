@@ -18,6 +18,7 @@ def get_config():
     config = base.get_config()
     config.workdir = "runs/toy"
     config.sweep.workdir = "runs/toy-sweep"
+    config.study.workdir = "runs/toy-arms"
 
     config.data.dir = "data/portraits"
     config.data.source = "portraits"

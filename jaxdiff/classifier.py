@@ -58,10 +58,37 @@ class AttributeClassifier(nn.Module):
         return nn.Dense(len(GENDER_WORDS))(h), nn.Dense(len(PROFESSION_WORDS))(h)
 
 
-def create(config: ml_collections.ConfigDict) -> AttributeClassifier:
+class ResidualClassifier(nn.Module):
+    """A second, independent design: per stage a strided conv, then a pre-norm residual block (GroupNorm, two
+    3x3 convs); global average pooling, two linear heads. The arms study's cross-check of the first."""
+
+    channels: tuple[int, ...]
+    dense: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        h = nn.Conv(self.channels[0], (3, 3))(x_BHWC)
+        for width in self.channels:
+            h = nn.Conv(width, (3, 3), strides=(2, 2))(h)
+            r = nn.Conv(width, (3, 3))(nn.swish(nn.GroupNorm(num_groups=min(8, width))(h)))
+            h = h + nn.Conv(width, (3, 3))(nn.swish(nn.GroupNorm(num_groups=min(8, width))(r)))
+        h = nn.swish(nn.GroupNorm(num_groups=min(8, self.channels[-1]))(h)).mean(axis=(1, 2))
+        h = nn.swish(nn.Dense(self.dense)(h))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        return nn.Dense(len(GENDER_WORDS))(h), nn.Dense(len(PROFESSION_WORDS))(h)
+
+
+ARCHITECTURES = {"cnn": AttributeClassifier, "resnet": ResidualClassifier}
+
+
+def create(config: ml_collections.ConfigDict) -> nn.Module:
     """The classifier a config describes."""
     c = config.classifier
-    return AttributeClassifier(tuple(c.channels), c.dense, c.dropout)
+    architecture = c.get("architecture", "cnn")  # configs saved before there was a choice: the plain CNN
+    if architecture not in ARCHITECTURES:
+        raise UserError(f"classifier.architecture={architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](tuple(c.channels), c.dense, c.dropout)
 
 
 def _augment(images: jax.Array, key: jax.Array, noise_std: float) -> jax.Array:

@@ -26,11 +26,14 @@ from typing import Sequence
 import numpy as np
 
 from jaxdiff import files, vectors
-from jaxdiff.classes import TRAIN_WORDS
+from jaxdiff.classes import PROFESSION_WORDS, TRAIN_WORDS
 from jaxdiff.cli import ArgumentParser, run
 from jaxdiff.errors import UserError
 
-TABLE_KEYS = ("words", "raw", "projected", "seed", "source")
+TABLE_KEYS = ("words", "raw", "projected", "seed", "source")  # every table has them; "arm" and "arm_direction" since the arms study
+ARM_WORDS = PROFESSION_WORDS  # the words an arm changes: man, woman and every other word stay as they are
+ARMS = ("real", "flipped", "neutral")  # and "scaled:L"
+ARM_DIRECTIONS = ("she_he", "pc1")
 
 
 def projection_matrix(in_dim: int, k: int, seed: int) -> np.ndarray:
@@ -51,6 +54,8 @@ class EmbeddingTable:
     projected: np.ndarray  # (n, k)
     seed: int
     source: str
+    arm: str = "real"  # how the profession words' raw vectors were changed before projecting (`arm_factor`)
+    arm_direction: str = "she_he"  # along which gender direction
 
     def __post_init__(self):
         self._index = {w: i for i, w in enumerate(self.words)}
@@ -91,7 +96,8 @@ class EmbeddingTable:
         """Writes the table's .npz atomically."""
         with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, words=np.array(self.words), raw=self.raw, projected=self.projected,
-                     seed=np.int64(self.seed), source=np.array(self.source))
+                     seed=np.int64(self.seed), source=np.array(self.source), arm=np.array(self.arm),
+                     arm_direction=np.array(self.arm_direction))
 
     @classmethod
     def load(cls, path: str) -> "EmbeddingTable":
@@ -101,8 +107,9 @@ class EmbeddingTable:
                 missing = [k for k in TABLE_KEYS if k not in data]
                 if missing:
                     raise UserError(f"embedding table {path!r} lacks keys {missing}; rebuild it with python -m jaxdiff.embed")
+                arm = {k: str(data[k]) for k in ("arm", "arm_direction") if k in data}  # tables before the arms: real
                 return cls([str(w) for w in data["words"]], data["raw"], data["projected"],
-                           int(data["seed"]), str(data["source"]))
+                           int(data["seed"]), str(data["source"]), **arm)
         except FileNotFoundError as error:
             raise UserError(f"embedding table {path!r} not found; make it with python -m jaxdiff.embed --out {path}") from error
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:  # truncated or garbled
@@ -123,14 +130,59 @@ def default_words(source: vectors.VectorSource) -> list[str]:
     return list(words_by_key.values())
 
 
-def build_table(source: vectors.VectorSource, dim: int, seed: int, words: Sequence[str] | None = None) -> EmbeddingTable:
-    """Looks up `words` (default: `default_words`) in `source` and projects them to `dim`."""
+def build_table(source: vectors.VectorSource, dim: int, seed: int, words: Sequence[str] | None = None,
+                arm: str = "real", arm_direction: str = "she_he") -> EmbeddingTable:
+    """Looks up `words` (default: `default_words`) in `source`, applies the arm to the profession words, and
+    projects them to `dim` (the arm is made before the projection, so every projection seed sees it)."""
     words = list(dict.fromkeys(words if words is not None else default_words(source)))
     if dim < 1:
         raise UserError(f"--dim must be positive, got {dim}")
+    factor = arm_factor(arm)
     raw = np.stack([source.vector(w) for w in words]).astype(np.float32)
+    if factor != 1.0:
+        direction = arm_gender_direction(source, arm_direction)
+        for i, word in enumerate(words):
+            if word in ARM_WORDS:
+                raw[i] = scale_gender_component(raw[i], direction, factor)
     projected = raw @ projection_matrix(raw.shape[1], dim, seed).T
-    return EmbeddingTable(words, raw, projected.astype(np.float32), seed, source.name)
+    return EmbeddingTable(words, raw, projected.astype(np.float32), seed, source.name, arm, arm_direction)
+
+
+# ---------------------------------------------------------------------------------------------
+# The arms: the profession words' lean along the gender direction, changed before projecting.
+
+
+def arm_factor(arm: str) -> float:
+    """What an arm multiplies the gender component by: real 1, flipped -1, neutral 0, scaled:L L."""
+    factors = {"real": 1.0, "flipped": -1.0, "neutral": 0.0}
+    if arm in factors:
+        return factors[arm]
+    name, _, value = arm.partition(":")
+    try:
+        if name == "scaled":
+            return float(value)
+    except ValueError:
+        pass
+    raise UserError(f"embed.arm={arm!r}: expected one of {', '.join(ARMS)} or scaled:L (e.g. scaled:2)")
+
+
+def arm_gender_direction(source: vectors.VectorSource, name: str) -> np.ndarray:
+    """The unit gender direction an arm moves the words along, from the source's own vectors."""
+    if name == "she_he":
+        return she_he_direction({w: source.vector(w) for w in ("she", "he")})
+    if name == "pc1":
+        pairs = definitional_pairs()
+        return definitional_pc1({w: source.vector(w) for pair in pairs for w in pair} |
+                                {w: source.vector(w) for w in ("she", "he")}, pairs)
+    raise UserError(f"embed.arm_direction={name!r}: expected one of {', '.join(ARM_DIRECTIONS)}")
+
+
+def scale_gender_component(raw_vector: np.ndarray, direction: np.ndarray, factor: float) -> np.ndarray:
+    """v + (factor - 1) (v . g) g, unit-normalised: the component along unit g multiplied by `factor`, the part
+    orthogonal to g kept (up to the norm). factor -1 is a reflection (norm kept exactly), 0 Bolukbasi's neutralise."""
+    g = _unit(np.asarray(direction, np.float64))
+    v = np.asarray(raw_vector, np.float64)
+    return _unit(v + (factor - 1.0) * (v @ g) * g).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,9 +250,7 @@ def woman_minus_man(table: EmbeddingTable, raw_vector: np.ndarray) -> float:
 
 def hard_debias(raw_vector: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """Bolukbasi's neutralise step: remove the component along `direction`, renormalise."""
-    g = _unit(np.asarray(direction, np.float64))
-    v = np.asarray(raw_vector, np.float64)
-    return _unit(v - (v @ g) * g).astype(np.float32)
+    return scale_gender_component(raw_vector, direction, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------

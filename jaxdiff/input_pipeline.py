@@ -50,6 +50,7 @@ def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
     data = config.data
     finished = os.path.join(data.dir, "dataset_info.json")
     if os.path.exists(finished):
+        _check_woman_share(config)
         return f"found {data.dir}"
     if data.source != "portraits":
         raise UserError(f"dataset {data.dir!r} is missing; {how_to_make(data)} "
@@ -62,9 +63,28 @@ def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
             raise UserError(f"{data.dir!r} exists but is not a finished dataset; delete it or pass another "
                             f"--config.data.dir")
         p = config.portraits
-        log(f"drawing {p.per_class} portraits per class at {data.image_size}x{data.image_size} into {data.dir}")
-        portraits.write_dataset(data.dir, p.per_class, data.image_size, p.seed, p.val_fraction)
+        shares = woman_share(config)
+        mix = "" if shares == portraits.BALANCED else f" (shares of women {shares})"
+        log(f"drawing {p.per_class} portraits per class{mix} at {data.image_size}x{data.image_size} into {data.dir}")
+        portraits.write_dataset(data.dir, p.per_class, data.image_size, p.seed, p.val_fraction, woman_share=shares)
     return f"made {data.dir}"
+
+
+def woman_share(config: ml_collections.ConfigDict) -> dict[str, float]:
+    """The per-profession share of women the config's portraits are drawn with (configs saved before it: balanced)."""
+    shares = config.portraits.get("woman_share")
+    return {**portraits.BALANCED, **(shares.to_dict() if shares is not None else {})}
+
+
+def _check_woman_share(config: ml_collections.ConfigDict) -> None:
+    """A portraits directory drawn with other shares of women than the config's would train another experiment."""
+    if config.data.source != "portraits" or not os.path.exists(os.path.join(config.data.dir, portraits.MANIFEST)):
+        return
+    found, wanted = portraits.woman_share_of(config.data.dir), woman_share(config)
+    if found != wanted:
+        raise UserError(f"{config.data.dir!r} holds portraits drawn with shares of women {found}, not the config's "
+                        f"{wanted}; point --config.data.dir at a directory named by its shares, e.g. "
+                        f"data/portraits{portraits.dataset_suffix(wanted)}")
 
 
 def read_split(data_dir: str, split: str, image_size: int, *, hint: str = "",

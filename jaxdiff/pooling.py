@@ -165,7 +165,6 @@ def variance_components(values: Sequence[float], sampling_variances: Sequence[fl
     train_seed + embed_seed + interaction, REML's own tau^2, which need not equal the pooled share's
     Paule-Mandel tau^2."""
     import pandas as pd
-    import statsmodels.formula.api as smf
 
     frame = pd.DataFrame({"y": np.asarray(values, float), "train": np.asarray(train_seeds),
                           "embed": np.asarray(embed_seeds), "all": 1})
@@ -176,8 +175,24 @@ def variance_components(values: Sequence[float], sampling_variances: Sequence[fl
         # part-way sweep's diagonal, say) the seeds are confounded and the split is not identified.
         return {**unidentified,
                 "note": f"not identified: {cells} members for {t_count} training and {e_count} projection seeds"}
-    model = smf.mixedlm("y ~ 1", frame, groups="all",
-                        vc_formula={"train": "0 + C(train)", "embed": "0 + C(embed)"})
+    model, fit = _crossed_fit(frame)
+    if fit is None:
+        return {**unidentified, "note": "the REML fit failed"}
+    vc = dict(zip(model.exog_vc.names, map(float, fit.vcomp)))
+    sampling = float(np.mean(sampling_variances))
+    out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "interaction": max(float(fit.scale) - sampling, 0.0),
+           "residual": float(fit.scale), "sampling": sampling}
+    tau2 = out["train_seed"] + out["embed_seed"] + out["interaction"]
+    out["share"] = {k: (out[k] / tau2 if tau2 > 0 else None) for k in ("train_seed", "embed_seed", "interaction")}
+    return out
+
+
+def _crossed_fit(frame: Any) -> tuple[Any, Any]:
+    """REML of y ~ 1 with crossed random intercepts per training seed and per projection seed (statsmodels
+    MixedLM, one group holding two variance components); the model and its best fit (None if all failed)."""
+    import statsmodels.formula.api as smf
+
+    model = smf.mixedlm("y ~ 1", frame, groups="all", vc_formula={"train": "0 + C(train)", "embed": "0 + C(embed)"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # boundary (zero-variance) fits warn; the estimate is still the REML one
         # The REML surface of so few groups has local optima (L-BFGS stopped at half the training-seed
@@ -186,18 +201,60 @@ def variance_components(values: Sequence[float], sampling_variances: Sequence[fl
         for method in ("powell", "nm", "lbfgs"):
             try:
                 fits.append(model.fit(reml=True, method=method))
-            except np.linalg.LinAlgError:  # a singular Hessian at that optimiser's end point
+            except (np.linalg.LinAlgError, ValueError):  # a singular Hessian at that optimiser's end point
                 continue
-    if not fits:
-        return {**unidentified, "note": "the REML fit failed"}
-    fit = max(fits, key=lambda f: f.llf)
+    fits = [f for f in fits if np.isfinite(f.llf) and np.isfinite(f.bse_fe.iloc[0])]
+    return model, (max(fits, key=lambda f: f.llf) if fits else None)
+
+
+def crossed_random_effects(values: Sequence[float], train_seeds: Sequence[int],
+                           embed_seeds: Sequence[int]) -> dict[str, Any]:
+    """The mean of a crossed grid (every training seed with every projection seed) and its 95% interval.
+
+    Members of one row share their training seed and members of one column their projection seed, so they
+    are not independent: the mean's variance is sigma_train^2 / T + sigma_embed^2 / E + residual / (T E), not
+    tau^2 / members. REML of crossed random intercepts (statsmodels MixedLM); its residual holds each member's
+    binomial noise and the seeds' interaction (near-equal here: every member draws as many images, shares near
+    one half). The interval uses t on min(T, E) - 1 degrees of freedom: the seed variances are estimated from
+    so few levels that a z interval covers too rarely (tests/test_pooling.py measures the coverage)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"y": np.asarray(values, float), "train": np.asarray(train_seeds),
+                          "embed": np.asarray(embed_seeds), "all": 1})
+    t_count, e_count = frame["train"].nunique(), frame["embed"].nunique()
+    if min(t_count, e_count) < 2 or len(frame.groupby(["train", "embed"])) <= t_count + e_count - 1:
+        return {"estimate": float(frame["y"].mean()), "se": None, "ci95": None, "df": None, "train_seed_var": None,
+                "embed_seed_var": None, "residual_var": None, "members": len(frame),
+                "note": f"not identified: {len(frame)} members for {t_count} training and {e_count} projection seeds"}
+    model, fit = _crossed_fit(frame)
+    if fit is None:
+        raise ValueError("crossed_random_effects: every REML optimiser failed on this grid")
+    estimate, se = float(fit.fe_params.iloc[0]), float(fit.bse_fe.iloc[0])
+    df = min(t_count, e_count) - 1
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
     vc = dict(zip(model.exog_vc.names, map(float, fit.vcomp)))
-    sampling = float(np.mean(sampling_variances))
-    out = {"train_seed": vc["train"], "embed_seed": vc["embed"], "interaction": max(float(fit.scale) - sampling, 0.0),
-           "residual": float(fit.scale), "sampling": sampling}
-    tau2 = out["train_seed"] + out["embed_seed"] + out["interaction"]
-    out["share"] = {k: (out[k] / tau2 if tau2 > 0 else None) for k in ("train_seed", "embed_seed", "interaction")}
-    return out
+    return {"estimate": estimate, "se": se, "ci95": [estimate - half, estimate + half], "df": df,
+            "p_value": float(2 * stats.t.sf(abs(estimate) / se, df)) if se > 0 else None,
+            "train_seed_var": vc["train"], "embed_seed_var": vc["embed"], "residual_var": float(fit.scale),
+            "members": len(frame)}
+
+
+def rogan_gladen(observed: float | np.ndarray, reads_woman_given_woman: float | np.ndarray,
+                 reads_woman_given_man: float | np.ndarray) -> np.ndarray:
+    """The true share of women behind an observed share read by a classifier with known per-class error.
+
+    observed = p s + (1 - p) f for true share p, sensitivity s = P(reads woman | woman) and false-positive rate
+    f = P(reads woman | man), so p = (observed - f) / (s - f) (Rogan & Gladen 1978; adjusted classify-and-count).
+    Not clipped: an estimate outside [0, 1] says the observed share is within the classifier's own error."""
+    s, f = np.asarray(reads_woman_given_woman, float), np.asarray(reads_woman_given_man, float)
+    if np.any(s - f <= 0):
+        raise ValueError("rogan_gladen: the classifier reads women as women no more often than men (s <= f)")
+    return (np.asarray(observed, float) - f) / (s - f)
+
+
+def rate_draws(successes: int, n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws of a rate from its Jeffreys posterior Beta(k + 1/2, n - k + 1/2): a calibration rate's uncertainty."""
+    return stats.beta.rvs(successes + 0.5, n - successes + 0.5, size=draws, random_state=rng)
 
 
 def pooled_spearman(per_member_scores: Sequence[Sequence[float]], per_member_shares: Sequence[Sequence[float]],

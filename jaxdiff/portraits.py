@@ -16,7 +16,7 @@ if __name__ == "__main__":  # a command line: set the process up before JAX and 
     prepare_process()
 
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -32,6 +32,7 @@ _HAIR_BLACK = np.array([22, 20, 22])
 _SHIRT_GRAY = np.array([128, 130, 134])
 _SCRUBS_BLUE = np.array([40, 92, 176])
 _TWEED_BROWN = np.array([120, 88, 58])
+MANIFEST = "manifest.json"  # in the dataset directory: how it was drawn
 _BOOK_COLOURS = np.array([[128, 34, 30], [40, 80, 48], [32, 44, 92], [160, 120, 40], [90, 40, 70], [70, 60, 50]])
 
 
@@ -201,37 +202,86 @@ def class_images(class_name: str, start: int, count: int, size: int, seed: int) 
     return out
 
 
+BALANCED = {"person": 0.5, "nurse": 0.5, "philosopher": 0.5}  # the share of women per profession word
+
+
+def class_counts(per_class: int, woman_share: Mapping[str, float] | None = None) -> dict[str, int]:
+    """Images per class: each profession keeps 2 x per_class images, of which `woman_share[profession]` are women.
+
+    Balanced (every share 0.5, the default) gives per_class for every class; the positive control of the
+    arms study draws nurse 60% and philosopher 40% women with the same total per profession."""
+    shares = {**BALANCED, **(woman_share or {})}
+    unknown = sorted(set(shares) - set(BALANCED))
+    if unknown or not all(0.0 < shares[p] < 1.0 for p in BALANCED):
+        raise UserError(f"portraits.woman_share={dict(woman_share or {})}: give a share strictly between 0 and 1 for "
+                        f"some of {', '.join(BALANCED)}")
+    counts = {}
+    for name in CLASS_NAMES:
+        gender, profession = CLASSES[name].words
+        women = int(round(2 * per_class * shares[profession]))
+        counts[name] = women if gender == "woman" else 2 * per_class - women
+    return counts
+
+
+def dataset_suffix(woman_share: Mapping[str, float] | None) -> str:
+    """How a dataset directory is named by its shares: '' when balanced, '-nurse60-philosopher40' otherwise."""
+    shares = {**BALANCED, **(woman_share or {})}
+    return "".join(f"-{p}{100 * shares[p]:g}" for p in BALANCED if shares[p] != BALANCED[p])
+
+
+def _interleaved(by_class: dict[str, list]) -> list[tuple]:
+    """(class, *item) rows spread evenly over the classes in proportion to their counts (a plain round-robin
+    when they are equal), so every shard, and every process's share of it, has the dataset's class mix."""
+    rows = [((i + 0.5) / len(items), order, name, *item)
+            for order, (name, items) in enumerate(by_class.items()) for i, item in enumerate(items)]
+    return [row[2:] for row in sorted(rows, key=lambda row: row[:2])]
+
+
 def write_dataset(out: str, per_class: int, size: int, seed: int, val_fraction: float,
-                  images_per_shard: int = 1024, contact_columns: int = 12) -> dict[str, int]:
-    """Draws every split into a new dataset directory at `out` (atomically) and its contact sheet."""
+                  images_per_shard: int = 1024, contact_columns: int = 12,
+                  woman_share: Mapping[str, float] | None = None) -> dict[str, int]:
+    """Draws every split into a new dataset directory at `out` (atomically) and its contact sheet.
+
+    Returns each class's images per split; `woman_share` (per profession word) changes the gender mix."""
     from jaxdiff import schema
 
-    counts = schema.split_counts(per_class, val_fraction)
+    per_class_counts = class_counts(per_class, woman_share)
+    split_counts = {name: schema.split_counts(count, val_fraction) for name, count in per_class_counts.items()}
     with files.atomic_dir(out) as tmp:
-        first_index = {"train": 0, "validation": counts["train"]}
         sheet_rows = []
-        for split, per_class_count in counts.items():
-            by_class = {name: class_images(name, first_index[split], per_class_count, size, seed) for name in CLASS_NAMES}
+        for split in schema.SPLITS:
+            by_class = {}
+            for name in CLASS_NAMES:
+                first_index = 0 if split == "train" else split_counts[name]["train"]
+                by_class[name] = class_images(name, first_index, split_counts[name][split], size, seed)
             if split == "train":
                 sheet_rows = [[img for img, _ in by_class[name][:contact_columns]] for name in CLASS_NAMES]
-            # Round-robin over classes: every shard, and every process's share of it, stays balanced.
-            ordered = [(name, *by_class[name][i]) for i in range(per_class_count) for name in CLASS_NAMES]
+            ordered = _interleaved(by_class)
             num_shards = max(1, -(-len(ordered) // images_per_shard))
             bounds = np.linspace(0, len(ordered), num_shards + 1).round().astype(int)
             for shard in range(num_shards):
-                chunk = ordered[bounds[shard]:bounds[shard + 1]]  # contiguous: stays balanced, like any even split
+                chunk = ordered[bounds[shard]:bounds[shard + 1]]  # contiguous: keeps the class mix, like any even split
                 schema.write_shard(
                     tmp,
                     schema.shard_filename("portraits", split, shard, num_shards),
                     (schema.make_example(img, name, s, "portraits") for name, img, s in chunk),
                 )
-        schema.write_metadata(tmp, description=f"jaxdiff procedural portraits: per_class={per_class} size={size} seed={seed} val_fraction={val_fraction}")
-        files.write_json(os.path.join(tmp, "manifest.json"), {
+        shares = {**BALANCED, **(woman_share or {})}
+        schema.write_metadata(tmp, description=f"jaxdiff procedural portraits: per_class={per_class} size={size} "
+                              f"seed={seed} val_fraction={val_fraction} woman_share={shares}")
+        files.write_json(os.path.join(tmp, MANIFEST), {
             "generator": "jaxdiff.portraits", "per_class": per_class, "size": size, "seed": seed,
-            "val_fraction": val_fraction, "counts_per_class": counts, "classes": list(CLASS_NAMES),
+            "val_fraction": val_fraction, "woman_share": shares, "counts_by_class": split_counts,
+            "classes": list(CLASS_NAMES),
         })
         write_contact_sheet(os.path.join(tmp, "contact_sheet.png"), sheet_rows)
-    return counts
+    return split_counts
+
+
+def woman_share_of(data_dir: str) -> dict[str, float]:
+    """The per-profession share of women a portraits dataset was drawn with (balanced if its manifest predates it)."""
+    manifest = files.read_json(os.path.join(data_dir, MANIFEST))
+    return {**BALANCED, **manifest.get("woman_share", {})}
 
 
 def write_contact_sheet(path: str, rows: list[list[np.ndarray]], scale: int = 3) -> None:
@@ -249,6 +299,19 @@ def write_contact_sheet(path: str, rows: list[list[np.ndarray]], scale: int = 3)
     files.save_png(path, np.asarray(canvas))
 
 
+def parse_woman_share(text: str) -> dict[str, float]:
+    """'nurse=0.6,philosopher=0.4' -> {'nurse': 0.6, 'philosopher': 0.4}; a malformed one is a UserError."""
+    shares = {}
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        try:
+            shares[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--woman-share {text!r}: expected PROFESSION=SHARE,..., e.g. nurse=0.6,philosopher=0.4") from None
+    class_counts(1, shares)  # an unknown profession or a share outside (0, 1) is said here
+    return shares
+
+
 def main(argv: Sequence[str]) -> None:
     parser = ArgumentParser(prog="python -m jaxdiff.portraits", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="dataset directory to create")
@@ -256,14 +319,18 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--size", type=int, default=32, help="image height and width in pixels")
     parser.add_argument("--seed", type=int, default=0, help="the dataset's seed; the same seed gives the same bytes")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of each class held out as `validation`")
+    parser.add_argument("--woman-share", default="", metavar="PROFESSION=SHARE,...",
+                        help="share of women per profession word, e.g. nurse=0.6,philosopher=0.4 (default: 0.5 each)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing directory at --out")
     args = parser.parse_args(argv)
+    woman_share = parse_woman_share(args.woman_share)
     if args.per_class < 2 or args.size < 8:
         raise UserError(f"--per-class must be at least 2 and --size at least 8 (got {args.per_class}, {args.size})")
     if os.path.exists(args.out) and not args.overwrite:
         raise UserError(f"{args.out!r} already exists; pass --overwrite to replace it or pick another --out")
-    counts = write_dataset(args.out, args.per_class, args.size, args.seed, args.val_fraction)
-    print(f"wrote {len(CLASS_NAMES)} classes x {counts} images ({args.size}x{args.size}) to {args.out}; "
+    counts = write_dataset(args.out, args.per_class, args.size, args.seed, args.val_fraction, woman_share=woman_share)
+    mix = ", ".join(f"{name} {sum(c.values())}" for name, c in counts.items())
+    print(f"wrote {sum(sum(c.values()) for c in counts.values())} images ({mix}; {args.size}x{args.size}) to {args.out}; "
           f"contact sheet: {os.path.join(args.out, 'contact_sheet.png')}")
 
 

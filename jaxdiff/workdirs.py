@@ -29,7 +29,9 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> tuple[embe
     if os.path.exists(table_path):
         return embed.EmbeddingTable.load(table_path), False
     source = vectors.load_source(config.embed.source, config.embed.vectors_path or None)
-    return embed.build_table(source, config.embed.dim, config.embed.seed), True
+    e = config.embed
+    return embed.build_table(source, e.dim, e.seed, arm=e.get("arm", "real"),
+                             arm_direction=e.get("arm_direction", "she_he")), True
 
 
 _ABSENT = object()  # an entry a config saved by an older version does not have

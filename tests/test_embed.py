@@ -54,9 +54,10 @@ def test_table_round_trip_and_projection(tmp_path, table, source):
     path = str(tmp_path / "table.npz")
     table.save(path)
     with np.load(path) as data:
-        assert set(data.files) == set(embed.TABLE_KEYS)
+        assert set(data.files) == set(embed.TABLE_KEYS) | {"arm", "arm_direction"}
     loaded = embed.EmbeddingTable.load(path)
     assert loaded.words == table.words and loaded.seed == 0 and loaded.source == "word2vec-subset"
+    assert (loaded.arm, loaded.arm_direction) == ("real", "she_he")
     np.testing.assert_array_equal(loaded.projected, table.projected)
     nurse = table.words.index("nurse")
     np.testing.assert_allclose(table.projected[nurse], table.raw[nurse] @ table.matrix().T, rtol=1e-5, atol=1e-6)
