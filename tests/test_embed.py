@@ -121,3 +121,48 @@ def test_glove_source_when_installed():
     assert glove.dim == 50 and "nurse" in glove and "Mary" in glove  # uncased: Mary -> mary
     table = embed.build_table(glove, dim=32, seed=0)
     assert "nurse" in table and table.projected.shape[1] == 32
+
+
+def _she_he(source):
+    return embed.arm_gender_direction(source, "she_he")
+
+
+@pytest.mark.parametrize("arm, factor", [("flipped", -1.0), ("neutral", 0.0), ("scaled:2", 2.0)])
+def test_an_arm_changes_only_the_profession_words_gender_component(source, arm, factor):
+    real, changed = embed.build_table(source, 128, 0), embed.build_table(source, 128, 0, arm=arm)
+    g = _she_he(source)
+    for word in ("nurse", "philosopher", "person"):
+        v, w = real.raw_vector(word).astype(np.float64), changed.raw_vector(word).astype(np.float64)
+        assert np.linalg.norm(w) == pytest.approx(1.0, abs=1e-5)  # unit norm kept
+        # After renormalising, the component along g is factor times the original's, the orthogonal part kept.
+        v_orth, w_orth = v - (v @ g) * g, w - (w @ g) * g
+        scale = np.linalg.norm(v_orth) / np.linalg.norm(w_orth)
+        np.testing.assert_allclose(w_orth * scale, v_orth, atol=1e-5)
+        assert (w @ g) * scale == pytest.approx(factor * (v @ g), abs=1e-5)
+    for word in ("man", "woman", "she", "he", "doctor"):  # every other word, the gender words included, untouched
+        np.testing.assert_array_equal(changed.raw_vector(word), real.raw_vector(word))
+    assert changed.arm == arm and not np.array_equal(changed.projected, real.projected)
+
+
+def test_flipped_reflects_the_lean_exactly_and_keeps_the_rest(source):
+    real, flipped = embed.build_table(source, 128, 0), embed.build_table(source, 128, 0, arm="flipped")
+    g = _she_he(source)
+    for word in ("nurse", "philosopher"):
+        v, w = real.raw_vector(word), flipped.raw_vector(word)
+        assert w @ g == pytest.approx(-(v @ g), abs=1e-6)  # nurse +0.281 -> -0.281: the lean negated
+        np.testing.assert_allclose(w - (w @ g) * g, v - (v @ g) * g, atol=1e-6)  # the orthogonal part as it was
+    # The projection matrix is the same: the arm is made before projecting, with the same seed.
+    np.testing.assert_array_equal(flipped.matrix(), real.matrix())
+
+
+def test_neutral_arm_removes_the_lean_along_either_direction(source):
+    for name in embed.ARM_DIRECTIONS:
+        g = embed.arm_gender_direction(source, name)
+        neutral = embed.build_table(source, 128, 0, arm="neutral", arm_direction=name)
+        assert abs(neutral.raw_vector("nurse") @ g) < 1e-6
+
+
+@pytest.mark.parametrize("arm", ["upside-down", "scaled:x", "scaled"])
+def test_an_unknown_arm_is_a_user_error(source, arm):
+    with pytest.raises(UserError, match="embed.arm"):
+        embed.build_table(source, 128, 0, arm=arm)

@@ -288,3 +288,60 @@ def test_a_gap_against_the_embeddings_lean_is_not_called_leakage():
     sentence = pooling.verdict_sentence("reverse gap", 0.05)
     assert sentence.startswith("no leakage, but a gap of at least 5 points against") and "below -5 points" in sentence
     assert "above +5 points" in pooling.verdict_sentence("leakage", 0.05)
+
+
+def _crossed_grid(rng, seeds, train_sd, embed_sd, residual_sd, mean=0.5):
+    a, b = rng.normal(0, train_sd, seeds), rng.normal(0, embed_sd, seeds)
+    cells = [(i, j) for i in range(seeds) for j in range(seeds)]
+    values = [mean + a[i] + b[j] + rng.normal(0, residual_sd) for i, j in cells]
+    return values, [i for i, _ in cells], [j for _, j in cells]
+
+
+def test_crossed_random_effects_cover_the_mean_where_the_independent_formula_does_not():
+    # 4 x 4 grids with seed effects of 2 points each and a residual of 1.8 (binomial at 1,200 images plus
+    # interaction): members of a row or column share an effect, so treating the 16 as independent
+    # understates the mean's error. Coverage of the true mean over 300 simulated grids.
+    rng = np.random.default_rng(0)
+    sampling = 0.25 / 1200
+    crossed_hits = independent_hits = 0
+    grids = 300
+    for _ in range(grids):
+        values, train, embed = _crossed_grid(rng, 4, 0.02, 0.02, 0.018)
+        crossed = pooling.crossed_random_effects(values, train, embed)
+        independent = pooling.random_effects(values, [sampling] * len(values))
+        crossed_hits += crossed["ci95"][0] <= 0.5 <= crossed["ci95"][1]
+        independent_hits += independent["ci95"][0] <= 0.5 <= independent["ci95"][1]
+    assert 0.92 <= crossed_hits / grids <= 0.995
+    assert independent_hits / grids < 0.8
+
+
+def test_crossed_random_effects_without_seed_effects_match_the_mean_and_its_plain_error():
+    rng = np.random.default_rng(1)
+    values, train, embed = _crossed_grid(rng, 5, 0.0, 0.0, 0.01)
+    result = pooling.crossed_random_effects(values, train, embed)
+    assert result["estimate"] == pytest.approx(np.mean(values), abs=1e-9)
+    assert result["df"] == 4 and result["members"] == 25
+    # With no seed variance the mean's error is at least the plain one (REML may keep a little seed variance).
+    assert result["se"] >= 0.9 * np.std(values, ddof=1) / 5
+
+
+def test_crossed_random_effects_of_a_diagonal_are_not_identified():
+    result = pooling.crossed_random_effects([0.4, 0.5, 0.6], [0, 1, 2], [0, 1, 2])
+    assert result["ci95"] is None and "not identified" in result["note"]
+
+
+def test_rogan_gladen_recovers_the_true_share_behind_a_known_confusion():
+    # True share 0.3 read by a classifier that calls 90% of women and 5% of men women: 0.3 * 0.9 + 0.7 * 0.05.
+    observed = 0.3 * 0.9 + 0.7 * 0.05
+    assert pooling.rogan_gladen(observed, 0.9, 0.05) == pytest.approx(0.3)
+    # A perfect classifier changes nothing; shares outside the classifier's range are not clipped.
+    np.testing.assert_allclose(pooling.rogan_gladen(np.array([0.2, 0.7]), 1.0, 0.0), [0.2, 0.7])
+    assert pooling.rogan_gladen(0.01, 0.9, 0.05) < 0
+    with pytest.raises(ValueError):
+        pooling.rogan_gladen(0.5, 0.4, 0.6)
+
+
+def test_rate_draws_follow_the_jeffreys_posterior():
+    draws = pooling.rate_draws(990, 1000, 20000, np.random.default_rng(0))
+    assert np.mean(draws) == pytest.approx(990.5 / 1001, abs=5e-4)
+    assert np.std(draws) == pytest.approx(np.sqrt(0.99 * 0.01 / 1000), rel=0.1)

@@ -95,3 +95,32 @@ def test_every_shard_is_balanced(tmp_path):
     for shard in shards:
         labels = [int(spec.deserialize_example(r)["class_name"]) for r in tf.data.TFRecordDataset(shard)]
         assert np.bincount(labels, minlength=6).tolist() == [3] * 6
+
+
+def test_positive_control_shares_are_exact_and_keep_each_professions_total(tmp_path):
+    import tensorflow as tf
+
+    shares = {"nurse": 0.6, "philosopher": 0.4}
+    counts = portraits.class_counts(50, shares)
+    assert counts == {"male_nurse": 40, "female_nurse": 60, "male_phil": 60, "female_phil": 40, "man": 50, "woman": 50}
+    assert portraits.dataset_suffix(shares) == "-nurse60-philosopher40" and portraits.dataset_suffix(None) == ""
+    out = str(tmp_path / "control")
+    portraits.write_dataset(out, per_class=10, size=8, seed=0, val_fraction=0.2, images_per_shard=16,
+                            woman_share=shares)
+    spec = schema.features()
+    labels = {split: [int(spec.deserialize_example(r)["class_name"])
+                      for shard in schema.shard_paths(out, split) for r in tf.data.TFRecordDataset(shard)]
+              for split in schema.SPLITS}
+    together = np.bincount(labels["train"] + labels["validation"], minlength=6)
+    assert dict(zip(CLASS_NAMES, together.tolist())) == portraits.class_counts(10, shares)
+    assert portraits.woman_share_of(out) == {"person": 0.5, **shares}
+    # Every shard keeps the dataset's mix: no shard holds a single class.
+    for shard in schema.shard_paths(out, "train"):
+        assert len({int(spec.deserialize_example(r)["class_name"]) for r in tf.data.TFRecordDataset(shard)}) == 6
+
+
+@pytest.mark.parametrize("text", ["nurse=1.2", "doctor=0.5", "nurse"])
+def test_a_bad_woman_share_is_a_one_line_error(tmp_path, text):
+    result = run_cli("jaxdiff.portraits", "--out", str(tmp_path / "x"), "--woman-share", text)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "woman" in result.stderr.lower()
+    assert not os.path.exists(tmp_path / "x")

@@ -1,0 +1,175 @@
+"""The arms study: its members and seeds, the estimand on fabricated records, the study end to end on tiny sizes."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import run_cli, tiny_config
+from jaxdiff import arms, arms_analysis, calibration, files
+from jaxdiff.errors import UserError
+
+
+def test_pairs_share_their_seeds_and_differ_only_in_the_arm(tmp_path):
+    config = tiny_config("data/x")
+    config.study.pairs, config.study.control_pairs = 3, 2
+    grid = arms.members(config, str(tmp_path))
+    assert [m.name for m in grid] == ["pair0-real", "pair0-flipped", "pair0-control", "pair1-real", "pair1-flipped",
+                                      "pair1-control", "pair2-real", "pair2-flipped"]
+    seeds = {m.pair: set() for m in grid}
+    for m in grid:
+        seeds[m.pair].add(m.seed)
+    assert all(len(s) == 1 for s in seeds.values()) and len({s.pop() for s in seeds.values()}) == 3
+    real, flipped, control = (arms.member_config(config, m).to_dict() for m in grid[:3])
+    assert (real["seed"], real["embed"]["seed"]) == (flipped["seed"], flipped["embed"]["seed"]) == (1000, 1000)
+    assert (real["embed"]["arm"], flipped["embed"]["arm"], control["embed"]["arm"]) == ("real", "flipped", "real")
+    # Apart from the arm, the workdir and the evaluation seed (no two members share noise), nothing differs.
+    for section in set(real) - {"embed", "workdir", "evaluate"}:
+        assert real[section] == flipped[section], section
+    assert real["evaluate"]["seed"] != flipped["evaluate"]["seed"]
+    assert {k: v for k, v in real["embed"].items() if k != "arm"} == {k: v for k, v in flipped["embed"].items() if k != "arm"}
+    # The control: the real embedding on images drawn with nurse 60% and philosopher 40% women, in their own directory.
+    assert control["portraits"]["woman_share"] == {"person": 0.5, "nurse": 0.6, "philosopher": 0.4}
+    assert control["data"]["dir"] == "data/x-nurse60-philosopher40" and real["data"]["dir"] == "data/x"
+
+
+def test_the_primary_arms_are_real_and_flipped(tmp_path):
+    config = tiny_config("data/x")
+    config.study.arms = ("real", "neutral")
+    with pytest.raises(UserError, match="secondary_arms"):
+        arms.members(config, str(tmp_path))
+
+
+def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reader_offset=0.0):
+    """A study directory whose members' images read as women with exactly the given shares per word."""
+    config = tiny_config("data/x")
+    config.study.images, config.study.images_person, config.study.images_man_woman = images, 0, 0
+    config.study.pairs = pairs or len({p for p, _ in shares_by_member})
+    files.write_json(os.path.join(directory, arms_analysis.PLAN_JSON), json.loads(json.dumps(arms.plan(config))))
+    for (pair, arm), shares in shares_by_member.items():
+        name = arms.member_name(pair, arm)
+        os.makedirs(os.path.join(directory, name))
+        leans = {"nurse": 0.281, "philosopher": -0.188, "person": 0.016}
+        sign = -1.0 if arm == "flipped" else 1.0
+        files.write_json(os.path.join(directory, name, arms_analysis.MEMBER_JSON), {
+            "pair": pair, "arm": arm, "seed": 1000 + pair, "primary": arm in ("real", "flipped"),
+            "leans": {w: {"she_he_raw": sign * v} for w, v in leans.items()},
+            "invocations": [{"device": "test", "training_s": 60.0, "drawing_s": {"nurse": 30.0}}]})
+        for word, share in shares.items():
+            women = int(round(share * images))
+            p = np.r_[np.full(women, 0.9), np.full(images - women, 0.1)]
+            pd.DataFrame({"member": name, "pair": pair, "arm": arm, "seed": 1000 + pair, "word": word,
+                          "noise_index": np.arange(images), "step": 6, "evaluation_seed": 1,
+                          "p_woman_primary": p, "p_woman_second": np.clip(p + reader_offset, 0, 1),
+                          "profession_primary": 1}).to_csv(arms.images_csv(os.path.join(directory, name), word),
+                                                            index=False)
+    return config
+
+
+def test_the_estimand_recovers_known_leakage_and_systematic(tmp_path):
+    # Every pair: the systematic S = -5 points and leakage L = +2 points, so C_real = S + L = -3 and
+    # C_flipped = S - L = -7; the pairs add their own offsets, which the differences remove.
+    members = {}
+    for pair, offset in enumerate([0.0, 0.02, -0.03, 0.01]):
+        members[pair, "real"] = {"nurse": 0.48 + offset, "philosopher": 0.51 + offset}
+        members[pair, "flipped"] = {"nurse": 0.46 + offset, "philosopher": 0.53 + offset}
+    members[0, "control"] = {"nurse": 0.58, "philosopher": 0.41}  # reads +17 where its real member reads -3
+    _fabricate_study(str(tmp_path), members)
+    result = arms_analysis.analyse(str(tmp_path))
+    assert result["pairs_complete"] == 4 and not result["interim"]
+    assert result["leakage"]["estimate"] == pytest.approx(0.02, abs=1e-9)
+    assert result["leakage"]["members"] == pytest.approx([0.02] * 4)
+    assert result["systematic"]["estimate"] == pytest.approx(-0.05, abs=1e-9)
+    assert result["control"]["shift_from_real"]["estimate"] == pytest.approx(0.20, abs=1e-9)
+    assert result["control"]["sensitivity"]["estimate"] == pytest.approx(1.0)
+    assert result["control"]["read_over_true"]["estimate"] == pytest.approx(0.85)
+    # The share of nurse moves 2 points per 0.562 of lean: a slope of 0.0356 share per unit.
+    assert result["slopes"]["nurse"]["estimate"] == pytest.approx(0.02 / 0.562)
+    assert result["second_classifier_leakage"]["agrees"]
+    text = arms_analysis.render_markdown(result)
+    assert "+2.0" in text and "interim" not in text.split("## Secondary")[0].lower()
+
+
+def test_fewer_pairs_than_planned_are_interim_with_no_verdict(tmp_path):
+    members = {(0, "real"): {"nurse": 0.5, "philosopher": 0.5}, (0, "flipped"): {"nurse": 0.5, "philosopher": 0.5}}
+    _fabricate_study(str(tmp_path), members, pairs=10)
+    result = arms_analysis.analyse(str(tmp_path))
+    assert result["interim"] and result["pairs_complete"] == 1
+    assert "INTERIM" in arms_analysis.headline(result) and "verdict:" not in arms_analysis.headline(result)
+    assert "interim: not read" in arms_analysis.render_markdown(result)
+
+
+def test_a_reader_that_disagrees_is_reported(tmp_path):
+    members = {}
+    for pair in range(3):
+        members[pair, "real"] = {"nurse": 0.52, "philosopher": 0.50}
+        members[pair, "flipped"] = {"nurse": 0.50, "philosopher": 0.52}
+    _fabricate_study(str(tmp_path), members)
+    frame = pd.read_csv(arms.images_csv(str(tmp_path / "pair0-real"), "nurse"))
+    men = frame.index[frame["p_woman_second"] < 0.5][:300]
+    frame.loc[men, "p_woman_second"] = 0.95  # the second classifier reads 300 more of real nurse as women
+    frame.to_csv(arms.images_csv(str(tmp_path / "pair0-real"), "nurse"), index=False)
+    result = arms_analysis.analyse(str(tmp_path))
+    assert not result["second_classifier_leakage"]["agrees"]
+    assert "does NOT agree" in arms_analysis.render_markdown(result)
+
+
+def test_corrected_leakage_divides_by_the_classifiers_separation_and_carries_its_uncertainty(tmp_path):
+    members = {}
+    for pair in range(4):
+        members[pair, "real"] = {"nurse": 0.53, "philosopher": 0.49}
+        members[pair, "flipped"] = {"nurse": 0.49, "philosopher": 0.53}
+    _fabricate_study(str(tmp_path), members)
+    result = arms_analysis.analyse(str(tmp_path))
+    rows = []
+    # A classifier that reads 80% of women and 0% of men as women in both professions: s - f = 0.8.
+    for profession, women_read in (("nurse", 800), ("philosopher", 800), ("person", 1000)):
+        for gender, read in (("woman", women_read), ("man", 0)):
+            p = np.r_[np.full(read, 0.9), np.full(1000 - read, 0.1)]
+            rows.append(pd.DataFrame({"classifier": "primary", "class_name": f"{gender}-{profession}",
+                                      "gender": gender, "profession": profession, "index": np.arange(1000),
+                                      "p_woman": p}))
+    readings = pd.concat(rows)
+    counts = arms_analysis.member_counts(pd.concat(
+        [pd.read_csv(os.path.join(tmp_path, m, f)) for m in os.listdir(tmp_path) if m.startswith("pair")
+         for f in os.listdir(os.path.join(tmp_path, m)) if f.startswith("images-")]), result["plan"]["images_per_word"])
+    corrected = arms_analysis.corrected_leakage(counts, readings, "primary", 0.03)
+    assert result["leakage"]["estimate"] == pytest.approx(0.04)
+    assert corrected["estimate"] == pytest.approx(0.04 / 0.8)
+    assert corrected["calibration_se"] > 0 and corrected["se"] > corrected["pooling_se"]
+    assert calibration.confusion(readings, "primary")["nurse"]["woman"]["rate"] == 0.8
+
+
+@pytest.mark.slow
+def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tmp_path, tiny_dataset, monkeypatch):
+    study = str(tmp_path / "study")
+    data = str(tmp_path / "portraits")
+    os.symlink(tiny_dataset, data)
+    args = ["--config=configs/tiny.py", f"--workdir={study}", f"--config.data.dir={data}", "--config.study.pairs=1"]
+    result = run_cli("jaxdiff.arms", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = ["pair0-real", "pair0-flipped", "pair0-control"]
+    for name in names:
+        frame = pd.read_csv(arms.images_csv(os.path.join(study, name), "nurse"))
+        assert len(frame) == 6 and frame["p_woman_primary"].between(0, 1).all()
+        assert set(frame.columns) >= {"member", "pair", "arm", "word", "noise_index", "step", "p_woman_primary",
+                                      "p_woman_second"}
+    assert os.path.isdir(data + "-nurse60-philosopher40")  # the control's images, named by their shares
+    calibration_frame = pd.read_csv(os.path.join(study, calibration.CALIBRATION_CSV))
+    assert len(calibration_frame) == 2 * 6 * 5  # two classifiers x six classes x 5 images
+    before = {n: files.read_json(os.path.join(study, n, arms.MEMBER_JSON)) for n in names}
+    again = run_cli("jaxdiff.arms", *args)  # everything is done: nothing is trained or drawn again
+    assert again.returncode == 0 and "training" not in again.stdout
+    assert {n: files.read_json(os.path.join(study, n, arms.MEMBER_JSON)) for n in names} == before
+    refused = run_cli("jaxdiff.arms", *args[:-1], "--config.study.pairs=2")
+    assert refused.returncode == 2 and "study.pairs=1, not 2" in refused.stderr
+    records = str(tmp_path / "records")
+    assert run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={study}", f"--export={records}").returncode == 0
+    assert not any(f.startswith("checkpoints") for _, dirs, _ in os.walk(records) for f in dirs)
+    # From the records alone, sampling forbidden, the analysis is the study's own.
+    monkeypatch.setattr("jaxdiff.sampling.ImageSampler.sample", lambda *a, **k: pytest.fail("sampled"))
+    from_records = arms_analysis.analyse(records)
+    from_study = arms_analysis.analyse(study)
+    assert from_records["leakage"] == from_study["leakage"] and from_records["control"] == from_study["control"]
