@@ -343,6 +343,13 @@ def _word_counts(rows: list[dict[str, Any]], word: str) -> tuple[list[int], list
     return [r["words"][word]["women"] for r in rows], [r["words"][word]["n"] for r in rows]
 
 
+def _seeds(rows: list[dict[str, Any]]) -> pooling.Seeds | None:
+    """The members' (training, projection) seeds, so that a crossed grid is pooled as one (None: not known)."""
+    if not all("train_seed" in r for r in rows):
+        return None
+    return [r["train_seed"] for r in rows], [r["embed_seed"] for r in rows]
+
+
 def _images_drawn(rows: list[dict[str, Any]]) -> int:
     """Images per word and member in a setting's rows (equal in every member and word)."""
     return next(iter(rows[0]["words"].values()))["n"]
@@ -354,15 +361,21 @@ def _contrast_minus_reference(rows: list[dict[str, Any]], reference_rows: list[d
     words = ("nurse", "philosopher")
     (nurse, v1), (philosopher, v2) = (pooling.share_and_variance(*_word_counts(rows, w)) for w in words)
     (nurse_ref, v3), (philosopher_ref, v4) = (pooling.share_and_variance(*_word_counts(reference_rows, w)) for w in words)
-    return pooling.random_effects((nurse - philosopher) - (nurse_ref - philosopher_ref), v1 + v2 + v3 + v4)
+    return pooling.random_effects_over((nurse - philosopher) - (nurse_ref - philosopher_ref), v1 + v2 + v3 + v4,
+                                       _seeds(rows))
 
 
 def _agreement(difference: dict[str, Any]) -> dict[str, Any]:
     """A pooled difference from the reference with its equivalence test at +-AGREEMENT_LIMIT and verdict."""
-    test = pooling.equivalence(difference["estimate"], difference["se"], AGREEMENT_LIMIT)
+    test = pooling.equivalence_of(difference, AGREEMENT_LIMIT)
     out = {"estimate": difference["estimate"], "ci95": difference["ci95"], "tau": difference["tau"],
            "heterogeneity_p_value": difference["heterogeneity_p_value"], "tost_p_value": test["tost_p_value"],
-           "verdict": AGREEMENT_VERDICTS[test["verdict"]]}
+           "verdict": AGREEMENT_VERDICTS[test["verdict"]], "model": difference["model"]}
+    if difference["model"] == "crossed":  # what the independent-members formula said, for the record
+        old = difference["independent"]
+        old_test = pooling.equivalence(old["estimate"], old["se"], AGREEMENT_LIMIT)
+        out["independent"] = {"ci95": old["ci95"], "tost_p_value": old_test["tost_p_value"],
+                              "verdict": AGREEMENT_VERDICTS[old_test["verdict"]]}
     # The same test with few members' small-sample interval (HKSJ, t on k - 1 df): reported beside
     # the verdict, which stays the z-based one the study was planned with.
     hksj = pooling.small_sample_equivalence(difference, AGREEMENT_LIMIT)
@@ -387,20 +400,21 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     complete = set(words) == set(SEED_EVAL_WORDS)
     out: dict[str, Any] = {"words": {}, "contrast": None}
     if complete:
-        contrast = pooling.pooled_difference(*_word_counts(rows, "nurse"), *_word_counts(rows, "philosopher"))
-        test = pooling.equivalence(contrast["estimate"], contrast["se"], margin)
+        contrast = pooling.pooled_difference(*_word_counts(rows, "nurse"), *_word_counts(rows, "philosopher"),
+                                             _seeds(rows))
+        test = pooling.equivalence_of(contrast, margin)
         out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],
                            "tost_p_value": test["tost_p_value"], "verdict": test["verdict"]}
         if reference_rows is not None:
             # The leakage test reads the contrast, so whether a setting keeps the reference's contrast is asked too.
             out["contrast"]["minus_reference"] = _agreement(_contrast_minus_reference(rows, reference_rows))
     for word in words:
-        pooled = pooling.pooled_share(*_word_counts(rows, word))
+        pooled = pooling.pooled_share(*_word_counts(rows, word), _seeds(rows))
         entry = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"],  # None: one member
                  "abs_deviation": abs(pooled["estimate"] - 0.5), "members": pooled["members"]}
         if reference_rows is not None:
             entry["minus_reference"] = _agreement(
-                pooling.pooled_difference(*_word_counts(rows, word), *_word_counts(reference_rows, word)))
+                pooling.pooled_difference(*_word_counts(rows, word), *_word_counts(reference_rows, word), _seeds(rows)))
         out["words"][word] = entry
     taus = [e["tau"] for e in out["words"].values()]
     # One member has no between-member spread to estimate: its fit is unknown, not good.
@@ -466,7 +480,8 @@ def _table(config: ml_collections.ConfigDict, sweeps: Sequence[_Sweep], settings
     table = []
     for s in sweeps:
         # Each setting's rounds are read once, for its row, the reference column and the speed scale.
-        counts = {x: [member_counts(m.workdir, config, x, rounds, round_images, words) for m in s.members]
+        counts = {x: [{**member_counts(m.workdir, config, x, rounds, round_images, words),
+                       "train_seed": m.train_seed, "embed_seed": m.embed_seed} for m in s.members]
                   for x in _with_reference(settings, reference)}
         _check_one_checkpoint(s.members, counts)
         member_config = configuration.load(s.members[0].workdir)
@@ -538,7 +553,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                      f"{contrast_cells} | {minutes} |")
     lines += ["", f"Per word, and for the leakage contrast nurse - philosopher, the pooled difference from the reference "
               f"(points, 95% interval, TOST p at +-{limit}; the difference's own between-member SD tau, points, and "
-              "Cochran's Q test of tau = 0):", ""]
+              "Cochran's Q test of tau = 0). Members of a crossed grid (each training seed with each projection seed) "
+              "are pooled with crossed random effects (t on the seeds' degrees of freedom); the interval the "
+              "independent-members formula would give follows it:", ""]
     for r in result["rows"]:
         if "max_abs_minus_reference" in r:
             parts = []
@@ -548,8 +565,11 @@ def render_markdown(result: dict[str, Any]) -> str:
             for name, d in differences:
                 spread = (f", tau {100 * d['tau']:.1f} (Q p {d['heterogeneity_p_value']:.2g})"
                           if d.get("heterogeneity_p_value") is not None else "")
+                old = d.get("independent")
+                as_independent = (f"; as if independent [{100 * old['ci95'][0]:+.1f}, {100 * old['ci95'][1]:+.1f}] "
+                                  f"p {old['tost_p_value']:.2g}" if old else "")
                 parts.append(f"{name} {100 * d['estimate']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
-                             f"p {d['tost_p_value']:.2g}{spread}")
+                             f"p {d['tost_p_value']:.2g}{spread}{as_independent}")
             lines.append(f"- {os.path.basename(r['sweep'].rstrip('/'))} {r['setting']}: " + "; ".join(parts))
     return "\n".join(lines + _hksj_lines(result)) + "\n"
 

@@ -76,27 +76,54 @@ def share_and_variance(women: Sequence[int], n: Sequence[int]) -> tuple[np.ndarr
     return women / n, binomial_variance(women, n)
 
 
-def pooled_share(women: Sequence[int], n: Sequence[int]) -> dict[str, Any]:
-    """`random_effects` of the members' shares women/n, each with its binomial variance; adds `members`.
+Seeds = tuple[Sequence[int], Sequence[int]]  # each member's (training seeds, projection seeds)
+
+
+def random_effects_over(estimates: Sequence[float], variances: Sequence[float],
+                        seeds: Seeds | None = None) -> dict[str, Any]:
+    """`random_effects`, pooled as the members were drawn: independent members (no `seeds`, or seeds that form
+    no crossed grid, such as the arms study's pairs (i, i)) as they are; members of a crossed grid (every
+    training seed with several projection seeds) with the crossed model's estimate, error, interval and
+    p-value (`crossed_random_effects`; `model` says which, `t_df` its t degrees of freedom, `independent` the
+    formula it replaces). tau and Cochran's Q stay the independent model's: they describe the spread."""
+    pooled = {**random_effects(estimates, variances), "model": "independent"}
+    if seeds is None:
+        return pooled
+    crossed = crossed_random_effects(estimates, *seeds)
+    if crossed["ci95"] is None:
+        return {**pooled, "grid_note": crossed["note"]}
+    independent = {k: pooled[k] for k in ("estimate", "se", "ci95", "p_value")}
+    return {**pooled, **{k: crossed[k] for k in ("estimate", "se", "ci95", "p_value")}, "model": "crossed",
+            "t_df": crossed["df"], "independent": independent, "se_hksj": None, "df": None,
+            "seed_variances": {k: crossed[k] for k in ("train_seed_var", "embed_seed_var", "residual_var")}}
+
+
+def pooled_share(women: Sequence[int], n: Sequence[int], seeds: Seeds | None = None) -> dict[str, Any]:
+    """`random_effects_over` the members' shares women/n, each with its binomial variance; adds `members`.
 
     The interval is clipped to [0, 1]: near 0 or 1 (man, woman, the intervention's ends) the normal
     approximation reaches past them, and a share cannot; there the interval is rough, where the
     question's words (near one half) are unaffected."""
     shares, variances = share_and_variance(women, n)
-    pooled = random_effects(shares, variances)
+    pooled = random_effects_over(shares, variances, seeds)
     pooled["ci95"] = [float(np.clip(c, 0.0, 1.0)) for c in pooled["ci95"]]
     return {**pooled, "members": [float(s) for s in shares]}
 
 
 def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Sequence[int],
-                      n_b: Sequence[int]) -> dict[str, Any]:
-    """`random_effects` of share a - share b within each member (independent images: variances add).
+                      n_b: Sequence[int], seeds: Seeds | None = None) -> dict[str, Any]:
+    """`random_effects_over` share a - share b within each member (independent images: variances add).
 
     Adds `members` (each member's difference) and `member_se` (its sampling standard error)."""
     (share_a, variance_a), (share_b, variance_b) = share_and_variance(women_a, n_a), share_and_variance(women_b, n_b)
     differences, variances = share_a - share_b, variance_a + variance_b
-    return {**random_effects(differences, variances), "members": [float(d) for d in differences],
+    return {**random_effects_over(differences, variances, seeds), "members": [float(d) for d in differences],
             "member_se": [float(s) for s in np.sqrt(variances)]}
+
+
+def equivalence_of(pooled: dict[str, Any], margin: float) -> dict[str, Any]:
+    """`equivalence` of a pooled result: z for independent members, t on the crossed model's df for a grid."""
+    return equivalence(pooled["estimate"], pooled["se"], margin, df=pooled.get("t_df"))
 
 
 def equivalence(estimate: float, se: float, margin: float, df: int | None = None) -> dict[str, Any]:
@@ -215,8 +242,9 @@ def crossed_random_effects(values: Sequence[float], train_seeds: Sequence[int],
     are not independent: the mean's variance is sigma_train^2 / T + sigma_embed^2 / E + residual / (T E), not
     tau^2 / members. REML of crossed random intercepts (statsmodels MixedLM); its residual holds each member's
     binomial noise and the seeds' interaction (near-equal here: every member draws as many images, shares near
-    one half). The interval uses t on min(T, E) - 1 degrees of freedom: the seed variances are estimated from
-    so few levels that a z interval covers too rarely (tests/test_pooling.py measures the coverage)."""
+    one half). The interval uses t on (T - 1) + (E - 1) degrees of freedom, those of the seeds' main effects:
+    their variances are estimated from so few levels that a z interval covers too rarely, and t on min(T, E) - 1
+    too often (tests/test_pooling.py measures the coverage; docs/sweep.md gives the simulation's figures)."""
     import pandas as pd
 
     frame = pd.DataFrame({"y": np.asarray(values, float), "train": np.asarray(train_seeds),
@@ -230,7 +258,7 @@ def crossed_random_effects(values: Sequence[float], train_seeds: Sequence[int],
     if fit is None:
         raise ValueError("crossed_random_effects: every REML optimiser failed on this grid")
     estimate, se = float(fit.fe_params.iloc[0]), float(fit.bse_fe.iloc[0])
-    df = min(t_count, e_count) - 1
+    df = t_count + e_count - 2
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
     vc = dict(zip(model.exog_vc.names, map(float, fit.vcomp)))
     return {"estimate": estimate, "se": se, "ci95": [estimate - half, estimate + half], "df": df,

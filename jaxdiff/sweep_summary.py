@@ -19,11 +19,11 @@ SKIPPED_STAGE_S = 1.5  # older member.json records hold the stages an invocation
 REPORTED_WORDS = ("philosopher", "person", "nurse", "man", "woman")
 
 
-def _pool_counts(rows: Sequence[dict]) -> dict[str, Any]:
-    """Random-effects pooled share of women from rows with `women` and `n`."""
-    pooled = pooling.pooled_share([r["women"] for r in rows], [r["n"] for r in rows])
+def _pool_counts(rows: Sequence[dict], seeds: pooling.Seeds | None = None) -> dict[str, Any]:
+    """Random-effects pooled share of women from rows with `women` and `n` (members of a crossed grid: `seeds`)."""
+    pooled = pooling.pooled_share([r["women"] for r in rows], [r["n"] for r in rows], seeds)
     return {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"], "se": pooled["se"],
-            "members": pooled["members"]}
+            "members": pooled["members"], "model": pooled["model"]}
 
 
 def _word_rows(reports: list[dict], word: str) -> list[dict]:
@@ -40,28 +40,30 @@ def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = Non
     words = {}
     for word in list(REPORTED_WORDS) + ["null"]:
         rows = _word_rows(reports, word)
-        words[word] = _pool_counts(rows)
+        words[word] = _pool_counts(rows, (train_seeds, embed_seeds))
         _, sampling_variances = pooling.share_and_variance([r["women"] for r in rows], [r["n"] for r in rows])
         words[word]["variance_components"] = pooling.variance_components(words[word]["members"], sampling_variances,
                                                                         train_seeds, embed_seeds)
 
-    # The leakage test: nurse - philosopher within each member (independent images), pooled.
+    # The leakage test: nurse - philosopher within each member (independent images), pooled as the grid was
+    # drawn (crossed seeds: crossed random effects).
     nurse, phil = _word_rows(reports, "nurse"), _word_rows(reports, "philosopher")
     pooled = pooling.pooled_difference([a["women"] for a in nurse], [a["n"] for a in nurse],
-                                       [b["women"] for b in phil], [b["n"] for b in phil])
-    test = pooling.equivalence(pooled["estimate"], pooled["se"], margin)
+                                       [b["women"] for b in phil], [b["n"] for b in phil], (train_seeds, embed_seeds))
+    test = pooling.equivalence_of(pooled, margin)
     few_members = pooling.small_sample_equivalence(pooled, margin)
     slopes = []
     for report in reports:
         entries = [report["words"][w] for w in SEED_EVAL_WORDS]
         slopes.append(pooling.slope([e["score_raw"] for e in entries], [e["share_woman"] for e in entries],
                                     pooling.binomial_variance([e["women"] for e in entries], [e["n"] for e in entries])))
-    slope = pooling.random_effects([s["slope"] for s in slopes], [s["se"] ** 2 for s in slopes])
+    slope = pooling.random_effects_over([s["slope"] for s in slopes], [s["se"] ** 2 for s in slopes],
+                                        (train_seeds, embed_seeds))
     leakage = {"contrast": pooled["estimate"], "ci95": pooled["ci95"], "p_value": pooled["p_value"],
                "tau": pooled["tau"], "members": pooled["members"], "member_se": pooled["member_se"],
                "tost_p_value": test["tost_p_value"], "ci90": test["ci90"], "margin": margin,
                "verdict": test["verdict"], "sentence": pooling.verdict_sentence(test["verdict"], margin),
-               "small_sample": few_members,
+               "small_sample": few_members, "model": pooled["model"], "independent": pooled.get("independent"),
                "slope": {"per_unit_she_he_score": slope["estimate"], "ci95": slope["ci95"], "p_value": slope["p_value"],
                          "words": list(SEED_EVAL_WORDS)}}
 
@@ -248,6 +250,12 @@ def render_markdown(summary: dict[str, Any]) -> str:
               f"tau {format_tau(lk['tau'], 100, '{:.1f}')} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g} "
               f"(90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}). "
               f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", ""]
+    if lk.get("model") == "crossed":
+        old = lk["independent"]
+        lines += ["The members form a crossed grid (each training seed with each projection seed), so the contrast is "
+                  "pooled with crossed random effects (both seeds random, t on min(seeds) - 1 degrees of freedom); "
+                  f"pooled as if the members were independent it would read {_ci(old['ci95'], fmt='{:+.1f}')}, an "
+                  "interval too narrow for this design.", ""]
     few = lk.get("small_sample")
     if few is not None:
         lines += [f"Sensitivity to the number of members (modified Hartung-Knapp-Sidik-Jonkman error, t on {few['df']} degrees "

@@ -320,7 +320,7 @@ def test_crossed_random_effects_without_seed_effects_match_the_mean_and_its_plai
     values, train, embed = _crossed_grid(rng, 5, 0.0, 0.0, 0.01)
     result = pooling.crossed_random_effects(values, train, embed)
     assert result["estimate"] == pytest.approx(np.mean(values), abs=1e-9)
-    assert result["df"] == 4 and result["members"] == 25
+    assert result["df"] == 8 and result["members"] == 25
     # With no seed variance the mean's error is at least the plain one (REML may keep a little seed variance).
     assert result["se"] >= 0.9 * np.std(values, ddof=1) / 5
 
