@@ -70,6 +70,9 @@ def member_name(pair: int, arm: str) -> str:
 def members(config: ml_collections.ConfigDict, study_dir: str) -> list[ArmMember]:
     """The study in the order it runs: per pair its primary arms, then its control; the secondary arms last."""
     s = config.study
+    if config.embed.get("arm", "real") != "real":  # the study sets each member's arm; an override would be lost
+        raise UserError(f"embed.arm={config.embed.arm!r}: the arms study sets each member's arm from study.arms and "
+                        f"study.secondary_arms; leave embed.arm at 'real' and name arms there")
     for arm in (*s.arms, *s.secondary_arms):
         embed.arm_factor(arm)  # an unknown arm is said before anything runs
     if list(s.arms) != ["real", "flipped"]:

@@ -173,3 +173,15 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
     from_records = arms_analysis.analyse(records)
     from_study = arms_analysis.analyse(study)
     assert from_records["leakage"] == from_study["leakage"] and from_records["control"] == from_study["control"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["--config.embed.arm=flipped"], "leave embed.arm at 'real'"),
+    (["--config.study.secondary_arms=('sideways',)"], "embed.arm='sideways'"),
+    (["--aggregate"], "holds no arms study"),
+])
+def test_arms_command_errors_are_one_line_exit_2(tmp_path, args, message):
+    result = run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={tmp_path / 'study'}", *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "study" / arms.PLAN_JSON)

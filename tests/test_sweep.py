@@ -643,6 +643,10 @@ def test_frontier_narrowed_to_a_word_samples_it_alone_with_the_same_images(finis
             assert list(grown["words"]) == list(SEED_EVAL_WORDS)
             for word in SEED_EVAL_WORDS:
                 assert grown["words"][word]["is_woman"] == fresh["words"][word]["is_woman"]
+                # Each image's p(woman) is kept, and its threshold gives the recorded reading.
+                p_woman = np.asarray(grown["words"][word]["p_woman"])
+                assert p_woman.shape == (len(grown["words"][word]["is_woman"]),)
+                np.testing.assert_array_equal(p_woman > 0.5, np.asarray(grown["words"][word]["is_woman"]) == 1)
     # A narrow study reads a wider one's rounds: nothing is sampled.
     sampled.clear()
     assert study(wide_dir, ["nurse"])["rows"][0]["words"]["nurse"] == widened["rows"][0]["words"]["nurse"]
