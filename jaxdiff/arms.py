@@ -378,10 +378,7 @@ def export_records(study_dir: str, destination: str, log: Callable = print) -> l
 
 
 def define_flags(values: absl_flags.FlagValues) -> None:
-    absl_flags.DEFINE_string("workdir", None, "the study's directory (default: the config's study.workdir)",
-                             flag_values=values)
-    absl_flags.DEFINE_integer("member", 0, "run members member, member+of, ... (0-based)", flag_values=values)
-    absl_flags.DEFINE_integer("of", 1, "how many invocations split the study", flag_values=values)
+    sweep.define_split_flags(values, "study")
     absl_flags.DEFINE_bool("aggregate", False, "only analyse the recorded members (no training, no sampling)",
                            flag_values=values)
     absl_flags.DEFINE_string("export", None, "copy the study's records into this directory and stop",

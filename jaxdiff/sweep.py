@@ -426,11 +426,16 @@ def aggregate(config: ml_collections.ConfigDict, sweep_dir: str, log: Callable =
     return summary
 
 
-def define_flags(values: absl_flags.FlagValues) -> None:
-    absl_flags.DEFINE_string("workdir", None, "the sweep's directory (default: the config's sweep.workdir)",
+def define_split_flags(values: absl_flags.FlagValues, what: str) -> None:
+    """--workdir, --member and --of: where a study of many runs lives, and this invocation's share of its runs."""
+    absl_flags.DEFINE_string("workdir", None, f"the {what}'s directory (default: the config's {what}.workdir)",
                              flag_values=values)
     absl_flags.DEFINE_integer("member", 0, "run members member, member+of, ... (0-based)", flag_values=values)
-    absl_flags.DEFINE_integer("of", 1, "how many invocations split the sweep", flag_values=values)
+    absl_flags.DEFINE_integer("of", 1, f"how many invocations split the {what}", flag_values=values)
+
+
+def define_flags(values: absl_flags.FlagValues) -> None:
+    define_split_flags(values, "sweep")
     absl_flags.DEFINE_bool("aggregate", False, "only write the summary of the finished members", flag_values=values)
     absl_flags.DEFINE_bool("train_only", False, "only train the classifier and the members (no evaluation or probes)",
                            flag_values=values)
