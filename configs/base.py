@@ -146,6 +146,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.study.images = 1200  # images of nurse and of philosopher per member: the contrast's binomial SE 2 points
     config.study.images_person = 400  # images of person per member (the fit check; its lean barely moves across arms)
     config.study.images_man_woman = 100  # images of man and of woman per member (the conditioning check)
+    config.study.images_over_training = 300  # secondary (--over_training): nurse and philosopher images per kept checkpoint
     config.study.margin = 0.03  # +- share points of the primary equivalence test (docs/preregistration.md: why 3)
     config.study.stretch_margin = 0.02  # the stretch goal's margin, tested beside it
     config.study.calibration_per_class = 1000  # held-out portraits per class that calibrate both classifiers

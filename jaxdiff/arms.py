@@ -152,9 +152,9 @@ def check_plan(config: ml_collections.ConfigDict, study_dir: str) -> None:
         files.write_json(path, wanted)
         return
     found, wanted = _flat(files.read_json(path)), _flat(wanted)
-    # Secondary arms may be added once the primary members are drawn (the plan says so); where the study lives
-    # is not part of it.
-    for key in ("study.secondary_arms", "study.workdir"):
+    # Secondary arms and the curve over training may be added once the primary members are drawn (the plan says
+    # so); where the study lives is not part of it.
+    for key in ("study.secondary_arms", "study.images_over_training", "study.workdir"):
         found.pop(key, None), wanted.pop(key, None)
     if found != wanted:
         key = next(k for k in sorted(set(found) | set(wanted)) if found.get(k) != wanted.get(k))
@@ -219,39 +219,73 @@ def _word_done(workdir: str, word: str, count: int, step: int, seed: int) -> boo
     return len(frame) == count and set(frame["step"]) == {step} and set(frame["evaluation_seed"]) == {seed}
 
 
+def _draw_word(run_: workdirs.TrainedRun, image_sampler: Any, params: Any, member: ArmMember, word: str, n: int,
+               readers: dict[str, tuple]) -> Any:
+    """n images of `word` from a restored run, read by both classifiers: one records row per image."""
+    import pandas as pd
+
+    e = run_.config.evaluate
+    cond_NK = np.repeat(run_.table.projected_vector(word)[None], n, axis=0)
+    first = NOISE_STRIDE * DRAW_ORDER.index(word)
+    images = image_sampler.sample_as_configured(params, cond_NK, int(e.seed), run_.config.sample, sampler=e.sampler,
+                                                steps=int(e.steps), guidance=float(e.guidance), first_index=first)
+    readings = {name: classifier.predict(model, clf_params, images) for name, (model, clf_params) in readers.items()}
+    return pd.DataFrame({
+        "member": member.name, "pair": member.pair, "arm": member.arm, "seed": member.seed, "word": word,
+        "noise_index": first + np.arange(n), "step": run_.step, "evaluation_seed": int(e.seed),
+        **{f"p_woman_{name}": readings[name][0][:, 1].astype(np.float64) for name in READERS},
+        "profession_primary": np.asarray(readings["primary"][1].argmax(-1)),
+    })
+
+
 def draw_member(config: ml_collections.ConfigDict, member: ArmMember, readers: dict[str, tuple],
                 log: Callable = print) -> dict[str, float]:
     """Samples the member's trained words and records each image's p(woman) under both classifiers; returns
     the seconds each word took (words already recorded are skipped)."""
-    import pandas as pd
-
-    c = configuration.load(member.workdir)
-    e = c.evaluate
     run_ = workdirs.TrainedRun.load(member.workdir, "ema")
+    e = run_.config.evaluate
     counts, seconds = images_per_word(config), {}
     todo = [w for w in DRAW_ORDER if counts[w] and not _word_done(member.workdir, w, counts[w], run_.step, e.seed)]
     if not todo:
         return seconds
     image_sampler, params = run_.image_sampler(), run_.device_params()
     for word in todo:
-        n = counts[word]
-        log(f"  {member.name}: {n} images of {word} ({e.sampler}, {e.steps} steps)")
+        log(f"  {member.name}: {counts[word]} images of {word} ({e.sampler}, {e.steps} steps)")
         start = time.perf_counter()
-        cond_NK = np.repeat(run_.table.projected_vector(word)[None], n, axis=0)
-        first = NOISE_STRIDE * DRAW_ORDER.index(word)
-        images = image_sampler.sample_as_configured(params, cond_NK, int(e.seed), c.sample, sampler=e.sampler,
-                                                    steps=int(e.steps), guidance=float(e.guidance), first_index=first)
-        readings = {name: classifier.predict(model, clf_params, images) for name, (model, clf_params) in readers.items()}
-        frame = pd.DataFrame({
-            "member": member.name, "pair": member.pair, "arm": member.arm, "seed": member.seed, "word": word,
-            "noise_index": first + np.arange(n), "step": run_.step, "evaluation_seed": int(e.seed),
-            **{f"p_woman_{name}": readings[name][0][:, 1].astype(np.float64) for name in READERS},
-            "profession_primary": np.asarray(readings["primary"][1].argmax(-1)),
-        })
+        frame = _draw_word(run_, image_sampler, params, member, word, counts[word], readers)
         if parallel.is_main_process():
             write_csv(frame, images_csv(member.workdir, word))
         seconds[word] = time.perf_counter() - start
     return seconds
+
+
+def over_training_csv(workdir: str, word: str) -> str:
+    return os.path.join(workdir, f"over_training-{word}.csv")
+
+
+def draw_over_training(config: ml_collections.ConfigDict, member: ArmMember, readers: dict[str, tuple],
+                       log: Callable = print) -> float:
+    """The secondary curve: `study.images_over_training` images of nurse and philosopher at each checkpoint kept
+    before the last (the last is the primary draw's), with the primary's noise, so that the curve's points differ
+    by the parameters alone. Each word's file is rewritten whole after each checkpoint; returns the seconds spent."""
+    import pandas as pd
+
+    n, final = int(config.study.images_over_training), int(config.train.num_steps)
+    steps = [s for s in checkpoints.checkpoint_steps(member.workdir) if s < final]
+    start = time.perf_counter()
+    for word in arms_analysis.CONTRAST:
+        path = over_training_csv(member.workdir, word)
+        done = pd.read_csv(path) if os.path.exists(path) else None
+        for step in steps:
+            if done is not None and (done["step"] == step).sum() == n:
+                continue
+            log(f"  {member.name}: {n} images of {word} at step {step} (over training)")
+            run_ = workdirs.TrainedRun.load(member.workdir, "ema", at_step=step)
+            frame = _draw_word(run_, run_.image_sampler(), run_.device_params(), member, word, n, readers)
+            done = frame if done is None else pd.concat([done[done["step"] != step], frame], ignore_index=True)
+            if parallel.is_main_process():
+                write_csv(done, path)
+    return time.perf_counter() - start
 
 
 def _device() -> str:
@@ -315,8 +349,11 @@ def member_done(config: ml_collections.ConfigDict, member: ArmMember) -> bool:
 
 
 def run_study(config: ml_collections.ConfigDict, study_dir: str, member_index: int = 0, of: int = 1,
-              log: Callable = print) -> dict[str, Any]:
-    """Runs this invocation's members (I, I+N, ...), then writes the analysis of every finished member."""
+              log: Callable = print, over_training: bool = False) -> dict[str, Any]:
+    """Runs this invocation's members (I, I+N, ...), then writes the analysis of every finished member.
+
+    With `over_training`, then draws the secondary curve along training for this invocation's finished primary
+    members (the plan draws it only once every primary and control member is recorded)."""
     if not 0 <= member_index < of:
         raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
     grid = members(config, study_dir)
@@ -336,7 +373,21 @@ def run_study(config: ml_collections.ConfigDict, study_dir: str, member_index: i
         start = time.perf_counter()
         run_member(config, member, readers, log)
         log(f"{position}: done in {(time.perf_counter() - start) / 60:.1f} min")
+    if over_training:
+        for member in mine:
+            if member.primary and member_done(config, member):
+                seconds = draw_over_training(config, member, readers, log)
+                if seconds > 1 and parallel.is_main_process():
+                    _add_to_record(member, over_training_s=round(seconds, 1))
     return aggregate(study_dir, log)
+
+
+def _add_to_record(member: ArmMember, **stage: Any) -> None:
+    """A secondary stage's time, as a new invocation of the member's member.json."""
+    path = os.path.join(member.workdir, MEMBER_JSON)
+    record = files.read_json(path)
+    record["invocations"].append({"device": _device(), **stage, "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    files.write_json(path, record)
 
 
 def aggregate(study_dir: str, log: Callable = print) -> dict[str, Any]:
@@ -367,7 +418,7 @@ def export_records(study_dir: str, destination: str, log: Callable = print) -> l
         if os.path.exists(os.path.join(workdir, MEMBER_JSON)) and all(
                 os.path.exists(images_csv(workdir, w)) for w in planned):
             copied += [os.path.join(entry, f) for f in sorted(os.listdir(workdir))
-                       if f in (MEMBER_JSON, configuration.CONFIG_IN_WORKDIR) or f.startswith("images-")]
+                       if f in (MEMBER_JSON, configuration.CONFIG_IN_WORKDIR) or f.startswith(("images-", "over_training-"))]
     for name in copied:
         target = os.path.join(destination, name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -383,6 +434,8 @@ def define_flags(values: absl_flags.FlagValues) -> None:
                            flag_values=values)
     absl_flags.DEFINE_string("export", None, "copy the study's records into this directory and stop",
                              flag_values=values)
+    absl_flags.DEFINE_bool("over_training", False, "then draw the secondary curve along training for the finished "
+                           "primary members", flag_values=values)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -395,7 +448,7 @@ def main(argv: Sequence[str]) -> None:
         aggregate(study_dir)
         print(f"written: {os.path.join(study_dir, arms_analysis.RESULT_MD)}")
     else:
-        run_study(flags.config, study_dir, flags.member, flags.of)
+        run_study(flags.config, study_dir, flags.member, flags.of, over_training=flags.over_training)
     print(f"({(time.perf_counter() - start) / 60:.1f} min this invocation)")
 
 

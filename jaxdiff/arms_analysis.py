@@ -213,7 +213,33 @@ def analyse(study_dir: str) -> dict[str, Any]:
     out["shares"] = _shares(counts)
     out["slopes"] = _slopes(counts, records)
     out["timings"] = _timings(records)
+    out["over_training"] = _over_training(study_dir, images)
     return out
+
+
+def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:
+    """Secondary: the leakage at each kept checkpoint, from the over-training draws and, for the last step, the
+    primary draws' first images with the same noise (`over_training-WORD.csv`), pooled over the pairs there."""
+    import pandas as pd
+
+    frames = [pd.read_csv(os.path.join(study_dir, m, f)) for m in sorted(os.listdir(study_dir))
+              if os.path.isdir(os.path.join(study_dir, m))
+              for f in sorted(os.listdir(os.path.join(study_dir, m))) if f.startswith("over_training-")]
+    if not frames:
+        return None
+    over = pd.concat(frames, ignore_index=True)
+    n = int(over.groupby(["member", "word", "step"]).size().max())  # as drawn (the plan may have been extended)
+    first = over.groupby("word")["noise_index"].min()
+    last = images[images["word"].isin(CONTRAST) & images["arm"].isin(["real", "flipped"])]
+    last = last[last["noise_index"] < last["word"].map(first) + n]
+    curve = []
+    for step, rows in pd.concat([over, last], ignore_index=True).groupby("step"):
+        counts = member_counts(rows, {w: n for w in CONTRAST})
+        pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
+        pooled = _pooled(values, variances)
+        if pooled is not None:
+            curve.append({"step": int(step), "pairs": len(pairs), "estimate": pooled["estimate"], "ci95": pooled["ci95"]})
+    return curve
 
 
 def _control(counts: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
@@ -383,6 +409,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         if slope:
             lines.append(f"- {word}: {_pts(slope['estimate'])} points per unit of she-he lean "
                          f"{_ci(slope['ci95'])} (real - flipped lean {slope['lean_real_minus_flipped']:+.3f}).")
+    curve = result.get("over_training")
+    if curve:
+        lines += ["", "Exploratory: leakage along training (images per word and checkpoint as the curve was drawn; "
+                  "pooled over the pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
+        lines += [f"| {p['step']} | {p['pairs']} | {_pts(p['estimate'])} | {_ci(p['ci95'])} |" for p in curve]
     calib = result.get("calibration")
     if calib:
         lines += ["", "Calibration (held-out portraits): P(reads woman | woman), P(reads woman | man) per profession:", ""]

@@ -163,6 +163,12 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
     again = run_cli("jaxdiff.arms", *args)  # everything is done: nothing is trained or drawn again
     assert again.returncode == 0 and "training" not in again.stdout
     assert {n: files.read_json(os.path.join(study, n, arms.MEMBER_JSON)) for n in names} == before
+    curve = run_cli("jaxdiff.arms", *args, "--over_training", "--config.study.images_over_training=4")
+    assert curve.returncode == 0, curve.stderr[-2000:]
+    for name in ("pair0-real", "pair0-flipped"):  # primary members only, at the checkpoint kept before the last
+        frame = pd.read_csv(arms.over_training_csv(os.path.join(study, name), "nurse"))
+        assert frame["step"].tolist() == [3] * 4 and frame["p_woman_second"].between(0, 1).all()
+    assert not os.path.exists(arms.over_training_csv(os.path.join(study, "pair0-control"), "nurse"))
     refused = run_cli("jaxdiff.arms", *args[:-1], "--config.study.pairs=2")
     assert refused.returncode == 2 and "study.pairs=1, not 2" in refused.stderr
     records = str(tmp_path / "records")
@@ -173,6 +179,7 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
     from_records = arms_analysis.analyse(records)
     from_study = arms_analysis.analyse(study)
     assert from_records["leakage"] == from_study["leakage"] and from_records["control"] == from_study["control"]
+    assert from_records["over_training"] == from_study["over_training"] and len(from_study["over_training"]) == 2
 
 
 @pytest.mark.slow
@@ -185,3 +192,25 @@ def test_arms_command_errors_are_one_line_exit_2(tmp_path, args, message):
     result = run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={tmp_path / 'study'}", *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "study" / arms.PLAN_JSON)
+
+
+def test_over_training_curve_pools_each_checkpoint_and_reuses_the_last_draws(tmp_path):
+    members = {}
+    for pair in range(3):
+        members[pair, "real"] = {"nurse": 0.52, "philosopher": 0.50}
+        members[pair, "flipped"] = {"nurse": 0.50, "philosopher": 0.52}
+    _fabricate_study(str(tmp_path), members, images=200)
+    # At step 3 the lean has not appeared yet: real and flipped read alike.
+    for (pair, arm) in members:
+        workdir = str(tmp_path / arms.member_name(pair, arm))
+        for word in ("nurse", "philosopher"):
+            frame = pd.read_csv(arms.images_csv(workdir, word)).iloc[:100]
+            frame = frame.assign(step=3, p_woman_primary=np.r_[np.full(50, 0.9), np.full(50, 0.1)])
+            frame.to_csv(arms.over_training_csv(workdir, word), index=False)
+    curve = arms_analysis.analyse(str(tmp_path))["over_training"]
+    assert [p["step"] for p in curve] == [3, 6] and [p["pairs"] for p in curve] == [3, 3]
+    assert curve[0]["estimate"] == pytest.approx(0.0)
+    # The last point reads the primary draws' first 100 images (the same noise as the curve's).
+    first = pd.read_csv(arms.images_csv(str(tmp_path / "pair0-real"), "nurse")).iloc[:100]
+    real_nurse = (first["p_woman_primary"] > 0.5).mean()
+    assert real_nurse == 1.0 and curve[1]["estimate"] == pytest.approx(0.0)  # 104 women of 200, all among the first
