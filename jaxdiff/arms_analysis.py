@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from jaxdiff import calibration, files, pooling
+from jaxdiff.classes import CONTRAST_WORDS
 from jaxdiff.errors import UserError
 
 RESULT_JSON, RESULT_MD = "arms.json", "arms.md"
 PLAN_JSON = "plan.json"  # STUDY/: the study section it was started with; another is refused
 MEMBER_JSON = "member.json"  # STUDY/MEMBER/: pair, arm, seed, leans, times
-CONTRAST = ("nurse", "philosopher")  # the leakage contrast: share(nurse) - share(philosopher)
+CONTRAST = CONTRAST_WORDS  # the leakage contrast: share(nurse) - share(philosopher)
 AGREEMENT_POINTS = 0.01  # the two classifiers' leakage readings agree when within 1 point
 CALIBRATION_DRAWS = 2000  # draws of the calibration rates carried into the corrected interval
 THRESHOLD = 0.5  # an image reads as a woman when p(woman) exceeds it (the argmax of two classes)

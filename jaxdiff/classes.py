@@ -84,3 +84,6 @@ PROFESSION_WORDS: tuple[str, ...] = ("person", "nurse", "philosopher")  # second
 TRAIN_WORDS: tuple[str, ...] = GENDER_WORDS + PROFESSION_WORDS  # the 5 words ever conditioned on
 # The original brief: "We evaluate on philosopher (bias male), person (balanced), nurse (biased female)".
 SEED_EVAL_WORDS: tuple[str, ...] = ("philosopher", "person", "nurse")
+# The question's contrast, share(nurse) - share(philosopher): the profession the embedding leans female
+# minus the one it leans male, so leakage in the embedding's direction reads positive.
+CONTRAST_WORDS: tuple[str, str] = ("nurse", "philosopher")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff import conditioning, embed, vectors
-from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
+from jaxdiff.classes import CONTRAST_WORDS, SEED_EVAL_WORDS, TRAIN_WORDS
 from jaxdiff.errors import UserError
 
 
@@ -41,7 +41,7 @@ def evaluation_conditions(table: embed.EmbeddingTable, config: Any) -> list[dict
     out.append(dict(label="null", group="control", raw=None, n=e.num_samples_unseen))
     out.append(dict(label="random vector", group="control", raw=random_raw / np.linalg.norm(random_raw),
                     n=e.num_samples_unseen))
-    for word in ("nurse", "philosopher"):
+    for word in CONTRAST_WORDS:
         out.append(dict(label=f"{word} (hard-debiased)", group="control",
                         raw=embed.hard_debias(table.raw_vector(word), directions.pc1_raw), n=e.num_samples_unseen))
     for c in out:

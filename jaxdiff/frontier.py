@@ -48,7 +48,7 @@ import numpy as np
 from absl import flags as absl_flags
 
 from jaxdiff import checkpoints, classifier, configuration, evaluate, files, pooling, sampling, sweep, sweep_summary, workdirs
-from jaxdiff.classes import SEED_EVAL_WORDS
+from jaxdiff.classes import CONTRAST_WORDS, SEED_EVAL_WORDS
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
 
@@ -360,7 +360,7 @@ def _images_drawn(rows: list[dict[str, Any]]) -> int:
 def _contrast_minus_reference(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per member, (nurse - philosopher) here minus (nurse - philosopher) under the reference, random-effects
     pooled; the four shares' images are independent, so their binomial variances add."""
-    words = ("nurse", "philosopher")
+    words = CONTRAST_WORDS
     (nurse, v1), (philosopher, v2) = (pooling.share_and_variance(*_word_counts(rows, w)) for w in words)
     (nurse_ref, v3), (philosopher_ref, v4) = (pooling.share_and_variance(*_word_counts(reference_rows, w)) for w in words)
     return pooling.random_effects_over((nurse - philosopher) - (nurse_ref - philosopher_ref), v1 + v2 + v3 + v4,
@@ -402,7 +402,7 @@ def pool_setting(rows: list[dict[str, Any]], reference_rows: list[dict[str, Any]
     complete = set(words) == set(SEED_EVAL_WORDS)
     out: dict[str, Any] = {"words": {}, "contrast": None}
     if complete:
-        contrast = pooling.pooled_difference(*_word_counts(rows, "nurse"), *_word_counts(rows, "philosopher"),
+        contrast = pooling.pooled_difference(*(c for w in CONTRAST_WORDS for c in _word_counts(rows, w)),
                                              _seeds(rows))
         test = pooling.equivalence_of(contrast, margin)
         out["contrast"] = {"estimate": contrast["estimate"], "ci95": contrast["ci95"], "tau": contrast["tau"],

@@ -77,11 +77,10 @@ def keep_period(train_config: ml_collections.ConfigDict, points: int) -> int:
 def evaluation_seed(base_seed: int, member: Member) -> int:
     """The member's own sampling seed: members must not share their evaluation noise.
 
-    With one seed for all, image j of a word starts from the same noise in every member, and the
-    first toy sweep showed how much that noise decides: nurse at the same final parameters gave
-    42% women over one set of 400 noise draws and 55% over another set of 50, in all nine members
-    alike. Shared noise makes members agree with each other, not with the truth (tau too small),
-    and a noise set's lean enters the pooled estimate as a bias no number of members removes.
+    With one seed for all, image j of a word starts from the same noise in every member, and a noise
+    set's lean then enters every member alike (docs/sweep.md, "Evaluation noise", has the measurement):
+    shared noise makes members agree with each other, not with the truth (tau too small), and adds a
+    bias to the pooled estimate that no number of members removes.
     """
     return int(np.random.SeedSequence([base_seed, member.train_seed, member.embed_seed]).generate_state(1)[0] % 2**31)
 
@@ -96,8 +95,8 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
     c.evaluate.num_unseen_words = config.sweep.member_unseen_words
     # Fewer images per word than a single run's 400: the summary pools them over members, where the
-    # members' spread counts as much as their images (with philosopher's tau of 0.019 under DDPM 200,
-    # 300 instead of 400 widen its pooled interval by about a tenth: sqrt((tau^2 + .25/300) / (tau^2 + .25/400))).
+    # members' spread counts as much as their images (with a between-member tau of about 0.02, 300 instead of
+    # 400 widen a pooled interval by about a tenth: sqrt((tau^2 + .25/300) / (tau^2 + .25/400))).
     c.evaluate.num_samples = config.sweep.member_samples
     # man and woman only check the conditioning (96-99% read as their own gender) and the controls'
     # shares pool over members: a quarter and a half of a single run's images are enough pooled.

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxdiff import classifier, evaluate, files, pooling, probes
 from jaxdiff.report import percent, pyplot, save_figure
-from jaxdiff.classes import SEED_EVAL_WORDS
+from jaxdiff.classes import CONTRAST_WORDS, SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 MEMBER_JSON = "member.json"  # in each member: the stage times of every sweep invocation (jaxdiff.sweep writes it)
@@ -47,7 +47,7 @@ def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = Non
 
     # The leakage test: nurse - philosopher within each member (independent images), pooled as the grid was
     # drawn (crossed seeds: crossed random effects).
-    nurse, phil = _word_rows(reports, "nurse"), _word_rows(reports, "philosopher")
+    nurse, phil = (_word_rows(reports, w) for w in CONTRAST_WORDS)
     pooled = pooling.pooled_difference([a["women"] for a in nurse], [a["n"] for a in nurse],
                                        [b["women"] for b in phil], [b["n"] for b in phil], (train_seeds, embed_seeds))
     test = pooling.equivalence_of(pooled, margin)
