@@ -1,6 +1,6 @@
 """The embedded default: procedural 32x32 portraits and the bundled word2vec subset, on a CPU.
 
-    python -m jaxdiff.experiment --config=configs/toy.py      # the README's main job, ~15 min on 2 cores
+    python -m jaxdiff.experiment --config=configs/toy.py      # the README's main job (its time: README)
     python -m jaxdiff.train --config=configs/toy.py --workdir=runs/toy
 
 Same experiment as configs/base.py, scaled to a laptop: a 1.3M-parameter UNet on 2x2 patches

@@ -73,9 +73,9 @@ class JaxdiffTrainer:
         lowered = self.step_fn.lower(self.state, self.batch, self.key)
         lowered.compile()
         # FLOPs of the lowered program, not the compiled one: on GPUs the compiled module's cost
-        # analysis leaves out convolutions that run as cuDNN calls (H100, base_h100 at batch 128:
-        # 0.62 TFLOP compiled against 16.1 lowered; the CPU's compiled count is within 2% of the
-        # lowered one). The step runs under shard_map, so it is one device's share: scale it.
+        # analysis leaves out convolutions that run as cuDNN calls (docs/gpu.md has the H100's
+        # figures; on the CPU the two counts agree). The step runs under shard_map, so it is one
+        # device's share: scale it.
         cost = lowered.cost_analysis()
         self.flops_per_step = float(cost.get("flops", 0.0)) * mesh.size if cost else None
         self.params = models.count_params(self.state.params)
@@ -114,9 +114,9 @@ def benchmark_training(config, mesh, peer: str | None, repeats: int, steps: int,
     rates: dict[str, list[float]] = {"jaxdiff": [], **{name: [] for name in peers}}
     for r in range(repeats):
         # Each side's repeat starts with one untimed step: both run in this one process, and
-        # jaxdiff's first step after the peer's turn took 221 ms against 122 ms for the next
-        # ones (median of 6 turns; the peer's took 121 ms either way). Training steps run back
-        # to back, so the steady step is the figure that counts, for both.
+        # jaxdiff's first step after the peer's turn is slower than the next ones while the peer's
+        # is not (docs/performance.md has the figures). Training steps run back to back, so the
+        # steady step is the figure that counts, for both.
         ours.time(1)
         rates["jaxdiff"].append(steps * batch_size / ours.time(steps))
         for name, trainer in peers.items():

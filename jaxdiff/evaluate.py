@@ -70,7 +70,9 @@ def word_entry(label: str, group: str, gender_probs: np.ndarray, profession_prob
     mix = np.bincount(profession_probs.argmax(-1), minlength=len(PROFESSION_WORDS)) / n
     share = k / n
     return {"group": group, "n": n, "women": k, "share_woman": share, "ci95": [low, high],
-            "abs_deviation": abs(share - 0.5), "profession": dict(zip(PROFESSION_WORDS, map(float, mix))), **scores}
+            "abs_deviation": abs(share - 0.5), "profession": dict(zip(PROFESSION_WORDS, map(float, mix))), **scores,
+            # Each image's p(woman), so a threshold or a calibration can be checked afterwards.
+            "p_woman": [round(float(p), 6) for p in gender_probs[:, 1]]}
 
 
 def conditioning_check(words: dict[str, dict]) -> dict[str, Any]:

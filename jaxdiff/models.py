@@ -260,7 +260,7 @@ class UNet(nn.Module):
                     h = attend(h)
             if level > 0:
                 # Nearest upsampling then a 3x3 Conv, fused: the Conv keeps its parameters (a 3x3
-                # kernel and a bias) but runs at the low resolution (measured: +4.6% toy training).
+                # kernel and a bias) but runs at the low resolution (faster: docs/performance.md).
                 h = nn.Conv(h.shape[-1], (3, 3), dtype=self.dtype, conv_general_dilated=_conv_of_upsampled)(h)
 
         h = nn.silu(GroupNorm(self.num_groups, dtype=self.dtype)(h))

@@ -76,10 +76,12 @@ def _count_women(run: workdirs.TrainedRun, conditions: list[dict[str, Any]], clf
     woman = gender_probs.argmax(-1) == 1
     rows, offset = [], 0
     for c in conditions:
-        k = int(woman[offset:offset + c["n"]].sum())
+        sl = slice(offset, offset + c["n"])
+        k = int(woman[sl].sum())
         offset += c["n"]
+        # Each image's p(woman) too, so a threshold or a calibration can be checked afterwards.
         rows.append({key: value for key, value in c.items() if key not in ("raw", "projected")} |
-                    {"women": k, "share_woman": k / c["n"]})
+                    {"women": k, "share_woman": k / c["n"], "p_woman": [round(float(p), 6) for p in gender_probs[sl, 1]]})
     return rows
 
 

@@ -98,7 +98,7 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # members' spread counts as much as their images (with a between-member tau of about 0.02, 300 instead of
     # 400 widen a pooled interval by about a tenth: sqrt((tau^2 + .25/300) / (tau^2 + .25/400))).
     c.evaluate.num_samples = config.sweep.member_samples
-    # man and woman only check the conditioning (96-99% read as their own gender) and the controls'
+    # man and woman only check the conditioning (nearly all read as their own gender) and the controls'
     # shares pool over members: a quarter and a half of a single run's images are enough pooled.
     c.evaluate.num_samples_man_woman = config.sweep.member_samples_man_woman
     c.evaluate.num_samples_unseen = config.sweep.member_samples_controls

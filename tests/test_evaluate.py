@@ -106,6 +106,7 @@ def test_evaluate_writes_every_file(tiny_run):
         assert entry["ci95"][0] <= entry["share_woman"] <= entry["ci95"][1]
         assert set(entry["profession"]) == {"person", "nurse", "philosopher"}
         assert sum(entry["profession"].values()) == pytest.approx(1.0)
+        assert len(entry["p_woman"]) == entry["n"] and sum(p > 0.5 for p in entry["p_woman"]) == entry["women"]
     assert report["words"]["nurse"]["n"] == 8 and report["words"]["nurse"]["score_raw"] > 0
     assert set(report["controls"]) == {"null", "random vector", "nurse (hard-debiased)", "philosopher (hard-debiased)"}
     assert abs(report["controls"]["nurse (hard-debiased)"]["score_pc1_raw"]) < 1e-5

@@ -103,7 +103,10 @@ def test_members_are_ordinary_runs(finished_sweep):
     assert (config.sweep.member_samples, config.sweep.member_samples_man_woman, config.sweep.member_samples_controls) == (
         6, 5, 3) and (config.evaluate.num_samples, config.evaluate.num_samples_man_woman) == (8, 8)
     assert "None drawn (`evaluate.num_unseen_words` = 0)" in open(os.path.join(member, evaluate.REPORT_MD)).read()
-    assert json.load(open(os.path.join(member, probes.PROBES_JSON)))["step"] == 6
+    made = json.load(open(os.path.join(member, probes.PROBES_JSON)))
+    assert made["step"] == 6
+    for row in made["over_training"]:  # each image's p(woman) is kept beside the count it gives
+        assert len(row["p_woman"]) == row["n"] and sum(p > 0.5 for p in row["p_woman"]) == row["women"]
     assert workdirs.TrainedRun.load(member, at_step=3).step == 3  # the kept checkpoint along training
 
 
