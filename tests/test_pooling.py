@@ -345,3 +345,21 @@ def test_rate_draws_follow_the_jeffreys_posterior():
     draws = pooling.rate_draws(990, 1000, 20000, np.random.default_rng(0))
     assert np.mean(draws) == pytest.approx(990.5 / 1001, abs=5e-4)
     assert np.std(draws) == pytest.approx(np.sqrt(0.99 * 0.01 / 1000), rel=0.1)
+
+
+def test_pooling_follows_the_design_crossed_grid_or_independent_members():
+    rng = np.random.default_rng(2)
+    values, train, embed = _crossed_grid(rng, 4, 0.03, 0.03, 0.01)
+    variances = [0.25 / 1200] * len(values)
+    crossed = pooling.random_effects_over(values, variances, (train, embed))
+    plain = pooling.random_effects(values, variances)
+    assert crossed["model"] == "crossed" and crossed["t_df"] == 6
+    assert crossed["independent"]["ci95"] == plain["ci95"]
+    assert crossed["se"] > plain["se"]  # the shared seeds' variance counts
+    test = pooling.equivalence_of(crossed, 0.05)
+    assert test["ci95"] == pytest.approx(crossed["ci95"])  # t on the grid's df, the interval's own
+    assert pooling.small_sample_equivalence(crossed, 0.05) is None  # HKSJ is for independent members
+    # The arms study's pairs (i, i) are a diagonal: independent, pooled as such.
+    diagonal = pooling.random_effects_over(values[:4], variances[:4], ([0, 1, 2, 3], [0, 1, 2, 3]))
+    assert diagonal["model"] == "independent" and "not identified" in diagonal["grid_note"]
+    assert pooling.random_effects_over(values, variances)["model"] == "independent"
