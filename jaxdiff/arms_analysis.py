@@ -212,6 +212,7 @@ def analyse(study_dir: str) -> dict[str, Any]:
     out["control"] = _control(counts, plan)
     out["neutral"] = _neutral(counts, out["systematic"])
     out["shares"] = _shares(counts)
+    out["conditioning"] = _conditioning(counts)
     out["slopes"] = _slopes(counts, records)
     out["timings"] = _timings(records)
     out["over_training"] = _over_training(study_dir, images)
@@ -272,6 +273,18 @@ def _neutral(counts: Any, systematic: dict[str, Any] | None) -> dict[str, Any] |
     if systematic is not None:
         pooled["minus_systematic"] = pooled["estimate"] - systematic["estimate"]
     return pooled
+
+
+def _conditioning(counts: Any, threshold: float = 0.9) -> dict[str, Any]:
+    """Whether each member draws man and woman as their own gender at least `threshold` of the time (the plan's
+    check that the conditioning works; a failing member is reported, not excluded)."""
+    rates = {}
+    for member, rows in counts[counts["word"].isin(["man", "woman"])].groupby("member"):
+        share = dict(zip(rows["word"], rows["women"] / rows["n"]))
+        if {"man", "woman"} <= set(share):
+            rates[member] = {"man": 1 - float(share["man"]), "woman": float(share["woman"])}
+    failing = sorted(m for m, r in rates.items() if min(r.values()) < threshold)
+    return {"threshold": threshold, "members": len(rates), "failing": failing}
 
 
 def _shares(counts: Any) -> dict[str, dict[str, Any]]:
@@ -381,6 +394,12 @@ def render_markdown(result: dict[str, Any]) -> str:
                  f"{100 * by_word[w]['ci95'][1]:.1f}]" if w in by_word else "-" for w in words]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines.append("")
+    conditioning = result.get("conditioning")
+    if conditioning and conditioning["members"]:
+        failing = ", ".join(conditioning["failing"]) or "none"
+        lines.append(f"- Conditioning check (man and woman drawn as their own gender at least "
+                     f"{100 * conditioning['threshold']:.0f}% of the time): {conditioning['members']} members, failing: "
+                     f"{failing}.")
     systematic = result.get("systematic")
     if systematic:
         lines.append(f"- Systematic (C_real + C_flipped) / 2: {_pts(systematic['estimate'])} {_ci(systematic['ci95'])}.")

@@ -45,7 +45,7 @@ def test_the_primary_arms_are_real_and_flipped(tmp_path):
 def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reader_offset=0.0):
     """A study directory whose members' images read as women with exactly the given shares per word."""
     config = tiny_config("data/x")
-    config.study.images, config.study.images_person, config.study.images_man_woman = images, 0, 0
+    config.study.images, config.study.images_person, config.study.images_man_woman = images, 0, images
     config.study.pairs = pairs or len({p for p, _ in shares_by_member})
     files.write_json(os.path.join(directory, arms_analysis.PLAN_JSON), json.loads(json.dumps(arms.plan(config))))
     for (pair, arm), shares in shares_by_member.items():
@@ -76,6 +76,8 @@ def test_the_estimand_recovers_known_leakage_and_systematic(tmp_path):
         members[pair, "real"] = {"nurse": 0.48 + offset, "philosopher": 0.51 + offset}
         members[pair, "flipped"] = {"nurse": 0.46 + offset, "philosopher": 0.53 + offset}
     members[0, "control"] = {"nurse": 0.58, "philosopher": 0.41}  # reads +17 where its real member reads -3
+    members[0, "real"].update(man=0.02, woman=0.97)
+    members[0, "flipped"].update(man=0.15, woman=0.97)  # draws too many men as women: reported
     _fabricate_study(str(tmp_path), members)
     result = arms_analysis.analyse(str(tmp_path))
     assert result["pairs_complete"] == 4 and not result["interim"]
@@ -88,6 +90,7 @@ def test_the_estimand_recovers_known_leakage_and_systematic(tmp_path):
     # The share of nurse moves 2 points per 0.562 of lean: a slope of 0.0356 share per unit.
     assert result["slopes"]["nurse"]["estimate"] == pytest.approx(0.02 / 0.562)
     assert result["second_classifier_leakage"]["agrees"]
+    assert result["conditioning"] == {"threshold": 0.9, "members": 2, "failing": ["pair0-flipped"]}
     text = arms_analysis.render_markdown(result)
     assert "+2.0" in text and "interim" not in text.split("## Secondary")[0].lower()
 
