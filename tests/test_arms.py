@@ -217,3 +217,21 @@ def test_over_training_curve_pools_each_checkpoint_and_reuses_the_last_draws(tmp
     first = pd.read_csv(arms.images_csv(str(tmp_path / "pair0-real"), "nurse")).iloc[:100]
     real_nurse = (first["p_woman_primary"] > 0.5).mean()
     assert real_nurse == 1.0 and curve[1]["estimate"] == pytest.approx(0.0)  # 104 women of 200, all among the first
+
+
+def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
+    """docs/measurements/toy_arms_records: every recorded member read at its planned sizes, from the records alone."""
+    from helpers import REPO
+
+    records = os.path.join(REPO, "docs", "measurements", "toy_arms_records")
+    monkeypatch.setattr("jaxdiff.sampling.ImageSampler.sample", lambda *a, **k: pytest.fail("sampled"))
+    plan, images, readings, members = arms_analysis.load_records(records)
+    assert plan["study"]["pairs"] == 10 and plan["study"]["margin"] == 0.03 and plan["images_per_word"]["nurse"] == 1200
+    assert len(readings) == 2 * 6 * 1000  # both classifiers, six classes, 1,000 held-out portraits each
+    counts = arms_analysis.member_counts(images, plan["images_per_word"])
+    assert set(counts["member"]) == set(members)  # every committed member is complete: all its words, at full size
+    assert len(counts) == 5 * len(members)
+    result = arms_analysis.analyse(records)
+    assert result["members_recorded"] == len(members)
+    # Fewer than the ten planned pairs: interim, and no verdict is read (the verdict test comes with the tenth pair).
+    assert result["interim"] and result["pairs_complete"] < 10
