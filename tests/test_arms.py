@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -183,6 +184,14 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
     from_study = arms_analysis.analyse(study)
     assert from_records["leakage"] == from_study["leakage"] and from_records["control"] == from_study["control"]
     assert from_records["over_training"] == from_study["over_training"] and len(from_study["over_training"]) == 2
+    # A study goes on from its committed records on a new machine: copied into a fresh directory, every recorded
+    # member counts as done (no checkpoints needed) and nothing is trained or drawn again.
+    monkeypatch.undo()
+    moved = shutil.copytree(records, str(tmp_path / "moved"))
+    resumed = run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={moved}", f"--config.data.dir={data}",
+                      "--config.study.pairs=1")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.count(": done\n") == 3 and "training" not in resumed.stdout
 
 
 @pytest.mark.slow
