@@ -53,3 +53,25 @@ def tiny_run(tmp_path_factory, tiny_dataset) -> str:
     workdir = str(tmp_path_factory.mktemp("runs") / "tiny")
     train.train_and_evaluate(tiny_config(tiny_dataset), workdir, devices=jax.devices()[:1])
     return workdir
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory, tiny_dataset):
+    """The tiny 2 x 1 sweep, run once for the session (tests change copies of it); the classifier's training is counted."""
+    from jaxdiff import classifier, sweep
+
+    config = tiny_config(tiny_dataset)
+    sweep_dir = str(tmp_path_factory.mktemp("sweep") / "tiny-sweep")
+    calls = []
+    real_train = classifier.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    classifier.train = counting_train
+    try:
+        summary = sweep.run_sweep(config, sweep_dir)
+    finally:
+        classifier.train = real_train
+    return config, sweep_dir, summary, len(calls)

@@ -40,3 +40,13 @@ def truncate(path: str) -> None:
 def damage_checkpoint(workdir: str, step: int) -> None:
     """Makes a run's checkpoint at `step` unreadable (its state's metadata cut in half)."""
     truncate(os.path.join(workdir, "checkpoints", str(step), "state", "_METADATA"))
+
+
+def changed_copy(finished_sweep, tmp_path):
+    """A copy of the finished sweep and a copy of its config, for a test to change one setting."""
+    import shutil
+
+    import ml_collections
+
+    config, sweep_dir, _, _ = finished_sweep
+    return ml_collections.ConfigDict(config.to_dict()), shutil.copytree(sweep_dir, str(tmp_path / "sweep"))
