@@ -33,7 +33,7 @@ import numpy as np
 from absl import flags as absl_flags
 
 from jaxdiff import (arms_analysis, calibration, checkpoints, classifier, configuration, embed, files, parallel,
-                     sweep, train, workdirs)
+                     portraits, sweep, train, workdirs)
 from jaxdiff.classes import TRAIN_WORDS
 from jaxdiff.cli import run
 from jaxdiff.errors import UserError
@@ -107,17 +107,11 @@ def member_config(config: ml_collections.ConfigDict, member: ArmMember) -> ml_co
     if member.arm == CONTROL:
         shares = config.study.control_woman_share.to_dict()
         c.portraits.woman_share.update(shares)
-        c.data.dir = config.data.dir + _suffix(c)
+        c.data.dir = config.data.dir + portraits.dataset_suffix(c.portraits.woman_share.to_dict())
     c.evaluate.seed = evaluation_seed(config.evaluate.seed, member)
     c.workdir = member.workdir
     c.train.keep_period = sweep.keep_period(c.train, c.sweep.checkpoints_over_training)  # the curve over training
     return c
-
-
-def _suffix(c: ml_collections.ConfigDict) -> str:
-    from jaxdiff import portraits
-
-    return portraits.dataset_suffix(c.portraits.woman_share.to_dict())
 
 
 def images_per_word(config: ml_collections.ConfigDict) -> dict[str, int]:

@@ -315,7 +315,7 @@ def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
             values.append((a[0] - b[0]) / (lean_a - lean_b))
             variances.append((a[1] + b[1]) / (lean_a - lean_b) ** 2)
         pooled = _pooled(np.array(values), np.array(variances))
-        if pooled is not None:
+        if pooled is not None:  # the raw lean is the same in every pair (one source, one direction): the last pair's
             pooled["lean_real_minus_flipped"] = float(lean_a - lean_b)
         out[word] = pooled
     return out
