@@ -31,9 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.portraits.per_class = 1000  # images per class, train and validation together
     config.portraits.seed = 0  # the dataset's seed
     config.portraits.val_fraction = 0.1  # share of each class held out as `validation`
-    # Share of women per profession word, its total kept at 2 x per_class: balanced for the question; the
-    # arms study's positive control draws nurse 0.6 and philosopher 0.4 (its data.dir named by the shares).
-    config.portraits.woman_share = ml_collections.ConfigDict({"person": 0.5, "nurse": 0.5, "philosopher": 0.5})
+    config.portraits.woman_share = ml_collections.ConfigDict(  # share of women per profession (total kept at 2 x per_class)
+        {"person": 0.5, "nurse": 0.5, "philosopher": 0.5})  # balanced; the arms study's positive control: nurse .6, philosopher .4
 
     config.embed = ml_collections.ConfigDict()
     config.embed.source = "word2vec-google-news-300"  # word2vec-subset | word2vec-google-news-300 | glove-6b-50d
@@ -41,9 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.embed.dim = 128  # k of the JL projection (docs/question.md)
     config.embed.seed = 0  # seed of the projection matrix
     # The arm of the arms study (docs/arms.md): how the profession words' raw vectors are changed along the
-    # gender direction before projecting: "real" (as they are), "flipped" (that component negated), "neutral"
-    # (removed, renormalised) or "scaled:L" (multiplied by L, renormalised); man, woman and every other word as they are.
-    config.embed.arm = "real"
+    # gender direction before projecting; man, woman and every other word stay as they are.
+    config.embed.arm = "real"  # "real", "flipped" (component negated), "neutral" (removed) or "scaled:L" (times L)
     config.embed.arm_direction = "she_he"  # the arm's gender direction: "she_he" (she - he) or "pc1" (definitional pairs)
 
     config.cond = ml_collections.ConfigDict()
