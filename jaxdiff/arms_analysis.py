@@ -216,7 +216,20 @@ def analyse(study_dir: str) -> dict[str, Any]:
     out["slopes"] = _slopes(counts, records)
     out["timings"] = _timings(records)
     out["over_training"] = _over_training(study_dir, images)
-    return out
+    return _withhold_verdicts(out) if out["interim"] else out
+
+
+INTERIM_VERDICT = "interim: not read"
+
+
+def _withhold_verdicts(tree: Any) -> Any:
+    """Every verdict of an interim analysis replaced by INTERIM_VERDICT: the estimates and intervals are there to
+    show the study's progress, the verdict is read once, at the planned number of pairs."""
+    if isinstance(tree, dict):
+        return {k: INTERIM_VERDICT if k == "verdict" else _withhold_verdicts(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_withhold_verdicts(v) for v in tree]
+    return tree
 
 
 def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:
@@ -374,7 +387,7 @@ def render_markdown(result: dict[str, Any]) -> str:
               "| estimate | 95% CI (z) | half-width | TOST p (z) | verdict | HKSJ 95% CI | HKSJ TOST p | pairs | tau |",
               "|---|---|---|---|---|---|---|---|---|"]
     hksj = leakage.get("hksj")
-    verdict = "interim: not read" if result["interim"] else leakage["verdict"]
+    verdict = leakage["verdict"]
     lines.append(f"| {_pts(leakage['estimate'])} | {_ci(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
                  f"{leakage['tost_p_value']:.3g} | {verdict} | {_ci(hksj['ci95']) if hksj else '-'} | "
                  f"{hksj['tost_p_value']:.3g} | {leakage['k']} | {100 * (leakage['tau'] or 0):.1f} |"

@@ -103,6 +103,9 @@ def test_fewer_pairs_than_planned_are_interim_with_no_verdict(tmp_path):
     assert result["interim"] and result["pairs_complete"] == 1
     assert "INTERIM" in arms_analysis.headline(result) and "verdict:" not in arms_analysis.headline(result)
     assert "interim: not read" in arms_analysis.render_markdown(result)
+    # No verdict anywhere in the result, not only in the table: the JSON a reader opens withholds them too.
+    assert result["leakage"]["verdict"] == result["leakage"]["stretch"]["verdict"] == arms_analysis.INTERIM_VERDICT
+    assert "undecided" not in json.dumps(result) and "no leakage" not in json.dumps(result)
 
 
 def test_a_reader_that_disagrees_is_reported(tmp_path):
