@@ -168,7 +168,8 @@ def corrected_leakage(counts: Any, readings: Any, reader: str, margin: float, se
     draws = []
     for i in range(CALIBRATION_DRAWS):
         v, w = leakage({word: (s[i], f[i]) for word, (s, f) in drawn.items()})
-        draws.append(float(np.average(v, weights=1 / (w + pooled["tau"] ** 2))))
+        tau = pooled["tau"] or 0.0  # one pair: no between-pair spread to estimate
+        draws.append(float(np.average(v, weights=1 / (w + tau ** 2))))
     calibration_se = float(np.std(draws))
     se = float(np.hypot(pooled["se"], calibration_se))
     z = pooling.equivalence(pooled["estimate"], se, margin)
