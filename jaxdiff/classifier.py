@@ -161,6 +161,12 @@ def predict(model: AttributeClassifier, params: Any, images: np.ndarray, batch_s
     return np.concatenate(out_g), np.concatenate(out_p)
 
 
+def p_woman_record(gender_probs: np.ndarray) -> list[float]:
+    """Each image's p(woman) as a record keeps it (6 decimals), so a threshold or a calibration can be checked
+    afterwards: its argmax is the reading the counts come from."""
+    return [round(float(p), 6) for p in np.asarray(gender_probs)[:, 1]]
+
+
 def validation_accuracy(model: AttributeClassifier, params: Any, config: ml_collections.ConfigDict) -> dict[str, float]:
     """Accuracy of each head on the dataset's validation split."""
     ds = input_pipeline.labelled_images(config.data.dir, "validation", config.data.image_size).batch(1024)

@@ -71,8 +71,7 @@ def word_entry(label: str, group: str, gender_probs: np.ndarray, profession_prob
     share = k / n
     return {"group": group, "n": n, "women": k, "share_woman": share, "ci95": [low, high],
             "abs_deviation": abs(share - 0.5), "profession": dict(zip(PROFESSION_WORDS, map(float, mix))), **scores,
-            # Each image's p(woman), so a threshold or a calibration can be checked afterwards.
-            "p_woman": [round(float(p), 6) for p in gender_probs[:, 1]]}
+            "p_woman": classifier.p_woman_record(gender_probs)}
 
 
 def conditioning_check(words: dict[str, dict]) -> dict[str, Any]:

@@ -292,10 +292,9 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
         gender_probs, _ = classifier.predict(model, clf_params, images)
         is_woman = (gender_probs.argmax(-1) == 1).astype(int)
         # The first word's time includes compiling (or loading) the sampler; a round's median over words is a
-        # compiled one when it samples several. p(woman) per image, so a threshold or calibration can be
-        # checked afterwards (rounds written before it keep only is_woman).
+        # compiled one when it samples several. Rounds written before p(woman) was kept hold only is_woman.
         counts[word] = {"women": int(is_woman.sum()), "n": size, "is_woman": is_woman.tolist(),
-                        "p_woman": [round(float(p), 6) for p in gender_probs[:, 1]], "seconds": seconds}
+                        "p_woman": classifier.p_woman_record(gender_probs), "seconds": seconds}
     return counts
 
 

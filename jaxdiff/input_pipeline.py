@@ -73,7 +73,7 @@ def ensure_dataset(config: ml_collections.ConfigDict, log=print) -> str:
 def woman_share(config: ml_collections.ConfigDict) -> dict[str, float]:
     """The per-profession share of women the config's portraits are drawn with (configs saved before it: balanced)."""
     shares = config.portraits.get("woman_share")
-    return {**portraits.BALANCED, **(shares.to_dict() if shares is not None else {})}
+    return portraits.woman_shares(shares.to_dict() if shares is not None else None)
 
 
 def _check_woman_share(config: ml_collections.ConfigDict) -> None:

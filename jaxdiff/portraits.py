@@ -32,7 +32,6 @@ _HAIR_BLACK = np.array([22, 20, 22])
 _SHIRT_GRAY = np.array([128, 130, 134])
 _SCRUBS_BLUE = np.array([40, 92, 176])
 _TWEED_BROWN = np.array([120, 88, 58])
-MANIFEST = "manifest.json"  # in the dataset directory: how it was drawn
 _BOOK_COLOURS = np.array([[128, 34, 30], [40, 80, 48], [32, 44, 92], [160, 120, 40], [90, 40, 70], [70, 60, 50]])
 
 
@@ -202,7 +201,13 @@ def class_images(class_name: str, start: int, count: int, size: int, seed: int) 
     return out
 
 
+MANIFEST = "manifest.json"  # in the dataset directory: how it was drawn
 BALANCED = {"person": 0.5, "nurse": 0.5, "philosopher": 0.5}  # the share of women per profession word
+
+
+def woman_shares(woman_share: Mapping[str, float] | None) -> dict[str, float]:
+    """Every profession's share of women: those given, the rest balanced."""
+    return {**BALANCED, **(woman_share or {})}
 
 
 def class_counts(per_class: int, woman_share: Mapping[str, float] | None = None) -> dict[str, int]:
@@ -210,7 +215,7 @@ def class_counts(per_class: int, woman_share: Mapping[str, float] | None = None)
 
     Balanced (every share 0.5, the default) gives per_class for every class; the positive control of the
     arms study draws nurse 60% and philosopher 40% women with the same total per profession."""
-    shares = {**BALANCED, **(woman_share or {})}
+    shares = woman_shares(woman_share)
     unknown = sorted(set(shares) - set(BALANCED))
     if unknown or not all(0.0 < shares[p] < 1.0 for p in BALANCED):
         raise UserError(f"portraits.woman_share={dict(woman_share or {})}: give a share strictly between 0 and 1 for "
@@ -225,7 +230,7 @@ def class_counts(per_class: int, woman_share: Mapping[str, float] | None = None)
 
 def dataset_suffix(woman_share: Mapping[str, float] | None) -> str:
     """How a dataset directory is named by its shares: '' when balanced, '-nurse60-philosopher40' otherwise."""
-    shares = {**BALANCED, **(woman_share or {})}
+    shares = woman_shares(woman_share)
     return "".join(f"-{p}{100 * shares[p]:g}" for p in BALANCED if shares[p] != BALANCED[p])
 
 
@@ -239,7 +244,7 @@ def _interleaved(by_class: dict[str, list]) -> list[tuple]:
 
 def write_dataset(out: str, per_class: int, size: int, seed: int, val_fraction: float,
                   images_per_shard: int = 1024, contact_columns: int = 12,
-                  woman_share: Mapping[str, float] | None = None) -> dict[str, int]:
+                  woman_share: Mapping[str, float] | None = None) -> dict[str, dict[str, int]]:
     """Draws every split into a new dataset directory at `out` (atomically) and its contact sheet.
 
     Returns each class's images per split; `woman_share` (per profession word) changes the gender mix."""
@@ -266,7 +271,7 @@ def write_dataset(out: str, per_class: int, size: int, seed: int, val_fraction: 
                     schema.shard_filename("portraits", split, shard, num_shards),
                     (schema.make_example(img, name, s, "portraits") for name, img, s in chunk),
                 )
-        shares = {**BALANCED, **(woman_share or {})}
+        shares = woman_shares(woman_share)
         schema.write_metadata(tmp, description=f"jaxdiff procedural portraits: per_class={per_class} size={size} "
                               f"seed={seed} val_fraction={val_fraction} woman_share={shares}")
         files.write_json(os.path.join(tmp, MANIFEST), {
@@ -281,7 +286,7 @@ def write_dataset(out: str, per_class: int, size: int, seed: int, val_fraction: 
 def woman_share_of(data_dir: str) -> dict[str, float]:
     """The per-profession share of women a portraits dataset was drawn with (balanced if its manifest predates it)."""
     manifest = files.read_json(os.path.join(data_dir, MANIFEST))
-    return {**BALANCED, **manifest.get("woman_share", {})}
+    return woman_shares(manifest.get("woman_share"))
 
 
 def write_contact_sheet(path: str, rows: list[list[np.ndarray]], scale: int = 3) -> None:

@@ -79,9 +79,8 @@ def _count_women(run: workdirs.TrainedRun, conditions: list[dict[str, Any]], clf
         sl = slice(offset, offset + c["n"])
         k = int(woman[sl].sum())
         offset += c["n"]
-        # Each image's p(woman) too, so a threshold or a calibration can be checked afterwards.
         rows.append({key: value for key, value in c.items() if key not in ("raw", "projected")} |
-                    {"women": k, "share_woman": k / c["n"], "p_woman": [round(float(p), 6) for p in gender_probs[sl, 1]]})
+                    {"women": k, "share_woman": k / c["n"], "p_woman": classifier.p_woman_record(gender_probs[sl])})
     return rows
 
 

@@ -253,7 +253,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if lk.get("model") == "crossed":
         old = lk["independent"]
         lines += ["The members form a crossed grid (each training seed with each projection seed), so the contrast is "
-                  "pooled with crossed random effects (both seeds random, t on min(seeds) - 1 degrees of freedom); "
+                  "pooled with crossed random effects (both seeds random, t on the seeds' (T - 1) + (E - 1) degrees of "
+                  "freedom); "
                   f"pooled as if the members were independent it would read {_ci(old['ci95'], fmt='{:+.1f}')}, an "
                   "interval too narrow for this design.", ""]
     few = lk.get("small_sample")
