@@ -30,7 +30,7 @@ setup(
     version="0.1.0",
     description=__doc__,
     packages=find_packages(include=["jaxdiff", "jaxdiff.*", "configs"]),
-    package_data={"jaxdiff": ["data/*.npz", "data/*.json", "data/*.md"]},
+    package_data={"jaxdiff.data": ["*.npz", "*.json", "*.md"]},
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require={

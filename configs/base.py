@@ -87,7 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = "dpmpp2m"  # "ddpm" (ancestral), "ddim" or "dpmpp2m" (DPM-Solver++(2M))
-    config.sample.steps = 0  # steps of whichever sampler runs; 0 = its own default (jaxdiff/sampling.py: DDPM 1000, DDIM 50, DPM++ 20)
+    config.sample.steps = 0  # steps of whichever sampler runs; 0 = its own default (jaxdiff/core/sampling.py: DDPM 1000, DDIM 50, DPM++ 20)
     config.sample.ddim_eta = 0.0  # DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
     config.sample.spacing = "quadratic"  # timesteps of a short sampler: "quadratic", "uniform" or "logsnr"
     config.sample.clip_x0 = True  # clip the predicted clean image to [-1, 1] at every step

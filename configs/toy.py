@@ -6,7 +6,7 @@
 Same experiment as configs/base.py, scaled to a laptop: a 1.3M-parameter UNet on 2x2 patches
 (the network runs at 16x16, which roughly halves the CPU cost at equal width), 2500 steps of
 batch 64 with a cosine learning-rate decay and a fast EMA. On a CPU the command lines split the
-host into one device per core (jaxdiff/startup.py), so the step is data-parallel over the cores.
+host into one device per core (jaxdiff/common/startup.py), so the step is data-parallel over the cores.
 Expected result: see docs/results.md (measured on a 2-core machine).
 """
 

@@ -1,4 +1,4 @@
-"""Stable Diffusion 2.1 images of the six prompts of jaxdiff/classes.py, written as a jaxdiff dataset directory.
+"""Stable Diffusion 2.1 images of the six prompts of jaxdiff/data/classes.py, written as a jaxdiff dataset directory.
 
     python -m data_gen.generate --out data/sd21 [--model stabilityai/stable-diffusion-2-1]
         [--per-class 6000] [--size 128] [--steps 50] [--guidance 7.5] [--batch-size 16] [--seed 0]
@@ -14,7 +14,7 @@ one. The worker that finds every shard complete writes the TFDS metadata and the
 """
 
 if __name__ == "__main__":  # a command line: quiet TensorFlow before it loads (importing this module does not)
-    from jaxdiff.cli import quiet_tensorflow
+    from jaxdiff.common.cli import quiet_tensorflow
 
     quiet_tensorflow()
 
@@ -31,14 +31,15 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-from jaxdiff import files, schema
-from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.cli import ArgumentParser, run
-from jaxdiff.errors import UserError
+from jaxdiff.common import files
+from jaxdiff.data import schema
+from jaxdiff.data.classes import CLASS_NAMES, CLASSES
+from jaxdiff.common.cli import ArgumentParser, run
+from jaxdiff.common.errors import UserError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1"
 DATASET_NAME = "sd21"  # the shard file prefix, and so the TFDS dataset name
-SOURCE = "sd21"  # the records' `source` field (jaxdiff.schema.SOURCES)
+SOURCE = "sd21"  # the records' `source` field (jaxdiff.data.schema.SOURCES)
 GENERATOR = "data_gen.generate"  # the manifest's `generator`: tells our directories from others
 MANIFEST = "manifest.json"
 CONTACT_DIR = "contact_sheets"
@@ -274,7 +275,7 @@ def make_manifest(params: Params, pipe: Any, device: str) -> dict[str, Any]:
         "seeds": {
             "base_seed": params.seed,
             "per_image": "int(numpy.random.SeedSequence([base_seed, class_index, index]).generate_state(1, numpy.uint64)[0]) >> 1",
-            "class_index": "position in jaxdiff.classes.CLASS_NAMES",
+            "class_index": "position in jaxdiff.data.classes.CLASS_NAMES",
             "index": f"train 0..{counts['train'] - 1}, validation {counts['train']}..{params.per_class - 1}",
             "noise": "torch.randn((1, C, gen_size/f, gen_size/f), generator=torch.Generator('cpu').manual_seed(seed), dtype=float32), f the VAE factor (8)",
             "first_of_each_class": {name: image_seed(params.seed, name, 0) for name in CLASS_NAMES},

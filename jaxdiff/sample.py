@@ -15,7 +15,7 @@ condition vector and the sampling settings). OUT defaults to WORKDIR/samples/cli
 """
 
 if __name__ == "__main__":  # a command line: set the process up before JAX and TensorFlow load
-    from jaxdiff.startup import prepare_process
+    from jaxdiff.common.startup import prepare_process
 
     prepare_process()
 
@@ -25,9 +25,11 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxdiff import conditioning, files, sampling, workdirs
-from jaxdiff.cli import ArgumentParser, run
-from jaxdiff.errors import UserError
+from jaxdiff.common import files
+from jaxdiff.core import conditioning, sampling
+from jaxdiff.training import workdirs
+from jaxdiff.common.cli import ArgumentParser, run
+from jaxdiff.common.errors import UserError
 
 
 def conditions(trained: workdirs.TrainedRun, words: Sequence[str], means: Sequence[Sequence[str]], null: bool,

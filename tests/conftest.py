@@ -37,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def tiny_dataset(tmp_path_factory) -> str:
     """A 16x16 portraits dataset: 12 images per class (11 train, 1 validation)."""
     pytest.importorskip("tensorflow", reason="the dataset is written with TensorFlow (absent on some accelerator images)")
-    from jaxdiff import portraits
+    from jaxdiff.data import portraits
 
     out = str(tmp_path_factory.mktemp("data") / "portraits_tiny")
     portraits.write_dataset(out, per_class=12, size=16, seed=0, val_fraction=0.1, images_per_shard=24)
@@ -48,7 +48,7 @@ def tiny_dataset(tmp_path_factory) -> str:
 def tiny_run(tmp_path_factory, tiny_dataset) -> str:
     """A workdir trained for a few steps on the tiny config (1 device), shared by sampling/evaluation tests."""
     import jax
-    from jaxdiff import train
+    from jaxdiff.training import train
 
     workdir = str(tmp_path_factory.mktemp("runs") / "tiny")
     train.train_and_evaluate(tiny_config(tiny_dataset), workdir, devices=jax.devices()[:1])
@@ -58,7 +58,8 @@ def tiny_run(tmp_path_factory, tiny_dataset) -> str:
 @pytest.fixture(scope="session")
 def finished_sweep(tmp_path_factory, tiny_dataset):
     """The tiny 2 x 1 sweep, run once for the session (tests change copies of it); the classifier's training is counted."""
-    from jaxdiff import classifier, sweep
+    from jaxdiff.measurement import classifier
+    from jaxdiff.studies import sweep
 
     config = tiny_config(tiny_dataset)
     sweep_dir = str(tmp_path_factory.mktemp("sweep") / "tiny-sweep")

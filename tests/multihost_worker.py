@@ -18,7 +18,8 @@ MULTIHOST_OVERRIDES = dict(train__num_steps=4, train__checkpoint_every=2, train_
 
 
 def main(process_id: str, num_processes: str, port: str, data_dir: str, workdir: str, out: str) -> None:
-    from jaxdiff import parallel, train
+    from jaxdiff.core import parallel
+    from jaxdiff.training import train
 
     parallel.maybe_initialize_distributed(f"127.0.0.1:{port}", int(num_processes), int(process_id))
     import jax

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from helpers import run_cli, tiny_config
-from jaxdiff import arms, arms_analysis, calibration, files
-from jaxdiff.errors import UserError
+from jaxdiff.common import files
+from jaxdiff.measurement import calibration
+from jaxdiff.studies import arms, arms_analysis
+from jaxdiff.common.errors import UserError
 
 
 def test_pairs_share_their_seeds_and_differ_only_in_the_arm(tmp_path):
@@ -182,7 +184,7 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
     assert run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={study}", f"--export={records}").returncode == 0
     assert not any(f.startswith("checkpoints") for _, dirs, _ in os.walk(records) for f in dirs)
     # From the records alone, sampling forbidden, the analysis is the study's own.
-    monkeypatch.setattr("jaxdiff.sampling.ImageSampler.sample", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr("jaxdiff.core.sampling.ImageSampler.sample", lambda *a, **k: pytest.fail("sampled"))
     from_records = arms_analysis.analyse(records)
     from_study = arms_analysis.analyse(study)
     assert from_records["leakage"] == from_study["leakage"] and from_records["control"] == from_study["control"]
@@ -236,7 +238,7 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
     from helpers import REPO
 
     records = os.path.join(REPO, "docs", "measurements", "toy_arms_records")
-    monkeypatch.setattr("jaxdiff.sampling.ImageSampler.sample", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr("jaxdiff.core.sampling.ImageSampler.sample", lambda *a, **k: pytest.fail("sampled"))
     plan, images, readings, members = arms_analysis.load_records(records)
     assert plan["study"]["pairs"] == 10 and plan["study"]["margin"] == 0.03 and plan["images_per_word"]["nurse"] == 1200
     assert len(readings) == 2 * 6 * 1000  # both classifiers, six classes, 1,000 held-out portraits each

@@ -1,12 +1,12 @@
-"""The conditioning rules (jaxdiff/conditioning.py): kinds, the null condition, condition dropout, the scale."""
+"""The conditioning rules (jaxdiff/core/conditioning.py): kinds, the null condition, condition dropout, the scale."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff import conditioning
-from jaxdiff.errors import UserError
+from jaxdiff.core import conditioning
+from jaxdiff.common.errors import UserError
 
 
 def test_the_three_kinds_of_an_image_and_their_check():

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from helpers import REPO, run_cli
-from jaxdiff import configuration
-from jaxdiff.errors import UserError
+from jaxdiff.common import configuration
+from jaxdiff.common.errors import UserError
 
 
 def test_overrides_apply_and_unknown_keys_fail():
@@ -54,21 +54,21 @@ def test_cli_unknown_key_is_one_line_exit_2():
 
 @pytest.mark.slow
 def test_jaxdiff_never_imports_torch():
-    """docs/design.md: only the benchmark's peer (jaxdiff/benchmark_peer.py, the [bench] extra) touches torch."""
+    """docs/design.md: only the benchmark's peer (jaxdiff/tools/benchmark_peer.py, the [bench] extra) touches torch."""
     import subprocess
     import sys
 
-    code = ("import sys; import jaxdiff.train, jaxdiff.sample, jaxdiff.evaluate, jaxdiff.experiment, "
-            "jaxdiff.benchmark; print('torch' in sys.modules)")
+    code = ("import sys; import jaxdiff.training.train, jaxdiff.sample, jaxdiff.measurement.evaluate, "
+            "jaxdiff.studies.experiment, jaxdiff.tools.benchmark; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.stdout.strip() == "False", result.stderr[-2000:]
 
 
 def test_huge_page_restart_only_for_package_commands():
-    """jaxdiff.startup restarts `python -m jaxdiff.x` (only that) with glibc's huge-page malloc."""
+    """jaxdiff.common.startup restarts `python -m jaxdiff.x` (only that) with glibc's huge-page malloc."""
     import sys
 
-    from jaxdiff.startup import huge_page_restart_environment
+    from jaxdiff.common.startup import huge_page_restart_environment
 
     command = [sys.executable, "-m", "jaxdiff.train", "--config=configs/toy.py"]
     environment = huge_page_restart_environment(command, {"GLIBC_TUNABLES": "glibc.foo=1", "A": "b"})
@@ -88,7 +88,7 @@ def test_huge_page_restart_only_for_package_commands():
 @pytest.mark.slow
 def test_package_command_restarts_once_with_huge_pages(tmp_path):
     """End to end: the command's interpreter starts twice, the second time with the tunable, same pid."""
-    from jaxdiff.startup import huge_page_restart_environment
+    from jaxdiff.common.startup import huge_page_restart_environment
 
     if huge_page_restart_environment(["python", "-m", "jaxdiff.x"], {}) is None:
         pytest.skip("this host has no glibc >= 2.35 with transparent huge pages")

@@ -21,9 +21,9 @@ pytest.importorskip("transformers")
 
 pytestmark = pytest.mark.slow  # data_gen: a Stable Diffusion pipeline, subprocesses
 
-from jaxdiff import schema  # noqa: E402
-from jaxdiff.classes import CLASS_NAMES, CLASSES  # noqa: E402
-from jaxdiff.cli import run  # noqa: E402
+from jaxdiff.data import schema  # noqa: E402
+from jaxdiff.data.classes import CLASS_NAMES, CLASSES  # noqa: E402
+from jaxdiff.common.cli import run  # noqa: E402
 
 from data_gen import generate  # noqa: E402
 
@@ -141,7 +141,7 @@ def test_dataset_reads_back_balanced_with_the_seed_md_fields(reference):
         assert {name: names.count(name) for name in CLASS_NAMES} == {name: per_class for name in CLASS_NAMES}
         for row, name in zip(rows, names):
             assert [w.decode() for w in row["words"]] == list(CLASSES[name].words)
-            assert row["prompt"].decode() == CLASSES[name].prompt  # verbatim, from jaxdiff.classes
+            assert row["prompt"].decode() == CLASSES[name].prompt  # verbatim, from jaxdiff.data.classes
             assert row["source"].decode() == "sd21"
             assert row["image"].shape == (16, 16, 3) and row["image"].dtype == np.uint8
             assert row["image"].std() > 0  # a rendered image, not a blank
@@ -337,7 +337,7 @@ def test_data_gen_never_imports_jax():
 
 
 def test_jaxdiff_input_pipeline_reads_the_output(reference):
-    input_pipeline = pytest.importorskip("jaxdiff.input_pipeline")
+    input_pipeline = pytest.importorskip("jaxdiff.data.input_pipeline")
     rows = list(input_pipeline.read_split(reference, "train", 16).as_numpy_iterator())
     stored = records(reference, "train")
     assert len(rows) == len(stored) == 18

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from jaxdiff import device_check
+from jaxdiff.tools import device_check
 
 
 def test_training_stage_round_trips_a_checkpoint_and_writes_samples(tmp_path):
@@ -33,7 +33,7 @@ def test_a_spent_budget_skips_every_stage_but_the_environment(tmp_path):
 
 def test_in_memory_portraits_give_three_conditions_per_image():
     config = device_check.load_config("configs/tiny.py")
-    from jaxdiff import embed, vectors
+    from jaxdiff.data import embed, vectors
 
     table = embed.build_table(vectors.load_source("word2vec-subset"), config.embed.dim, config.embed.seed)
     data = device_check.in_memory_portraits(config, table, per_class=1)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from helpers import run_cli
-from jaxdiff import embed, vectors
-from jaxdiff.errors import UserError
+from jaxdiff.data import embed, vectors
+from jaxdiff.common.errors import UserError
 
 
 @pytest.fixture(scope="module")

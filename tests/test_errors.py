@@ -1,6 +1,6 @@
 """Bad input and damaged files, as a user meets them: one line, exit 2, no traceback, nothing changed on disk.
 
-Each command runs in-process through `jaxdiff.cli.run(main, argv)` (a subprocess costs seconds of
+Each command runs in-process through `jaxdiff.common.cli.run(main, argv)` (a subprocess costs seconds of
 imports on a 2-core machine); docs/errors.md lists the cases.
 """
 
@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from helpers import damage_checkpoint, tiny_config, truncate
-from jaxdiff import checkpoints, cli, embed, evaluate, experiment, sample, sweep, train, workdirs
+from jaxdiff import sample
+from jaxdiff.common import cli
+from jaxdiff.data import embed
+from jaxdiff.measurement import evaluate
+from jaxdiff.studies import experiment, sweep
+from jaxdiff.training import checkpoints, train, workdirs
 
 
 def call(main, argv, capfd) -> tuple[int, str, str]:
@@ -156,7 +161,7 @@ def test_embed_names_its_own_flag_for_a_damaged_vectors_file(tmp_path, capfd):
 def test_gensim_download_progress_still_shows(monkeypatch, capfd):
     """Silencing gensim's logger must not hide its progress bar (written to stdout directly)."""
     import gensim.downloader
-    from jaxdiff import vectors
+    from jaxdiff.data import vectors
 
     class Downloaded:
         key_to_index = {"nurse": 0}
@@ -180,7 +185,8 @@ def test_gensim_download_progress_still_shows(monkeypatch, capfd):
 
 def _write_classifier(workdir: str, damage: str) -> None:
     """A classifier of the run's config in the workdir, one of its two files then damaged."""
-    from jaxdiff import classifier, configuration
+    from jaxdiff.common import configuration
+    from jaxdiff.measurement import classifier
 
     config = configuration.load(workdir)
     size = config.data.image_size

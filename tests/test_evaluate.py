@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from helpers import run_cli, tiny_config
-from jaxdiff import classifier, embed, evaluation_words, intervals, vectors
+from jaxdiff.data import embed, vectors
+from jaxdiff.measurement import classifier, evaluation_words
+from jaxdiff.statistics import intervals
 
 
 def test_wilson_interval_matches_the_closed_form():
@@ -72,7 +74,7 @@ def test_man_and_woman_draw_their_own_count_and_older_runs_the_words_count():
 
 @pytest.fixture(scope="module")
 def classifier_dataset(tmp_path_factory):
-    from jaxdiff import portraits
+    from jaxdiff.data import portraits
 
     out = str(tmp_path_factory.mktemp("clf") / "portraits")
     portraits.write_dataset(out, per_class=40, size=16, seed=5, val_fraction=0.25)
@@ -137,7 +139,7 @@ def test_refuses_to_report_with_a_weak_classifier(tiny_run, tmp_path):
 
 def test_experiment_reruns_only_what_is_missing(tiny_dataset, tiny_run, tmp_path):
     """The main job's skip logic: a trained run is not retrained; a current report is read, not remade."""
-    from jaxdiff import experiment
+    from jaxdiff.studies import experiment
 
     workdir = str(tmp_path / "run")
     shutil.copytree(tiny_run, workdir)

@@ -1,4 +1,4 @@
-"""The lock that lets invocations started together make a shared thing once (jaxdiff.files.exclusive)."""
+"""The lock that lets invocations started together make a shared thing once (jaxdiff.common.files.exclusive)."""
 
 import os
 import socket
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from jaxdiff import files
-from jaxdiff.errors import UserError
+from jaxdiff.common import files
+from jaxdiff.common.errors import UserError
 
 
 def _lock_note(host: str, pid: int) -> str:

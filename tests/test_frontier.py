@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from helpers import REPO, changed_copy, damage_checkpoint, run_cli
-from jaxdiff import checkpoints, evaluate, sweep, workdirs
-from jaxdiff.classes import SEED_EVAL_WORDS
-from jaxdiff.errors import UserError
+from jaxdiff.measurement import evaluate
+from jaxdiff.studies import sweep
+from jaxdiff.training import checkpoints, workdirs
+from jaxdiff.data.classes import SEED_EVAL_WORDS
+from jaxdiff.common.errors import UserError
 
 
 def test_frontier_pools_each_setting_and_caches_member_counts(finished_sweep, monkeypatch):
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config, sweep_dir, _, _ = finished_sweep
     settings = [frontier.Setting.parse(s) for s in ("ema:dpmpp2m:2:8", "raw:ddim:3:8")]
@@ -46,7 +48,7 @@ def _round_file(sweep_dir: str, member: str, instrument: str, round_: int) -> di
 
 
 def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config, sweep_dir, _, _ = finished_sweep
     own = config.evaluate.sampler
@@ -119,7 +121,7 @@ def _copy_without_frontier(sweep_dir: str, tmp_path) -> str:
 
 def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finished_sweep, tmp_path, monkeypatch):
     """Restore falls back to an older checkpoint; its rounds record both steps and are not sampled again."""
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config, sweep_dir, _, _ = finished_sweep
     copy = _copy_without_frontier(sweep_dir, tmp_path)  # these rounds must be sampled from the older checkpoint
@@ -158,7 +160,7 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
 
 
 def test_frontier_pools_a_member_whose_checkpoints_are_gone_from_its_rounds(finished_sweep, tmp_path, monkeypatch):
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config, sweep_dir, _, _ = finished_sweep
     copy = _copy_without_frontier(sweep_dir, tmp_path)
@@ -183,7 +185,7 @@ def test_frontier_pools_a_member_whose_checkpoints_are_gone_from_its_rounds(fini
 
 
 def test_frontier_narrowed_to_a_word_samples_it_alone_with_the_same_images(finished_sweep, tmp_path, monkeypatch):
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config, sweep_dir, _, _ = finished_sweep
     narrow_dir, wide_dir = (shutil.copytree(sweep_dir, str(tmp_path / name), ignore=shutil.ignore_patterns("frontier"))
@@ -252,7 +254,7 @@ def test_frontier_command_line_prints_and_writes_the_narrow_table(finished_sweep
 
 
 def test_frontier_words_must_be_trained_words():
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     assert frontier.check_words(["nurse", "person"]) == ["person", "nurse"]  # the fixed order, whatever is asked
     for words in (["doctor"], [], ["person", "Nurse"]):
@@ -263,7 +265,7 @@ def test_frontier_words_must_be_trained_words():
 
 
 def test_frontier_comparisons_are_interim_while_the_reference_is(finished_sweep, tmp_path):
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config, sweep_dir, _, _ = finished_sweep
     copy = _copy_without_frontier(sweep_dir, tmp_path)
@@ -282,7 +284,7 @@ def _counts(women_by_member: list[int], n: int) -> list[dict]:
 
 
 def test_frontier_fit_and_agreement_on_known_counts():
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     balanced = frontier.pool_setting(_counts([200, 200, 200], 400), _counts([200, 200, 200], 400))
     for entry in balanced["words"].values():
@@ -345,8 +347,8 @@ def test_frontier_fit_and_agreement_on_known_counts():
                                            ("ema:ddpm:ten", "whole numbers"), ("ema:ddpm:0", "at least 1"),
                                            ("ema:ddpm", "expected PARAMS:SAMPLER:STEPS")])
 def test_frontier_setting_errors_say_the_format(text, message):
-    from jaxdiff import frontier
-    from jaxdiff.errors import UserError
+    from jaxdiff.studies import frontier
+    from jaxdiff.common.errors import UserError
 
     with pytest.raises(UserError, match=message):
         frontier.Setting.parse(text)
@@ -357,7 +359,7 @@ def test_frontier_setting_errors_say_the_format(text, message):
     ([], None, "--settings names no setting"),
     (["ema:ddpm:1000:1200"], "ema:ddpm:1000", "one sampler with other numbers of images")])
 def test_frontier_refuses_studies_it_cannot_compare(settings, reference, message, tmp_path):
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     with pytest.raises(UserError, match=message):  # refused before any sweep directory is read
         frontier.study(ml_collections.ConfigDict(), [str(tmp_path / "none")], [frontier.Setting.parse(s) for s in settings],
@@ -365,7 +367,7 @@ def test_frontier_refuses_studies_it_cannot_compare(settings, reference, message
 
 
 def test_frontier_refuses_a_sweep_whose_members_were_trained_differently(finished_sweep, tmp_path):
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config, copy = changed_copy(finished_sweep, tmp_path)
     path = os.path.join(copy, "seed1-embed0", "config.json")
@@ -378,7 +380,7 @@ def test_frontier_refuses_a_sweep_whose_members_were_trained_differently(finishe
 
 def test_frontier_defaults_study_the_default_sampler_at_the_members_image_count():
     from configs import toy
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     config = toy.get_config()
     defaults = [frontier.Setting.parse(s) for s in frontier.DEFAULT_SETTINGS]
@@ -394,7 +396,7 @@ def test_frontier_defaults_study_the_default_sampler_at_the_members_image_count(
 def test_the_committed_person_study_gives_its_published_verdict(tmp_path, monkeypatch):
     """The 4 x 4 person study's records in docs/ pool, drawing nothing, to the numbers its report publishes."""
     from configs import toy
-    from jaxdiff import frontier
+    from jaxdiff.studies import frontier
 
     records = os.path.join(REPO, "docs", "measurements", "toy_ddpm_agreement_4x4_records")
     sweep_dir = shutil.copytree(records, os.path.join(tmp_path, "toy-4x4"))

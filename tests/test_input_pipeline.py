@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config
-from jaxdiff import embed, input_pipeline, vectors
-from jaxdiff.classes import CLASSES, CLASS_NAMES
-from jaxdiff.errors import UserError
+from jaxdiff.data import embed, input_pipeline, vectors
+from jaxdiff.data.classes import CLASSES, CLASS_NAMES
+from jaxdiff.common.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_labels_for_the_classifier(tiny_dataset):
 def test_missing_dataset_and_corrupt_shard_errors(tmp_path, tiny_dataset, table):
     import shutil
 
-    from jaxdiff import schema
+    from jaxdiff.data import schema
 
     with pytest.raises(UserError, match="python -m jaxdiff.portraits --out"):
         input_pipeline.train_dataset(tiny_config(str(tmp_path / "absent")), table, 4)

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from helpers import REPO, tiny_config
-from jaxdiff import checkpoints, input_pipeline, parallel, train
+from jaxdiff.core import parallel
+from jaxdiff.data import input_pipeline
+from jaxdiff.training import checkpoints, train
 from multihost_worker import MULTIHOST_OVERRIDES
 
 pytestmark = pytest.mark.slow  # several processes on jax.distributed

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxdiff import intervals, pooling
+from jaxdiff.statistics import intervals, pooling
 
 
 def test_members_that_agree_have_no_between_member_variance():

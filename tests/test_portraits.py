@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from helpers import run_cli
-from jaxdiff import portraits, schema
-from jaxdiff.classes import CLASS_NAMES
+from jaxdiff.data import portraits, schema
+from jaxdiff.data.classes import CLASS_NAMES
 
 
 def _digests(d):
@@ -77,7 +77,7 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_val_fraction_must_leave_both_splits(fraction):
-    from jaxdiff.errors import UserError
+    from jaxdiff.common.errors import UserError
 
     with pytest.raises(UserError, match="val-fraction"):
         schema.split_counts(10, fraction)

@@ -1,10 +1,11 @@
-"""The sweep's probes (jaxdiff.probes): the intervention along the gender direction."""
+"""The sweep's probes (jaxdiff.studies.probes): the intervention along the gender direction."""
 
 import numpy as np
 import pytest
 
-from jaxdiff import embed, probes, vectors
-from jaxdiff.classes import SEED_EVAL_WORDS, TRAIN_WORDS
+from jaxdiff.data import embed, vectors
+from jaxdiff.studies import probes
+from jaxdiff.data.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 
 
 def test_intervention_moves_the_she_he_score_by_the_asked_amounts():

@@ -6,7 +6,8 @@ import re
 from helpers import REPO
 
 # Ignored by git (.gitignore): build outputs, data, runs and virtualenvs are not the repository.
-SKIP_DIRS = {".git", ".venv", "build", "data", "runs", "__pycache__", ".pytest_cache", ".whl"}
+SKIP_DIRS = {".git", ".venv", "build", "runs", "__pycache__", ".pytest_cache", ".whl"}
+TOP_LEVEL_SKIP = {"data"}  # the generated datasets (/data/); jaxdiff/data is the data layer and is read
 # Documents the project was started from, which live outside the repository; spelt in two parts so
 # that this file does not name them itself.
 OUTSIDE_DOCUMENTS = ("SEED" + ".md", "DESIGN" + ".md")
@@ -18,7 +19,8 @@ def _text_files() -> dict[str, str]:
     """Every text file of the checkout outside the ignored directories: relative path -> content."""
     texts = {}
     for root, dirs, files in os.walk(REPO):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")
+                   and not (root == REPO and d in TOP_LEVEL_SKIP)]
         for name in files:
             path = os.path.join(root, name)
             try:
@@ -79,9 +81,57 @@ def test_every_relative_markdown_link_resolves_inside_the_repository():
     assert not problems, "\n".join(problems)
 
 
-def test_core_modules_do_not_import_the_command_line_or_training():
-    """One direction only: run directories load without train.py; models, diffusion, sampling and
-    parallel get their errors from jaxdiff.errors, not the command-line module."""
+# The package's floors, lowest first: a module imports only from its own floor and the ones below.
+# The command modules at the top (jaxdiff/<command>.py, `python -m jaxdiff.<command>`) stand on all of them.
+LAYERS = ("common", "statistics", "core", "data", "training", "measurement", "studies", "tools")
+
+
+def _jaxdiff_imports(path: str) -> set[str]:
+    """The jaxdiff modules a file imports anywhere in it (top level or inside a function), as dotted names."""
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names if alias.name.startswith("jaxdiff")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jaxdiff"):
+            names |= {node.module if node.module != "jaxdiff" else f"jaxdiff.{alias.name}" for alias in node.names}
+    return names
+
+
+def _floor(dotted: str) -> int:
+    """A module's floor: its layer's index, len(LAYERS) for the top-level commands."""
+    parts = dotted.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)
+
+
+def test_every_module_lives_on_a_floor_and_imports_only_downward():
+    package = os.path.join(REPO, "jaxdiff")
+    top_level = [name for name in os.listdir(package) if name.endswith(".py") and name != "__init__.py"]
+    assert sorted(d for d in os.listdir(package) if os.path.exists(os.path.join(package, d, "__init__.py"))) == sorted(LAYERS)
+    problems, seen = [], 0
+    for layer in (*LAYERS, None):
+        folder = os.path.join(package, layer) if layer else package
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(".py") or (layer is None and name == "__init__.py"):
+                continue
+            module = f"jaxdiff.{layer}.{name[:-3]}" if layer else f"jaxdiff.{name[:-3]}"
+            seen += 1
+            for target in _jaxdiff_imports(os.path.join(folder, name)):
+                if target in ("jaxdiff", "jaxdiff.__init__"):
+                    continue
+                if _floor(target) == len(LAYERS) and not target.startswith("jaxdiff.sample"):
+                    problems.append(f"{module} imports {target}, which is not in a layer")
+                elif _floor(target) > _floor(module):
+                    problems.append(f"{module} (floor {_floor(module)}) imports {target} (floor {_floor(target)}) above it")
+    assert seen > 40 and len(top_level) >= 12  # the walk saw every module, commands included
+    assert not problems, "\n".join(problems)
+
+
+def test_importing_a_floor_does_not_load_the_floors_above_it():
+    """What the static test cannot see: a package's own __init__ or a module's import chain loading more at run time."""
     import subprocess
     import sys
 
@@ -90,5 +140,8 @@ def test_core_modules_do_not_import_the_command_line_or_training():
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
         return eval(out.stdout.strip())
 
-    assert imported("jaxdiff.workdirs", ("jaxdiff.train",)) == []
-    assert imported("jaxdiff.models, jaxdiff.diffusion, jaxdiff.sampling, jaxdiff.parallel", ("jaxdiff.cli",)) == []
+    assert imported("jaxdiff.training.workdirs", ("jaxdiff.training.train",)) == []
+    core = "jaxdiff.core.models, jaxdiff.core.diffusion, jaxdiff.core.sampling, jaxdiff.core.parallel"
+    assert imported(core, ("jaxdiff.common.cli", "jaxdiff.data.input_pipeline", "jaxdiff.training.train")) == []
+    # data_gen/ (PyTorch) shares the classes: the data floor's __init__ loads none of its JAX modules
+    assert imported("jaxdiff.data.classes", ("jax", "jaxdiff.data.portraits", "jaxdiff.data.embed")) == []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import run_cli
-from jaxdiff import sampling
+from jaxdiff.core import sampling
 
 
 def _images(out, label):
@@ -61,7 +61,8 @@ def test_default_workdir_is_the_latest_run(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_a_word_never_trained_on_is_sampled_with_its_table_vector(tiny_run, tmp_path):
     """'doctor' is no training word but is in the run's table (every word of the bundled source is)."""
-    from jaxdiff import embed, workdirs
+    from jaxdiff.data import embed
+    from jaxdiff.training import workdirs
 
     result = run_cli("jaxdiff.sample", "--workdir", tiny_run, "--word", "doctor", "--num", "1", "--steps", "2",
                      "--out", str(tmp_path))
@@ -118,7 +119,8 @@ def test_guidance_scale_1_is_the_conditional_model_alone():
 
 
 def test_sampling_does_not_depend_on_batching_or_devices(tiny_run):
-    from jaxdiff import parallel, workdirs
+    from jaxdiff.core import parallel
+    from jaxdiff.training import workdirs
 
     trained = workdirs.TrainedRun.load(tiny_run)
     cond = np.repeat(trained.table.projected_vector("nurse")[None], 6, axis=0)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff import diffusion, sampling
+from jaxdiff.core import diffusion, sampling
 
 MU, S = 0.3, 0.5
 N, D = 4000, 8
@@ -140,7 +140,7 @@ def test_a_sampler_added_to_the_table_runs_everywhere(cosine, monkeypatch):
 
 
 def test_an_unknown_sampler_is_an_error_naming_the_choices(cosine):
-    from jaxdiff.errors import UserError
+    from jaxdiff.common.errors import UserError
 
     with pytest.raises(UserError, match="unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp2m"):
         draw(gaussian_denoiser(MU, S), cosine, "euler", 10, n=4)

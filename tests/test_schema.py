@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from jaxdiff import schema
-from jaxdiff.classes import CLASS_NAMES, CLASSES
-from jaxdiff.errors import UserError
+from jaxdiff.data import schema
+from jaxdiff.data.classes import CLASS_NAMES, CLASSES
+from jaxdiff.common.errors import UserError
 
 
 def _write(tmp_path, images):

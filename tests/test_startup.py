@@ -1,4 +1,4 @@
-"""Importing jaxdiff has no side effects; the command lines set the process up (jaxdiff.startup)."""
+"""Importing jaxdiff has no side effects; the command lines set the process up (jaxdiff.common.startup)."""
 
 import ast
 import json
@@ -11,9 +11,13 @@ import pytest
 
 import jaxdiff
 from helpers import REPO
-from jaxdiff.startup import cpu_device_count
+from jaxdiff.common.startup import cpu_device_count
 
-MODULES = sorted(f"jaxdiff.{m.name}" for m in pkgutil.iter_modules(jaxdiff.__path__))
+# Every module of every floor, and the floors' own packages (module name -> file).
+MODULE_FILES = {m.name: os.path.join(REPO, *m.name.split("."), "__init__.py") if m.ispkg
+                else os.path.join(REPO, *m.name.split(".")) + ".py"
+                for m in pkgutil.walk_packages(jaxdiff.__path__, "jaxdiff.")}
+MODULES = sorted(MODULE_FILES)
 
 # Runs in a fresh interpreter: third-party packages first (their own imports may set variables,
 # e.g. TensorFlow's TF2_BEHAVIOR), then a snapshot, then every jaxdiff module.
@@ -57,15 +61,15 @@ print(json.dumps(dict(changed=changed, same_pid=os.getpid() == pid, execs=execs,
 def test_importing_every_module_changes_no_environment_and_never_execs():
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GLIBC_TUNABLES")}
     env["PYTHONPATH"] = REPO  # this checkout's jaxdiff, whatever the current directory
-    paths = {module: os.path.join(REPO, *module.split(".")) + ".py" for module in ["jaxdiff", *MODULES]}
-    paths["jaxdiff"] = os.path.join(REPO, "jaxdiff", "__init__.py")
+    paths = {"jaxdiff": os.path.join(REPO, "jaxdiff", "__init__.py"), **MODULE_FILES}
     result = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING, json.dumps(paths)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["changed"] == [] and outcome["same_pid"] and outcome["execs"] == []
     assert outcome["devices_option"] == [-1, -1]  # nor JAX's own CPU device option
-    assert {"jaxdiff", "jaxdiff.train", "jaxdiff.startup", "jaxdiff.schema"} <= set(outcome["imported"]), outcome["skipped"]
+    assert {"jaxdiff", "jaxdiff.train", "jaxdiff.training.train", "jaxdiff.common.startup", "jaxdiff.data.schema",
+            "jaxdiff.studies.arms"} <= set(outcome["imported"]), outcome["skipped"]
 
 
 def test_cpu_devices_one_per_core_unless_the_user_chose():
@@ -80,7 +84,7 @@ def test_cpu_devices_one_per_core_unless_the_user_chose():
 
 @pytest.mark.slow
 def test_prepare_process_splits_the_cpu_through_jax_option():
-    code = ("import os; from jaxdiff.startup import prepare_process; prepare_process(); import jax; "
+    code = ("import os; from jaxdiff.common.startup import prepare_process; prepare_process(); import jax; "
             "print(jax.device_count(), jax.config.jax_num_cpu_devices, 'XLA_FLAGS' in os.environ)")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(JAX_PLATFORMS="cpu", JAXDIFF_CPU_DEVICES="3", PYTHONPATH=REPO)
@@ -91,11 +95,10 @@ def test_prepare_process_splits_the_cpu_through_jax_option():
 
 
 def test_every_command_prepares_the_process_before_its_imports():
-    """A module with a `__main__` block starts with the guard that calls prepare_process (see jaxdiff.startup)."""
+    """A module with a `__main__` block starts with the guard that calls prepare_process (see jaxdiff.common.startup)."""
     for module in MODULES:
-        path = os.path.join(REPO, *module.split(".")) + ".py"
-        body = ast.parse(open(path).read()).body
-        if not any(_is_main_guard(node) for node in body) or module == "jaxdiff.startup":
+        body = ast.parse(open(MODULE_FILES[module]).read()).body
+        if not any(_is_main_guard(node) for node in body) or module == "jaxdiff.common.startup":
             continue
         statements = [node for node in body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
         first = statements[0]
@@ -113,6 +116,21 @@ def test_every_module_imports():
     import importlib.util
 
     for module in MODULES:
-        if module == "jaxdiff.benchmark_peer" and not all(map(importlib.util.find_spec, ("torch", "diffusers"))):
+        if module == "jaxdiff.tools.benchmark_peer" and not all(map(importlib.util.find_spec, ("torch", "diffusers"))):
             continue  # the `bench` extra is not installed
         importlib.import_module(module)
+
+
+def test_every_command_the_documents_name_is_a_command_module():
+    """`python -m jaxdiff.X` in the README, docs/ and launch.sh: jaxdiff/X.py exists and sets the process up first."""
+    import re
+
+    named = set()
+    for path in ["README.md", "launch.sh", *(os.path.join("docs", n) for n in os.listdir(os.path.join(REPO, "docs")))]:
+        if path.endswith((".md", ".sh")):
+            named |= set(re.findall(r"python3? -m (jaxdiff\.[a-z_]+)", open(os.path.join(REPO, path)).read()))
+    assert {"jaxdiff.train", "jaxdiff.sample", "jaxdiff.experiment", "jaxdiff.arms"} <= named
+    for module in sorted(named):
+        assert module in MODULE_FILES, f"{module} is named in the documents but jaxdiff has no such command module"
+        body = ast.parse(open(MODULE_FILES[module]).read()).body
+        assert any(_is_main_guard(node) for node in body), f"{module} has no `if __name__ == '__main__'` block"

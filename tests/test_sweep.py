@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 
 from helpers import changed_copy, damage_checkpoint, tiny_config
-from jaxdiff import checkpoints, classifier, evaluate, pooling, probes, sweep, sweep_summary, train, workdirs
-from jaxdiff.classes import SEED_EVAL_WORDS
-from jaxdiff.errors import UserError
+from jaxdiff.measurement import classifier, evaluate
+from jaxdiff.statistics import pooling
+from jaxdiff.studies import probes, sweep, sweep_summary
+from jaxdiff.training import checkpoints, train, workdirs
+from jaxdiff.data.classes import SEED_EVAL_WORDS
+from jaxdiff.common.errors import UserError
 
 
 def test_sweep_writes_the_summary_with_every_key(finished_sweep):
@@ -370,7 +373,7 @@ def test_member_minutes_sum_training_and_take_the_latest_evaluation(tmp_path):
 
 
 def test_member_index_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
-    from jaxdiff.errors import UserError
+    from jaxdiff.common.errors import UserError
 
     with pytest.raises(UserError, match="need 0 <= member < of"):
         sweep.run_sweep(tiny_config(tiny_dataset), str(tmp_path), member_index=2, of=2)

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from helpers import REPO, run_cli, tiny_config
-from jaxdiff import checkpoints, device_check, diffusion, logs, models, parallel, train
-from jaxdiff.state import create_train_state, ema_decay, ema_update
+from jaxdiff.core import diffusion, models, parallel
+from jaxdiff.tools import device_check
+from jaxdiff.training import checkpoints, logs, train
+from jaxdiff.core.state import create_train_state, ema_decay, ema_update
 
 
 def _trees_close(a, b, rtol=1e-5, atol=1e-6):
@@ -264,7 +266,7 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path,
 
 
 def test_resume_refuses_a_different_architecture(tiny_dataset, tmp_path):
-    from jaxdiff.errors import UserError
+    from jaxdiff.common.errors import UserError
 
     train.train_and_evaluate(tiny_config(tiny_dataset, train__sample_every=0), str(tmp_path), devices=jax.devices()[:1])
     with pytest.raises(UserError, match="model.channels=16, not 32"):

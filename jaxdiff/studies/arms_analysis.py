@@ -1,0 +1,465 @@
+"""The arms study's analysis, from its records alone (docs/preregistration.md is the plan it follows).
+
+Primary: per pair i, the nurse - philosopher contrast C of its real and its flipped member, leakage
+L_i = (C_real - C_flipped) / 2 (the part of the contrast that follows the sign of the embedding's lean),
+pooled over pairs with random effects (jaxdiff.statistics.pooling); TOST at +-study.margin on the z-based interval,
+HKSJ (t on pairs - 1 df) as the planned small-sample check, the stretch margin beside it. Beside it: the
+systematic (C_real + C_flipped) / 2; the Rogan-Gladen corrected leakage with the calibration's
+uncertainty; the second classifier's reading; the positive control's sensitivity; the share of women
+per arm and word; each word's slope per unit of lean; the neutral arm where run. While fewer pairs than
+planned are recorded, every table is marked interim and no verdict is read.
+"""
+
+import os
+from typing import Any
+
+import numpy as np
+
+from jaxdiff.common import files
+from jaxdiff.measurement import calibration
+from jaxdiff.statistics import pooling
+from jaxdiff.data.classes import CONTRAST_WORDS
+from jaxdiff.common.errors import UserError
+
+RESULT_JSON, RESULT_MD = "arms.json", "arms.md"
+PLAN_JSON = "plan.json"  # STUDY/: the study section it was started with; another is refused
+MEMBER_JSON = "member.json"  # STUDY/MEMBER/: pair, arm, seed, leans, times
+CONTRAST = CONTRAST_WORDS  # the leakage contrast: share(nurse) - share(philosopher)
+AGREEMENT_POINTS = 0.01  # the two classifiers' leakage readings agree when within 1 point
+CALIBRATION_DRAWS = 2000  # draws of the calibration rates carried into the corrected interval
+THRESHOLD = 0.5  # an image reads as a woman when p(woman) exceeds it (the argmax of two classes)
+
+
+def load_records(study_dir: str) -> tuple[dict[str, Any], Any, Any, dict[str, dict[str, Any]]]:
+    """The study's plan, every member's image records (one DataFrame), the calibration readings, member.json's."""
+    import pandas as pd
+
+    plan_path = os.path.join(study_dir, PLAN_JSON)
+    if not os.path.exists(plan_path):
+        raise UserError(f"{study_dir} holds no arms study ({PLAN_JSON} is missing); start one with: python -m "
+                        f"jaxdiff.arms --config=configs/toy.py --workdir={study_dir}")
+    plan = files.read_json(plan_path)
+    frames, records = [], {}
+    for entry in sorted(os.listdir(study_dir)):
+        workdir = os.path.join(study_dir, entry)
+        if not os.path.exists(os.path.join(workdir, MEMBER_JSON)):
+            continue
+        records[entry] = files.read_json(os.path.join(workdir, MEMBER_JSON))
+        frames += [pd.read_csv(os.path.join(workdir, f)) for f in sorted(os.listdir(workdir)) if f.startswith("images-")]
+    images = pd.concat(frames, ignore_index=True) if frames else None
+    calibration_path = os.path.join(study_dir, calibration.CALIBRATION_CSV)
+    readings = pd.read_csv(calibration_path) if os.path.exists(calibration_path) else None
+    return plan, images, readings, records
+
+
+def member_counts(images: Any, planned: dict[str, int], reader: str = "primary") -> Any:
+    """Women and images per (member, pair, arm, word), counting only words recorded at their planned size."""
+    frame = images.assign(woman=(images[f"p_woman_{reader}"] > THRESHOLD).astype(int))
+    counts = frame.groupby(["member", "pair", "arm", "word"], as_index=False).agg(women=("woman", "sum"),
+                                                                              n=("woman", "size"))
+    return counts[counts.apply(lambda r: r["n"] == planned.get(r["word"]), axis=1)]
+
+
+def _share(counts: Any, member: str, word: str) -> tuple[float, float] | None:
+    row = counts[(counts["member"] == member) & (counts["word"] == word)]
+    if row.empty:
+        return None
+    women, n = int(row["women"].iloc[0]), int(row["n"].iloc[0])
+    return women / n, float(pooling.binomial_variance(women, n))
+
+
+def contrast(counts: Any, member: str) -> tuple[float, float] | None:
+    """A member's share(nurse) - share(philosopher) and its binomial variance (None if a word is not recorded)."""
+    parts = [_share(counts, member, word) for word in CONTRAST]
+    if None in parts:
+        return None
+    (nurse, v1), (philosopher, v2) = parts
+    return nurse - philosopher, v1 + v2
+
+
+def _members_by_pair(counts: Any) -> dict[int, dict[str, str]]:
+    out: dict[int, dict[str, str]] = {}
+    for member, pair, arm in counts[["member", "pair", "arm"]].drop_duplicates().itertuples(index=False):
+        out.setdefault(int(pair), {})[arm] = member
+    return out
+
+
+def paired(counts: Any, arm_a: str, arm_b: str, combine: str) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Per pair holding both arms: (C_a - C_b) / 2 ("half_difference"), (C_a + C_b) / 2 ("half_sum") or
+    C_a - C_b ("difference"), with its variance (the two members' images are independent)."""
+    pairs, values, variances = [], [], []
+    for pair, by_arm in sorted(_members_by_pair(counts).items()):
+        if arm_a not in by_arm or arm_b not in by_arm:
+            continue
+        a, b = contrast(counts, by_arm[arm_a]), contrast(counts, by_arm[arm_b])
+        if a is None or b is None:
+            continue
+        value, scale = {"half_difference": ((a[0] - b[0]) / 2, 0.25), "half_sum": ((a[0] + b[0]) / 2, 0.25),
+                        "difference": (a[0] - b[0], 1.0)}[combine]
+        pairs.append(pair)
+        values.append(value)
+        variances.append(scale * (a[1] + b[1]))
+    return pairs, np.asarray(values), np.asarray(variances)
+
+
+def _pooled(values: np.ndarray, variances: np.ndarray) -> dict[str, Any] | None:
+    if len(values) == 0:
+        return None
+    pooled = pooling.random_effects(values, variances)
+    return {k: pooled[k] for k in ("estimate", "se", "ci95", "p_value", "tau", "heterogeneity_p_value", "k",
+                                   "se_hksj", "df")} | {"members": [float(v) for v in values]}
+
+
+def _tests(pooled: dict[str, Any], margin: float, stretch: float) -> dict[str, Any]:
+    """TOST at the margin (z, the primary), the same under HKSJ, and at the stretch margin."""
+    z = pooling.equivalence(pooled["estimate"], pooled["se"], margin)
+    out = {"margin": margin, "tost_p_value": z["tost_p_value"], "ci90": z["ci90"], "verdict": z["verdict"],
+           "half_width": (pooled["ci95"][1] - pooled["ci95"][0]) / 2}
+    hksj = pooling.small_sample_equivalence(pooled, margin)
+    if hksj is not None:
+        out["hksj"] = {"ci95": hksj["ci95"], "tost_p_value": hksj["tost_p_value"], "verdict": hksj["verdict"],
+                       "df": hksj["df"], "half_width": (hksj["ci95"][1] - hksj["ci95"][0]) / 2}
+    stretch_test = pooling.equivalence(pooled["estimate"], pooled["se"], stretch)
+    out["stretch"] = {"margin": stretch, "tost_p_value": stretch_test["tost_p_value"],
+                      "verdict": stretch_test["verdict"]}
+    return out
+
+
+def corrected_leakage(counts: Any, readings: Any, reader: str, margin: float, seed: int = 0) -> dict[str, Any]:
+    """The leakage of Rogan-Gladen corrected shares, pooled, its interval widened by the calibration's uncertainty.
+
+    Corrected, a share q of profession w becomes (q - f_w) / (s_w - f_w) (s, f: the classifier's P(reads woman)
+    for that profession's women and men, from the calibration split), so a pair's leakage becomes
+    ((qn_real - qn_flipped) / Dn - (qp_real - qp_flipped) / Dp) / 2 with D = s - f: the false-positive rates
+    cancel, the gaps are stretched by 1 / D. The pooled estimate is recomputed at CALIBRATION_DRAWS draws of the
+    rates from their Jeffreys posteriors (at the pooled tau), and the variance of those estimates is added to
+    the pooled one (every pair shares the calibration, so its error does not average out over pairs)."""
+    confusion = calibration.confusion(readings, reader, THRESHOLD)
+    point = {w: (confusion[w]["woman"]["rate"], confusion[w]["man"]["rate"]) for w in CONTRAST}
+    if any(s - f <= 0 for s, f in point.values()):
+        return {"note": f"the {reader} classifier reads the calibration split's women as women no more often than "
+                        f"its men: no correction is possible"}
+    shares = {}  # per profession and arm: each complete pair's share and its variance
+    complete = [by_arm for _, by_arm in sorted(_members_by_pair(counts).items())
+                if all(a in by_arm and _share(counts, by_arm[a], w) is not None
+                       for a in ("real", "flipped") for w in CONTRAST)]
+    for word in CONTRAST:
+        for arm in ("real", "flipped"):
+            got = [_share(counts, by_arm[arm], word) for by_arm in complete]
+            shares[word, arm] = (np.array([g[0] for g in got]), np.array([g[1] for g in got]))
+
+    def leakage(rates: dict[str, tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        gap, variance = {}, {}
+        for word in CONTRAST:
+            s, f = rates[word]
+            (real, v_real), (flipped, v_flipped) = shares[word, "real"], shares[word, "flipped"]
+            gap[word] = pooling.rogan_gladen(real, s, f) - pooling.rogan_gladen(flipped, s, f)
+            variance[word] = (v_real + v_flipped) / (s - f) ** 2
+        return (gap["nurse"] - gap["philosopher"]) / 2, (variance["nurse"] + variance["philosopher"]) / 4
+
+    values, variances = leakage(point)
+    pooled = _pooled(values, variances)
+    if pooled is None:
+        return {"note": "no complete pair"}
+    rng = np.random.default_rng(seed)
+    drawn = {w: tuple(pooling.rate_draws(confusion[w][g]["reads_woman"], confusion[w][g]["n"], CALIBRATION_DRAWS, rng)
+                      for g in ("woman", "man")) for w in CONTRAST}
+    if any(np.any(s <= f) for s, f in drawn.values()):
+        return {"note": f"the {reader} classifier's calibration cannot exclude that it reads women as women no more "
+                        f"often than men: no correction is possible"}
+    draws = []
+    for i in range(CALIBRATION_DRAWS):
+        v, w = leakage({word: (s[i], f[i]) for word, (s, f) in drawn.items()})
+        tau = pooled["tau"] or 0.0  # one pair: no between-pair spread to estimate
+        draws.append(float(np.average(v, weights=1 / (w + tau ** 2))))
+    calibration_se = float(np.std(draws))
+    se = float(np.hypot(pooled["se"], calibration_se))
+    z = pooling.equivalence(pooled["estimate"], se, margin)
+    return {"estimate": pooled["estimate"], "se": se, "pooling_se": pooled["se"], "calibration_se": calibration_se,
+            "ci95": z["ci95"], "tost_p_value": z["tost_p_value"], "verdict": z["verdict"],
+            "rates": {w: {"reads_woman_given_woman": s, "reads_woman_given_man": f} for w, (s, f) in point.items()}}
+
+
+def analyse(study_dir: str) -> dict[str, Any]:
+    """Every figure of the study from its records; see the module docstring."""
+    plan, images, readings, records = load_records(study_dir)
+    s = plan["study"]
+    margin, stretch = float(s["margin"]), float(s["stretch_margin"])
+    out: dict[str, Any] = {"plan": plan, "members_recorded": len(records), "pairs_planned": int(s["pairs"])}
+    if images is None:
+        out.update(interim=True, pairs_complete=0, note="no member recorded yet")
+        return out
+    counts = member_counts(images, plan["images_per_word"])
+    pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
+    out["pairs_complete"] = len(pairs)
+    out["interim"] = len(pairs) < int(s["pairs"])
+    leakage = _pooled(values, variances)
+    if leakage is not None:
+        leakage["pairs"] = pairs
+        leakage.update(_tests(leakage, margin, stretch))
+    out["leakage"] = leakage
+    _, sys_values, sys_variances = paired(counts, "real", "flipped", "half_sum")
+    out["systematic"] = _pooled(sys_values, sys_variances)
+    if readings is not None and leakage is not None:
+        out["calibration"] = {reader: calibration.confusion(readings, reader, THRESHOLD)
+                              for reader in sorted(readings["classifier"].unique())}
+        out["corrected_leakage"] = corrected_leakage(counts, readings, "primary", margin)
+    second_counts = member_counts(images, plan["images_per_word"], "second")
+    _, v2, w2 = paired(second_counts, "real", "flipped", "half_difference")
+    second = _pooled(v2, w2)
+    if second is not None and leakage is not None:
+        gap = second["estimate"] - leakage["estimate"]
+        second["minus_primary"] = gap
+        second["agrees"] = bool(abs(gap) <= AGREEMENT_POINTS)
+    out["second_classifier_leakage"] = second
+    out["control"] = _control(counts, plan)
+    out["neutral"] = _neutral(counts, out["systematic"])
+    out["shares"] = _shares(counts)
+    out["conditioning"] = _conditioning(counts)
+    out["slopes"] = _slopes(counts, records)
+    out["timings"] = _timings(records)
+    out["over_training"] = _over_training(study_dir, images)
+    return _withhold_verdicts(out) if out["interim"] else out
+
+
+INTERIM_VERDICT = "interim: not read"
+
+
+def _withhold_verdicts(tree: Any) -> Any:
+    """Every verdict of an interim analysis replaced by INTERIM_VERDICT: the estimates and intervals are there to
+    show the study's progress, the verdict is read once, at the planned number of pairs."""
+    if isinstance(tree, dict):
+        return {k: INTERIM_VERDICT if k == "verdict" else _withhold_verdicts(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_withhold_verdicts(v) for v in tree]
+    return tree
+
+
+def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:
+    """Secondary: the leakage at each kept checkpoint, from the over-training draws and, for the last step, the
+    primary draws' first images with the same noise (`over_training-WORD.csv`), pooled over the pairs there."""
+    import pandas as pd
+
+    frames = [pd.read_csv(os.path.join(study_dir, m, f)) for m in sorted(os.listdir(study_dir))
+              if os.path.isdir(os.path.join(study_dir, m))
+              for f in sorted(os.listdir(os.path.join(study_dir, m))) if f.startswith("over_training-")]
+    if not frames:
+        return None
+    over = pd.concat(frames, ignore_index=True)
+    n = int(over.groupby(["member", "word", "step"]).size().max())  # as drawn (the plan may have been extended)
+    first = over.groupby("word")["noise_index"].min()
+    last = images[images["word"].isin(CONTRAST) & images["arm"].isin(["real", "flipped"])]
+    last = last[last["noise_index"] < last["word"].map(first) + n]
+    curve = []
+    for step, rows in pd.concat([over, last], ignore_index=True).groupby("step"):
+        counts = member_counts(rows, {w: n for w in CONTRAST})
+        pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
+        pooled = _pooled(values, variances)
+        if pooled is not None:
+            curve.append({"step": int(step), "pairs": len(pairs), "estimate": pooled["estimate"], "ci95": pooled["ci95"]})
+    return curve
+
+
+def _control(counts: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The positive control: the contrast it reads, and its shift from the same pair's real member, against the
+    shift its images carry (nurse - philosopher share of women in its data minus the balanced 0)."""
+    shares = plan["study"]["control_woman_share"]
+    true = float(shares.get("nurse", 0.5) - shares.get("philosopher", 0.5))
+    _, shift, shift_var = paired(counts, "control", "real", "difference")
+    pooled_shift = _pooled(shift, shift_var)
+    if pooled_shift is None:
+        return None
+    read = [contrast(counts, m) for m in sorted(set(counts[counts["arm"] == "control"]["member"]))]
+    read = [r for r in read if r is not None]
+    pooled_read = _pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read]))
+    return {"true_contrast": true, "shift_from_real": pooled_shift, "read_contrast": pooled_read,
+            "sensitivity": {"estimate": pooled_shift["estimate"] / true,
+                            "ci95": [c / true for c in pooled_shift["ci95"]]},
+            "read_over_true": {"estimate": pooled_read["estimate"] / true,
+                               "ci95": [c / true for c in pooled_read["ci95"]]}}
+
+
+def _neutral(counts: Any, systematic: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The neutral arm's contrast, pooled, beside the systematic: with no lean left, the contrast should be it."""
+    members = sorted(set(counts[counts["arm"] == "neutral"]["member"]))
+    read = [r for r in (contrast(counts, m) for m in members) if r is not None]
+    if not read:
+        return None
+    pooled = _pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read]))
+    if systematic is not None:
+        pooled["minus_systematic"] = pooled["estimate"] - systematic["estimate"]
+    return pooled
+
+
+def _conditioning(counts: Any, threshold: float = 0.9) -> dict[str, Any]:
+    """Whether each member draws man and woman as their own gender at least `threshold` of the time (the plan's
+    check that the conditioning works; a failing member is reported, not excluded)."""
+    rates = {}
+    for member, rows in counts[counts["word"].isin(["man", "woman"])].groupby("member"):
+        share = dict(zip(rows["word"], rows["women"] / rows["n"]))
+        if {"man", "woman"} <= set(share):
+            rates[member] = {"man": 1 - float(share["man"]), "woman": float(share["woman"])}
+    failing = sorted(m for m, r in rates.items() if min(r.values()) < threshold)
+    return {"threshold": threshold, "members": len(rates), "failing": failing}
+
+
+def _shares(counts: Any) -> dict[str, dict[str, Any]]:
+    """Per arm and word, the share of women pooled over the members (random effects)."""
+    out: dict[str, dict[str, Any]] = {}
+    for (arm, word), rows in counts.groupby(["arm", "word"]):
+        pooled = pooling.pooled_share(rows["women"].to_numpy(), rows["n"].to_numpy())
+        out.setdefault(arm, {})[word] = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"],
+                                         "tau": pooled["tau"], "members": len(rows), "images": int(rows["n"].sum())}
+    return out
+
+
+def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per profession word: (share_real - share_flipped) / (lean_real - lean_flipped) per pair, pooled: how many
+    share points a unit of she-he lean (raw space) moves the word's images."""
+    out = {}
+    by_pair = _members_by_pair(counts)
+    for word in ("nurse", "philosopher", "person"):
+        values, variances = [], []
+        for pair, by_arm in sorted(by_pair.items()):
+            if "real" not in by_arm or "flipped" not in by_arm:
+                continue
+            a, b = _share(counts, by_arm["real"], word), _share(counts, by_arm["flipped"], word)
+            lean_a = records[by_arm["real"]]["leans"][word]["she_he_raw"]
+            lean_b = records[by_arm["flipped"]]["leans"][word]["she_he_raw"]
+            if a is None or b is None or lean_a == lean_b:
+                continue
+            values.append((a[0] - b[0]) / (lean_a - lean_b))
+            variances.append((a[1] + b[1]) / (lean_a - lean_b) ** 2)
+        pooled = _pooled(np.array(values), np.array(variances))
+        if pooled is not None:  # the raw lean is the same in every pair (one source, one direction): the last pair's
+            pooled["lean_real_minus_flipped"] = float(lean_a - lean_b)
+        out[word] = pooled
+    return out
+
+
+def _timings(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Minutes per member: training and drawing, from every invocation recorded, and the devices they ran on."""
+    training, drawing, devices = [], [], set()
+    for record in records.values():
+        invocations = record.get("invocations", [])
+        training += [i["training_s"] / 60 for i in invocations if "training_s" in i]
+        spent = sum(sum(i.get("drawing_s", {}).values()) for i in invocations)
+        drawing += [spent / 60] if spent else []
+        devices |= {i["device"] for i in invocations if "device" in i}
+    median = lambda x: float(np.median(x)) if x else None  # noqa: E731
+    return {"training_minutes_median": median(training), "drawing_minutes_median": median(drawing),
+            "total_minutes": float(sum(training) + sum(drawing)), "devices": sorted(devices)}
+
+
+def _pts(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def _ci(ci: list[float]) -> str:
+    return f"[{_pts(ci[0])}, {_pts(ci[1])}]"
+
+
+def headline(result: dict[str, Any]) -> str:
+    """The answer in one line: the primary estimate, its interval and verdict (or that it is interim)."""
+    leakage = result.get("leakage")
+    if leakage is None:
+        return f"arms study: no complete pair yet ({result['members_recorded']} members recorded)"
+    state = (f"INTERIM ({result['pairs_complete']} of {result['pairs_planned']} pairs; no verdict is read)"
+             if result["interim"] else f"verdict: {leakage['verdict']}")
+    return (f"leakage (C_real - C_flipped) / 2: {_pts(leakage['estimate'])} points {_ci(leakage['ci95'])}, TOST at "
+            f"+-{100 * leakage['margin']:g} p {leakage['tost_p_value']:.3g}; {state}")
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """arms.md: the plan in brief, the primary answer, then the secondary readings, labelled."""
+    plan, s = result["plan"], result["plan"]["study"]
+    interim = " (interim)" if result.get("interim") else ""
+    lines = [f"# The arms study{interim}", "",
+             f"Plan: docs/preregistration.md. {s['pairs']} pairs (seeds {s['first_seed']}..{s['first_seed'] + s['pairs'] - 1}), "
+             f"arms {', '.join(s['arms'])} along the {s['arm_direction']} direction, {plan['train_steps']} training "
+             f"steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps, {s['images']} images of nurse and "
+             f"philosopher per member; margin +-{100 * s['margin']:g} points (stretch +-{100 * s['stretch_margin']:g}). "
+             f"Recorded: {result['members_recorded']} members, {result.get('pairs_complete', 0)} complete pairs.", ""]
+    if result.get("interim"):
+        lines += ["**Interim**: fewer pairs than planned. The table is what the records hold so far; the verdict is "
+                  "read once, at the planned number of pairs.", ""]
+    leakage = result.get("leakage")
+    if leakage is None:
+        return "\n".join(lines + ["No complete pair yet."]) + "\n"
+    lines += ["## Primary: leakage", "",
+              "| estimate | 95% CI (z) | half-width | TOST p (z) | verdict | HKSJ 95% CI | HKSJ TOST p | pairs | tau |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    hksj = leakage.get("hksj")
+    verdict = leakage["verdict"]
+    lines.append(f"| {_pts(leakage['estimate'])} | {_ci(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
+                 f"{leakage['tost_p_value']:.3g} | {verdict} | {_ci(hksj['ci95']) if hksj else '-'} | "
+                 f"{hksj['tost_p_value']:.3g} | {leakage['k']} | {100 * (leakage['tau'] or 0):.1f} |"
+                 if hksj else
+                 f"| {_pts(leakage['estimate'])} | {_ci(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
+                 f"{leakage['tost_p_value']:.3g} | {verdict} | - | - | {leakage['k']} | - |")
+    lines += ["", "Points of share of women; leakage = (C_real - C_flipped) / 2 per pair, C = share(nurse) - "
+              "share(philosopher), pooled over pairs (random effects, Paule-Mandel tau). Positive: the contrast "
+              "follows the embedding's lean.", ""]
+    lines += ["## Secondary readings", ""]
+    shares = result["shares"]
+    words = ["philosopher", "person", "nurse", "man", "woman"]
+    lines += ["Share of women per arm and word (pooled over members, 95% CI):", "",
+              "| arm | " + " | ".join(words) + " |", "|---|" + "---|" * len(words)]
+    for arm, by_word in shares.items():
+        cells = [f"{100 * by_word[w]['share_woman']:.1f}% [{100 * by_word[w]['ci95'][0]:.1f}, "
+                 f"{100 * by_word[w]['ci95'][1]:.1f}]" if w in by_word else "-" for w in words]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines.append("")
+    conditioning = result.get("conditioning")
+    if conditioning and conditioning["members"]:
+        failing = ", ".join(conditioning["failing"]) or "none"
+        lines.append(f"- Conditioning check (man and woman drawn as their own gender at least "
+                     f"{100 * conditioning['threshold']:.0f}% of the time): {conditioning['members']} members, failing: "
+                     f"{failing}.")
+    systematic = result.get("systematic")
+    if systematic:
+        lines.append(f"- Systematic (C_real + C_flipped) / 2: {_pts(systematic['estimate'])} {_ci(systematic['ci95'])}.")
+    corrected = result.get("corrected_leakage")
+    if corrected and "note" in corrected:
+        lines.append(f"- Rogan-Gladen correction: {corrected['note']}.")
+    elif corrected:
+        lines.append(f"- Leakage of Rogan-Gladen corrected shares: {_pts(corrected['estimate'])} "
+                     f"{_ci(corrected['ci95'])} (calibration SE {100 * corrected['calibration_se']:.2f} points), "
+                     f"TOST p {corrected['tost_p_value']:.3g}.")
+    second = result.get("second_classifier_leakage")
+    if second and "minus_primary" in second:
+        lines.append(f"- Second classifier's leakage: {_pts(second['estimate'])} {_ci(second['ci95'])}; "
+                     f"{'agrees' if second['agrees'] else 'does NOT agree'} with the primary within "
+                     f"{100 * AGREEMENT_POINTS:g} point ({_pts(second['minus_primary'])}).")
+    control = result.get("control")
+    if control:
+        lines.append(f"- Positive control (true contrast {_pts(control['true_contrast'])}): reads "
+                     f"{_pts(control['read_contrast']['estimate'])} {_ci(control['read_contrast']['ci95'])}; shift "
+                     f"from the same pairs' real member {_pts(control['shift_from_real']['estimate'])} "
+                     f"{_ci(control['shift_from_real']['ci95'])}, sensitivity {control['sensitivity']['estimate']:.2f} "
+                     f"[{control['sensitivity']['ci95'][0]:.2f}, {control['sensitivity']['ci95'][1]:.2f}].")
+    neutral = result.get("neutral")
+    if neutral:
+        lines.append(f"- Neutral arm's contrast: {_pts(neutral['estimate'])} {_ci(neutral['ci95'])}.")
+    for word, slope in result.get("slopes", {}).items():
+        if slope:
+            lines.append(f"- {word}: {_pts(slope['estimate'])} points per unit of she-he lean "
+                         f"{_ci(slope['ci95'])} (real - flipped lean {slope['lean_real_minus_flipped']:+.3f}).")
+    curve = result.get("over_training")
+    if curve:
+        lines += ["", "Exploratory: leakage along training (images per word and checkpoint as the curve was drawn; "
+                  "pooled over the pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
+        lines += [f"| {p['step']} | {p['pairs']} | {_pts(p['estimate'])} | {_ci(p['ci95'])} |" for p in curve]
+    calib = result.get("calibration")
+    if calib:
+        lines += ["", "Calibration (held-out portraits): P(reads woman | woman), P(reads woman | man) per profession:", ""]
+        for reader, by_profession in calib.items():
+            parts = [f"{p} {100 * v['woman']['rate']:.1f}% / {100 * v['man']['rate']:.1f}% (n {v['woman']['n']}, "
+                     f"{v['man']['n']})" for p, v in by_profession.items()]
+            lines.append(f"- {reader}: " + "; ".join(parts))
+    t = result["timings"]
+    if t["training_minutes_median"] is not None:
+        lines += ["", f"Cost: training {t['training_minutes_median']:.1f} min a member (median), drawing "
+                  f"{t['drawing_minutes_median'] or 0:.1f} min; {t['total_minutes']:.0f} min in all; on "
+                  f"{'; '.join(t['devices'])}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Tools beside the research: the training/sampling benchmark, its PyTorch peer and the GPU device check."""
