@@ -57,10 +57,10 @@ def output_moments(denoise, schedule, sampler, steps, spacing="quadratic"):
 
     DDIM (eta 0) and DPM-Solver++ are deterministic and, with a linear denoiser, affine in x_T:
     x_0 = a x_T + b, so their output law is exactly N(b, a^2); two runs (x_T = 0, 1) give it with
-    no sampling noise. DDPM adds fresh noise, so its moments are estimated from 400,000 scalars
-    (standard errors 0.0008 for the mean and 0.0006 for the std).
+    no sampling noise. DDPM and the SDE solver add fresh noise, so their moments are estimated from
+    400,000 scalars (standard errors 0.0008 for the mean and 0.0006 for the std).
     """
-    if sampler == "ddpm":
+    if sampling.SAMPLERS[sampler].stochastic:
         x = draw(denoise, schedule, sampler, steps, n=50_000)
         return float(x.mean()), float(x.std())
     y = run(denoise, schedule, jnp.stack([jnp.zeros(D), jnp.ones(D)]), sampler, steps, spacing)
@@ -75,7 +75,8 @@ def cosine():
 @pytest.mark.parametrize("schedule_name", ["cosine", "linear"])
 @pytest.mark.parametrize("sampler, steps, tol", [("ddpm", 1000, 0.004), ("ddim", 1000, 0.003),
                                                  ("dpmpp2m", 20, 0.012), ("ddim", 50, 0.03),
-                                                 ("ddpm", 250, 0.03)])
+                                                 ("ddpm", 250, 0.03), ("dpmpp2m_sde", 50, 0.008),
+                                                 ("dpmpp2m_sde", 100, 0.004)])
 def test_samplers_reproduce_a_gaussian(schedule_name, sampler, steps, tol):
     """Tolerances: sampling error (DDPM) plus discretisation error, which first-order samplers with
     few steps show as a shrunken variance (DDIM 50 steps: std 0.485 for 0.5 on the cosine schedule)."""
@@ -101,7 +102,27 @@ def test_uniform_spacing_is_worse_for_dpm_solver(cosine):
     assert abs(quadratic - S) < 0.005 and abs(uniform - S) > 0.03
 
 
-@pytest.mark.parametrize("sampler, steps", [("ddpm", 1000), ("dpmpp2m", 20)])
+def test_the_sde_solver_at_50_steps_is_as_close_as_full_ddpm_where_ddpm_at_50_is_not(cosine):
+    """Why it is offered: a stochastic sampler (like DDPM, fresh noise each step) at a twentieth of DDPM's cost."""
+    denoise = gaussian_denoiser(MU, S)
+    error = {}
+    for sampler, steps in (("ddpm", 1000), ("dpmpp2m_sde", 50), ("ddpm", 50)):
+        mean, std = output_moments(denoise, cosine, sampler, steps)
+        error[sampler, steps] = abs(mean - MU) + abs(std - S)
+    assert error["dpmpp2m_sde", 50] <= error["ddpm", 1000] + 0.003, error  # 0.003: both sampling errors
+    assert error["ddpm", 50] > 5 * error["dpmpp2m_sde", 50], error  # DDPM's variance shrinks with few steps
+
+
+def test_the_sde_solver_draws_fresh_noise_per_key(cosine):
+    denoise = gaussian_denoiser(MU, S)
+    a, b = draw(denoise, cosine, "dpmpp2m_sde", 20, seed=0, n=64), draw(denoise, cosine, "dpmpp2m_sde", 20, seed=1, n=64)
+    x_T = jax.random.normal(jax.random.key(0), (64, D))  # the same start, other step noise: other samples
+    c = run(denoise, cosine, x_T, "dpmpp2m_sde", 20, key=jax.random.key(5))
+    assert not np.allclose(a, b) and not np.allclose(a, c)
+    np.testing.assert_array_equal(a, draw(denoise, cosine, "dpmpp2m_sde", 20, seed=0, n=64))  # same seed, same images
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddpm", 1000), ("dpmpp2m", 20), ("dpmpp2m_sde", 50)])
 def test_samplers_recover_a_two_mode_mixture(cosine, sampler, steps):
     x = draw(mixture_denoiser([-0.6, 0.6], 0.15), cosine, sampler, steps)
     right = x > 0
@@ -133,7 +154,7 @@ def test_a_sampler_added_to_the_table_runs_everywhere(cosine, monkeypatch):
         _, x0 = c.predict(carry[0], i)
         return x0, x0
 
-    monkeypatch.setitem(sampling.SAMPLERS, "x0", sampling.Sampler(x0_step, default_steps=3))
+    monkeypatch.setitem(sampling.SAMPLERS, "x0", sampling.Sampler(x0_step, default_steps=3, stochastic=False))
     x = draw(gaussian_denoiser(MU, 1e-4), cosine, "x0", sampling.steps_for({"steps": 0}, "x0"), n=16)
     np.testing.assert_allclose(x, MU, atol=1e-3)
     assert sampling.steps_for({"steps": 7}, "x0") == 7 and sampling.steps_for({}, "ddpm") == 1000
@@ -142,7 +163,7 @@ def test_a_sampler_added_to_the_table_runs_everywhere(cosine, monkeypatch):
 def test_an_unknown_sampler_is_an_error_naming_the_choices(cosine):
     from jaxdiff.common.errors import UserError
 
-    with pytest.raises(UserError, match="unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp2m"):
+    with pytest.raises(UserError, match="unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp2m, dpmpp2m_sde"):
         draw(gaussian_denoiser(MU, S), cosine, "euler", 10, n=4)
     with pytest.raises(UserError, match="unknown sampler"):
         sampling.steps_for({"steps": 0}, "euler")

@@ -1,4 +1,4 @@
-"""Samplers: DDPM (ancestral), DDIM and DPM-Solver++(2M), each one jitted `lax.fori_loop`, in one table (SAMPLERS).
+"""Samplers: DDPM (ancestral), DDIM, DPM-Solver++(2M) and its SDE form, each one jitted `lax.fori_loop`, in one table (SAMPLERS).
 
 Every sampler evaluates the denoiser at N timesteps from T-1 down to 0 (`noise_levels`) and ends
 on clean data (abar = 1). Classifier-free guidance runs the conditional and the null half in one
@@ -110,19 +110,44 @@ def _dpmpp2m_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Arra
     return jnp.where(is_last, D, x_next), x0
 
 
+def _dpmpp2m_sde_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """DPM-Solver++(2M) SDE (Lu et al. 2022), data-prediction form with fresh noise at every step.
+
+    The midpoint update of diffusers' `sde-dpmsolver++` (and k-diffusion's `dpmpp_2m_sde`): with
+    h = lambda_s - lambda_t and D1 the backward difference of x0 scaled by the step ratio,
+    x_s = (sigma_s / sigma_t) e^-h x_t + alpha_s (1 - e^-2h) (x0 + D1 / 2) + sigma_s sqrt(1 - e^-2h) z.
+    First order on the first step; the last step returns the predicted clean data, as DPM-Solver++ does.
+    """
+    x, x0_prev = carry
+    lam = 0.5 * (jnp.log(c.abar[:-1]) - jnp.log1p(-c.abar[:-1]))  # log(alpha_t / sigma_t) at the N timesteps
+    _, x0 = c.predict(x, i)
+    a_t, a_s = c.abar[i], c.abar[i + 1]
+    is_last = i == c.steps - 1
+    lam_s = jnp.where(is_last, lam[i], lam[jnp.minimum(i + 1, c.steps - 1)])
+    h = lam_s - lam[i]
+    r = (lam[i] - lam[jnp.maximum(i - 1, 0)]) / jnp.where(h == 0, 1.0, h)
+    d1 = jnp.where(i == 0, jnp.zeros_like(x0), (x0 - x0_prev) / jnp.where(r == 0, 1.0, r))
+    kept = -jnp.expm1(-2.0 * h)  # 1 - e^-2h: the share of the variance that is fresh noise
+    x_next = (jnp.sqrt((1 - a_s) / (1 - a_t)) * jnp.exp(-h) * x + jnp.sqrt(a_s) * kept * (x0 + 0.5 * d1)
+              + jnp.sqrt((1 - a_s) * kept) * c.noise(i))
+    return jnp.where(is_last, x0, x_next), x0
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
-    """A sampler: its step and the number of steps it takes unless told otherwise."""
+    """A sampler: its step, the number of steps it takes unless told otherwise, and whether it draws fresh noise."""
 
     step: Step
     default_steps: int
+    stochastic: bool  # fresh noise at every step (DDPM, SDE solvers); DDIM is stochastic only with eta > 0
 
 
 # Adding a sampler is one step function and one line here.
 SAMPLERS: dict[str, Sampler] = {
-    "ddpm": Sampler(_ddpm_step, default_steps=1000),  # the full chain the model was trained on
-    "ddim": Sampler(_ddim_step, default_steps=50),
-    "dpmpp2m": Sampler(_dpmpp2m_step, default_steps=20),
+    "ddpm": Sampler(_ddpm_step, default_steps=1000, stochastic=True),  # the full chain the model was trained on
+    "ddim": Sampler(_ddim_step, default_steps=50, stochastic=False),
+    "dpmpp2m": Sampler(_dpmpp2m_step, default_steps=20, stochastic=False),
+    "dpmpp2m_sde": Sampler(_dpmpp2m_sde_step, default_steps=50, stochastic=True),
 }
 
 
