@@ -40,9 +40,9 @@ def _usable_cores() -> int:
 def cpu_device_count(environ: Mapping[str, str], cores: int) -> int | None:
     """How many XLA CPU devices to make: one per core (a power of two, at most 8); None leaves JAX's default.
 
-    XLA's CPU kernels keep only about 1.5 of 2 cores busy for this model; as separate devices the
-    data-parallel step runs a slice of the batch on each core (measured: 267 -> 352 images/s of
-    toy training on 2 cores). Steps do not depend on the device count, so results are unchanged.
+    XLA's CPU kernels leave part of the cores idle for this model; as separate devices the
+    data-parallel step runs a slice of the batch on each core (docs/performance.md has the gain).
+    Steps do not depend on the device count, so results are unchanged.
     Accelerator backends are unaffected. JAXDIFF_CPU_DEVICES picks the count (1 turns it off); a
     count the user already gave JAX (JAX_NUM_CPU_DEVICES, or
     --xla_force_host_platform_device_count in XLA_FLAGS) always wins.
@@ -74,10 +74,10 @@ def _transparent_huge_pages_allowed() -> bool:
 def _reexec_with_huge_page_malloc() -> None:
     """Restarts `python -m jaxdiff.<command>` with glibc's malloc asking for transparent huge pages.
 
-    XLA:CPU allocates a step's temporary buffers afresh on every step (90 MB per device for the
-    toy step) and glibc serves such sizes with fresh mmaps, so each step page-faults through the
-    whole buffer in 4 KiB pages. With GLIBC_TUNABLES=glibc.malloc.hugetlb=1 those are 2 MiB pages
-    (measured: toy training 360 -> 465 images/s on 2 cores; the PyTorch peer is unchanged). glibc
+    XLA:CPU allocates a step's temporary buffers afresh on every step and glibc serves such sizes
+    with fresh mmaps, so each step page-faults through the whole buffer in 4 KiB pages. With
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 those are 2 MiB pages (docs/performance.md has the gain;
+    the PyTorch peer is unchanged). glibc
     reads tunables only at start-up, hence the restart, done before anything heavy is imported
     (same process id, same arguments).
     """

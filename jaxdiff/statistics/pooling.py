@@ -28,8 +28,8 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 Z_TWO_SIDED = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))  # 1.96: the normal quantile of a two-sided CONFIDENCE interval
-# Prior SD of the logistic model's fixed effects, vague on purpose: statsmodels' default (2) shrinks a
-# slope of ~11 log-odds per unit she-he score (the scores span about 0.6) to ~8.
+# Prior SD of the logistic model's fixed effects, vague on purpose: statsmodels' default (2) shrinks
+# slopes of the size the dose-response has (docs/sweep.md, "dose_response").
 FIXED_EFFECT_PRIOR_SD = 1000.0
 
 

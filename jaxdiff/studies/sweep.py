@@ -93,9 +93,9 @@ def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_colle
     # A member's own report skips the single run's 24-word dose-response (half its evaluation images):
     # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
     c.evaluate.num_unseen_words = config.sweep.member_unseen_words
-    # Fewer images per word than a single run's 400: the summary pools them over members, where the
-    # members' spread counts as much as their images (with a between-member tau of about 0.02, 300 instead of
-    # 400 widen a pooled interval by about a tenth: sqrt((tau^2 + .25/300) / (tau^2 + .25/400))).
+    # Fewer images per word than a single run's: the summary pools them over members, where the
+    # members' spread counts as much as their images, so a member's images can be fewer at little
+    # cost to the pooled interval (sqrt((tau^2 + .25/n_member) / (tau^2 + .25/n_single))).
     c.evaluate.num_samples = config.sweep.member_samples
     # man and woman only check the conditioning (nearly all read as their own gender) and the controls'
     # shares pool over members: a quarter and a half of a single run's images are enough pooled.
