@@ -6,6 +6,7 @@ import os
 import pytest
 
 from helpers import run_cli
+from jaxdiff.core import sampling
 
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
@@ -30,8 +31,8 @@ def test_benchmark_writes_every_field_and_the_peer_matches(tiny_dataset, tmp_pat
     assert abs(report["jaxdiff_params"] - report["peer_params"]) / report["peer_params"] < 0.05
     assert report["flops_per_step"] > 1e6
     assert report["mfu"] is None  # a CPU has no known peak unless --peak is given
-    assert set(report["sampling"]) == {"batch_size", "ddpm", "ddim", "dpmpp2m"}
-    for name in ("ddpm", "ddim", "dpmpp2m"):
+    assert set(report["sampling"]) == {"batch_size", *sampling.SAMPLERS}  # every sampler of the table, both sides
+    for name in sampling.SAMPLERS:
         assert report["sampling"][name]["jaxdiff_images_per_s"] > 0 and report["sampling"][name]["peer_images_per_s"] > 0
     assert report["input_pipeline_examples_per_s"] > 0
     assert "training: jaxdiff" in result.stdout and os.path.exists(out)

@@ -119,7 +119,9 @@ def scheduler_for(config: ml_collections.ConfigDict, sampler: str) -> Any:
                   prediction_type="v_prediction" if config.diffusion.prediction == "v" else "epsilon")
     schedulers = {"ddpm": lambda: DDPMScheduler(clip_sample=True, **kwargs),
                   "ddim": lambda: DDIMScheduler(clip_sample=True, **kwargs),
-                  "dpmpp2m": lambda: DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **kwargs)}
+                  "dpmpp2m": lambda: DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **kwargs),
+                  "dpmpp2m_sde": lambda: DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", solver_order=2,
+                                                                     **kwargs)}
     sampling.check_sampler(sampler)  # an unknown name is an error here too, never a silent stand-in
     if sampler not in schedulers:
         raise UserError(f"the PyTorch peer has no diffusers scheduler for sampler {sampler!r}; add one to "
