@@ -1,25 +1,17 @@
 """One run's evaluation report in words and pictures: report.md, its plain reading, shares.png, dose_response.png."""
 
-from typing import Any, Sequence
+from typing import Any
 
 from jaxdiff.common import files
 from jaxdiff.data.classes import PROFESSION_WORDS, SEED_EVAL_WORDS
+from jaxdiff.statistics.formatting import interval_text, percent
 
 NO_UNSEEN_WORDS = ("None drawn (`evaluate.num_unseen_words` = 0). In a sweep, each member's probes measure it over "
                    "`sweep.num_unseen_words` professions, pooled in the sweep's summary.")
 
 
-def percent(x: float | None) -> str:
-    """A share as '47.2%' ('-' when unknown); the report's and the sweep summary's one format."""
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:+.{digits}f}"
-
-
-def _ci(c: Sequence[float | None]) -> str:
-    return "n/a" if c[0] is None else f"[{c[0]:+.2f}, {c[1]:+.2f}]"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -62,7 +54,7 @@ def _dose_table(dose: dict[str, Any]) -> list[str]:
                        ("pearson_projected", "she-he score, projected (Pearson)")):
         d = dose[key]
         p_value = "n/a" if d["p_value"] is None else f"{d['p_value']:.3g}"
-        lines.append(f"| {label} | {_fmt(d['r'])} | {_ci(d['ci95'])} | {p_value} |")
+        lines.append(f"| {label} | {_fmt(d['r'])} | {interval_text(d['ci95'], 1, '{:+.2f}')} | {p_value} |")
     return lines
 
 
