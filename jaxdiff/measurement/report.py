@@ -6,6 +6,7 @@ from jaxdiff.common import files
 from jaxdiff.data.classes import PROFESSION_WORDS, SEED_EVAL_WORDS
 from jaxdiff.statistics.formatting import interval_text, percent
 
+PERCENT = "{:.1f}%"  # an interval's ends as shares, '[43.5%, 53.3%]' (statistics.formatting.percent's format)
 NO_UNSEEN_WORDS = ("None drawn (`evaluate.num_unseen_words` = 0). In a sweep, each member's probes measure it over "
                    "`sweep.num_unseen_words` professions, pooled in the sweep's summary.")
 
@@ -31,7 +32,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, w in list(words.items()) + list(controls.items()):
         mix = " / ".join(percent(w["profession"][p]) for p in PROFESSION_WORDS)
         lines.append(f"| {name} | {w['group']} | {w['n']} | {percent(w['share_woman'])} | "
-                     f"[{percent(w['ci95'][0])}, {percent(w['ci95'][1])}] | {w['abs_deviation']:.3f} | {mix} | "
+                     f"{interval_text(w['ci95'], fmt=PERCENT)} | {w['abs_deviation']:.3f} | {mix} | "
                      f"{_fmt(w['score_raw'])} | {_fmt(w['score_projected'])} | {_fmt(w['score_pc1_raw'])} | "
                      f"{_fmt(w['score_pc1_projected'])} |")
     if dose["words"]:
@@ -69,14 +70,14 @@ def reading(report: dict[str, Any]) -> list[str]:
         verdict = ("more women than balanced" if lo > 0.5 else "fewer women than balanced" if hi < 0.5
                    else "not distinguishable from balanced")
         out.append(f"- **{w}** (embedding leans {side}, she-he score {e['score_raw']:+.3f}): "
-                   f"{percent(e['share_woman'])} women, 95% CI [{percent(lo)}, {percent(hi)}], {verdict}.")
+                   f"{percent(e['share_woman'])} women, 95% CI {interval_text(e['ci95'], fmt=PERCENT)}, {verdict}.")
     s = dose["spearman"]
     if s["r"] is not None:
         lo, hi = s["ci95"]
         trend = ("rises" if lo > 0 else "falls" if hi < 0 else "shows no clear trend")
         out.append(f"- Over {s['n']} professions never trained on, the share of women {trend} with the embedding's "
-                   f"gender score: Spearman {s['r']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}].")
-    ctl = ", ".join(f"{name} {percent(c['share_woman'])} [{percent(c['ci95'][0])}, {percent(c['ci95'][1])}]"
+                   f"gender score: Spearman {s['r']:+.2f}, 95% CI {interval_text(s['ci95'], 1, '{:+.2f}')}.")
+    ctl = ", ".join(f"{name} {percent(c['share_woman'])} {interval_text(c['ci95'], fmt=PERCENT)}"
                     for name, c in controls.items())
     out.append(f"- Controls: {ctl}.")
     if not report["conditioning"]["passed"]:
@@ -138,7 +139,7 @@ def plot_dose_response(report: dict[str, Any], path: str) -> None:
     s = report["dose_response"]["spearman"]
     title = "share of women vs embedding gender score"
     if s["r"] is not None:
-        title += f" (unseen words: Spearman {s['r']:+.2f}, 95% CI [{s['ci95'][0]:+.2f}, {s['ci95'][1]:+.2f}])"
+        title += f" (unseen words: Spearman {s['r']:+.2f}, 95% CI {interval_text(s['ci95'], 1, '{:+.2f}')})"
     ax.set_title(title, fontsize=8)
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     ax.set_xlabel("she-he score of the word vector (raw space; + leans female)")
