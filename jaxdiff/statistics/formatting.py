@@ -15,7 +15,7 @@ def points(x: float | None) -> str:
 
 def interval_text(interval: Sequence[float | None] | None, scale: float = 100, fmt: str = "{:+.1f}",
                   missing: str = "n/a") -> str:
-    """An interval as '[+1.2, +3.4]': each end times `scale` in `fmt` (signed points by default); `missing` if unknown."""
+    """An interval as '[+1.2, +3.4]': each end times `scale` in `fmt` (signed points by default), or `missing`."""
     if interval is None or interval[0] is None:
         return missing
     return "[" + ", ".join(fmt.format(scale * end) for end in interval) + "]"

@@ -36,7 +36,7 @@ def _serves(cached: dict[str, Any], size: int, words: Sequence[str] = SEED_EVAL_
 
 
 def entry_serves(entry: dict[str, Any] | None, size: int) -> bool:
-    """Whether a word's cached entry holds its first `size` images: exactly as many, or more with each image's reading."""
+    """Whether a word's cached entry holds its first `size` images: as many, or more with each image's reading."""
     return entry is not None and (entry["n"] == size or (entry["n"] > size and "is_woman" in entry))
 
 
