@@ -1,6 +1,7 @@
 """`python -m jaxdiff.frontier --config=configs/toy.py`: the sampler/cost frontier and its agreement studies.
 
-A command only: the code is jaxdiff/studies/frontier.py; importing this module does nothing.
+A command only: the code is jaxdiff/studies/frontier.py and the frontier_*.py beside it; importing this
+module does nothing.
 """
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def _round_file(sweep_dir: str, member: str, instrument: str, round_: int) -> di
 
 
 def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
-    from jaxdiff.studies import frontier
+    from jaxdiff.studies import frontier, frontier_sampling
 
     config, sweep_dir, _, _ = finished_sweep
     own = config.evaluate.sampler
@@ -57,13 +57,13 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     # The members' own evaluation setting (`own` at the tiny config's 3 steps), so minutes per member are known.
     first = study(f"ema:{own}:3:2")
     sampled, interim = [], []
-    real = frontier._sample_counts
+    real = frontier_sampling.sample_counts
 
     def recording(run_, sampler, params, setting, round_, size, *rest):
         sampled.append((os.path.basename(run_.workdir), round_, size))
         return real(run_, sampler, params, setting, round_, size, *rest)
 
-    monkeypatch.setattr(frontier, "_sample_counts", recording)
+    monkeypatch.setattr(frontier_sampling, "sample_counts", recording)
     grown = study(f"ema:{own}:3:10", after_round=interim.append)
     # 10 images = rounds of 4, 4 and 2, each over both members in turn; round 0 held only 2 images, so it is redone.
     assert sampled == [("seed0-embed0", 0, 4), ("seed1-embed0", 0, 4), ("seed0-embed0", 1, 4), ("seed1-embed0", 1, 4),
@@ -121,7 +121,7 @@ def _copy_without_frontier(sweep_dir: str, tmp_path) -> str:
 
 def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finished_sweep, tmp_path, monkeypatch):
     """Restore falls back to an older checkpoint; its rounds record both steps and are not sampled again."""
-    from jaxdiff.studies import frontier
+    from jaxdiff.studies import frontier, frontier_sampling
 
     config, sweep_dir, _, _ = finished_sweep
     copy = _copy_without_frontier(sweep_dir, tmp_path)  # these rounds must be sampled from the older checkpoint
@@ -129,13 +129,13 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
     steps = checkpoints.checkpoint_steps(member)
     damage_checkpoint(member, steps[-1])
     sampled = []
-    real = frontier._sample_counts
+    real = frontier_sampling.sample_counts
 
     def recording(run_, *rest):
         sampled.append(os.path.basename(run_.workdir))
         return real(run_, *rest)
 
-    monkeypatch.setattr(frontier, "_sample_counts", recording)
+    monkeypatch.setattr(frontier_sampling, "sample_counts", recording)
     study = lambda: frontier.study(config, [copy], [frontier.Setting.parse("ema:dpmpp2m:3:2")], None,  # noqa: E731
                                    log=lambda *a: None, round_images=4)
     study()
@@ -160,7 +160,7 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
 
 
 def test_frontier_pools_a_member_whose_checkpoints_are_gone_from_its_rounds(finished_sweep, tmp_path, monkeypatch):
-    from jaxdiff.studies import frontier
+    from jaxdiff.studies import frontier, frontier_sampling
 
     config, sweep_dir, _, _ = finished_sweep
     copy = _copy_without_frontier(sweep_dir, tmp_path)
@@ -173,7 +173,7 @@ def test_frontier_pools_a_member_whose_checkpoints_are_gone_from_its_rounds(fini
     shutil.rmtree(os.path.join(member, "checkpoints"))
     assert frontier.recorded_only(member, config.train.num_steps)
     assert not frontier.recorded_only(member, config.train.num_steps + 1)  # its rounds were drawn at fewer steps
-    monkeypatch.setattr(frontier, "_sample_counts", lambda *a, **k: pytest.fail("sampled again"))
+    monkeypatch.setattr(frontier_sampling, "sample_counts", lambda *a, **k: pytest.fail("sampled again"))
     again = study()
     assert again["rows"][0]["members"] == 2
     assert again["rows"][0]["words"]["person"] == first["rows"][0]["words"]["person"]
@@ -185,19 +185,19 @@ def test_frontier_pools_a_member_whose_checkpoints_are_gone_from_its_rounds(fini
 
 
 def test_frontier_narrowed_to_a_word_samples_it_alone_with_the_same_images(finished_sweep, tmp_path, monkeypatch):
-    from jaxdiff.studies import frontier
+    from jaxdiff.studies import frontier, frontier_sampling
 
     config, sweep_dir, _, _ = finished_sweep
     narrow_dir, wide_dir = (shutil.copytree(sweep_dir, str(tmp_path / name), ignore=shutil.ignore_patterns("frontier"))
                             for name in ("narrow", "wide"))
     sampled = []
-    real = frontier._sample_counts
+    real = frontier_sampling.sample_counts
 
     def recording(run_, sampler, params, setting, round_, size, round_images, clf, log, words):
         sampled.append((os.path.basename(run_.workdir), setting.sampler, tuple(words)))
         return real(run_, sampler, params, setting, round_, size, round_images, clf, log, words)
 
-    monkeypatch.setattr(frontier, "_sample_counts", recording)
+    monkeypatch.setattr(frontier_sampling, "sample_counts", recording)
     settings, reference = [frontier.Setting.parse("ema:ddim:3:4")], frontier.Setting.parse("ema:dpmpp2m:3:4")
     study = lambda where, words: frontier.study(config, [where], settings, reference, log=lambda *a: None,  # noqa: E731
                                                 words=words)
@@ -396,13 +396,13 @@ def test_frontier_defaults_study_the_default_sampler_at_the_members_image_count(
 def test_the_committed_person_study_gives_its_published_verdict(tmp_path, monkeypatch):
     """The 4 x 4 person study's records in docs/ pool, drawing nothing, to the numbers its report publishes."""
     from configs import toy
-    from jaxdiff.studies import frontier
+    from jaxdiff.studies import frontier, frontier_sampling
 
     records = os.path.join(REPO, "docs", "measurements", "toy_ddpm_agreement_4x4_records")
     sweep_dir = shutil.copytree(records, os.path.join(tmp_path, "toy-4x4"))
     config = toy.get_config()
     config.sweep.train_seeds, config.sweep.embed_seeds = (0, 1, 2, 3), (0, 1, 2, 3)
-    monkeypatch.setattr(frontier, "_sample_counts", lambda *a, **k: pytest.fail("a recorded round was drawn again"))
+    monkeypatch.setattr(frontier_sampling, "sample_counts", lambda *a, **k: pytest.fail("a recorded round was drawn again"))
     result = frontier.study(config, [sweep_dir], [frontier.Setting.parse("ema:ddpm:200:1200")],
                             frontier.Setting.parse("ema:ddpm:1000:1200"), log=lambda *a: None, words=["person"])
     row = result["rows"][0]

@@ -8,29 +8,29 @@ from jaxdiff.statistics import intervals, pooling
 
 def test_members_that_agree_have_no_between_member_variance():
     result = pooling.random_effects([0.5, 0.5, 0.5, 0.5], [0.01] * 4)
-    assert result["estimate"] == pytest.approx(0.5)
-    assert result["tau2"] == 0.0 and result["tau"] == 0.0
-    assert result["se"] == pytest.approx(np.sqrt(0.01 / 4))  # the fixed-effect standard error
-    assert result["ci95"] == pytest.approx([0.5 - 1.959964 * 0.05, 0.5 + 1.959964 * 0.05], abs=1e-6)
+    assert result.estimate == pytest.approx(0.5)
+    assert result.tau2 == 0.0 and result.tau == 0.0
+    assert result.se == pytest.approx(np.sqrt(0.01 / 4))  # the fixed-effect standard error
+    assert result.ci95 == pytest.approx([0.5 - 1.959964 * 0.05, 0.5 + 1.959964 * 0.05], abs=1e-6)
 
 
 def test_large_between_member_variance_widens_the_interval():
     # Equal sampling variances: tau^2 is the members' sample variance minus the sampling variance.
     shares = [0.2, 0.8, 0.3, 0.7]
     result = pooling.random_effects(shares, [0.01] * 4)
-    assert result["tau2"] == pytest.approx(np.var(shares, ddof=1) - 0.01, rel=1e-4)  # 0.07667
-    assert result["se"] == pytest.approx(np.sqrt((0.01 + result["tau2"]) / 4), rel=1e-4)
-    assert result["estimate"] == pytest.approx(0.5)
-    assert result["ci95"][1] - result["ci95"][0] > 0.5  # against 0.2 when tau^2 is ignored
+    assert result.tau2 == pytest.approx(np.var(shares, ddof=1) - 0.01, rel=1e-4)  # 0.07667
+    assert result.se == pytest.approx(np.sqrt((0.01 + result.tau2) / 4), rel=1e-4)
+    assert result.estimate == pytest.approx(0.5)
+    assert result.ci95[1] - result.ci95[0] > 0.5  # against 0.2 when tau^2 is ignored
 
 
 def test_heterogeneity_test_is_cochrans_q():
     # Q = sum of (effect - fixed-effect mean)^2 / variance on k - 1 degrees of freedom: here
     # (0.05^2 + 0.05^2) / 0.01 = 0.5 on 1, and 0 (p 1) for members that agree.
-    assert pooling.random_effects([0.0, 0.1], [0.01, 0.01])["heterogeneity_p_value"] == pytest.approx(0.4795, abs=1e-4)
-    assert pooling.random_effects([0.5] * 3, [0.01] * 3)["heterogeneity_p_value"] == pytest.approx(1.0)
-    assert pooling.random_effects([0.2, 0.8, 0.3, 0.7], [0.01] * 4)["heterogeneity_p_value"] < 1e-4  # Q = 26 on 3
-    assert pooling.random_effects([0.5], [0.01])["heterogeneity_p_value"] is None
+    assert pooling.random_effects([0.0, 0.1], [0.01, 0.01]).heterogeneity_p_value == pytest.approx(0.4795, abs=1e-4)
+    assert pooling.random_effects([0.5] * 3, [0.01] * 3).heterogeneity_p_value == pytest.approx(1.0)
+    assert pooling.random_effects([0.2, 0.8, 0.3, 0.7], [0.01] * 4).heterogeneity_p_value < 1e-4  # Q = 26 on 3
+    assert pooling.random_effects([0.5], [0.01]).heterogeneity_p_value is None
 
 
 def test_small_sample_interval_is_hksj_with_t_on_k_minus_1_degrees_of_freedom():
@@ -38,24 +38,24 @@ def test_small_sample_interval_is_hksj_with_t_on_k_minus_1_degrees_of_freedom():
 
     # Spread members: Paule-Mandel sets tau^2 so that the HKSJ scale is 1, so its error is the z-based one.
     spread = pooling.random_effects([0.2, 0.8, 0.3, 0.7], [0.01] * 4)
-    assert spread["df"] == 3 and spread["se_hksj"] == pytest.approx(spread["se"], rel=1e-4)
+    assert spread.df == 3 and spread.se_hksj == pytest.approx(spread.se, rel=1e-4)
     # Members closer together than their variances say: the unmodified HKSJ error would be smaller
     # than the z-based one (here about a tenth); it is kept at least as large.
     close = pooling.random_effects([0.50, 0.51, 0.50], [0.01] * 3)
-    assert close["tau2"] == 0.0 and close["se_hksj"] == pytest.approx(close["se"])
+    assert close.tau2 == 0.0 and close.se_hksj == pytest.approx(close.se)
     # The TOST on t: at the estimate 0 and the margin t(3)'s 95th percentile errors away, p is 0.05.
     t95 = stats.t.ppf(0.95, 3)  # 2.353
-    assert pooling.equivalence(0.0, 0.05 / t95, 0.05, df=3)["tost_p_value"] == pytest.approx(0.05, abs=1e-9)
-    assert pooling.equivalence(0.0, 0.05 / t95, 0.05)["tost_p_value"] < 0.01  # the z-test is more lenient
-    assert pooling.equivalence(0.0, 0.01, 0.05, df=3)["ci95"] == pytest.approx([-0.01 * 3.182446, 0.01 * 3.182446],
+    assert pooling.equivalence(0.0, 0.05 / t95, 0.05, df=3).tost_p_value == pytest.approx(0.05, abs=1e-9)
+    assert pooling.equivalence(0.0, 0.05 / t95, 0.05).tost_p_value < 0.01  # the z-test is more lenient
+    assert pooling.equivalence(0.0, 0.01, 0.05, df=3).ci95 == pytest.approx([-0.01 * 3.182446, 0.01 * 3.182446],
                                                                                rel=1e-5)
-    assert pooling.random_effects([0.5], [0.01])["df"] is None
+    assert pooling.random_effects([0.5], [0.01]).df is None
 
 
 def test_less_spread_than_sampling_noise_gives_tau_zero_not_negative():
     result = pooling.random_effects([0.4, 0.5, 0.6, 0.45], [0.01] * 4)
-    assert result["tau2"] == 0.0
-    assert result["estimate"] == pytest.approx(0.4875)
+    assert result.tau2 == 0.0
+    assert result.estimate == pytest.approx(0.4875)
 
 
 def test_binomial_variance_stays_finite_at_zero_and_all():
@@ -65,27 +65,27 @@ def test_binomial_variance_stays_finite_at_zero_and_all():
 
 def test_pooled_share_interval_stays_within_zero_and_one():
     # 0 of 25 in every member: the share is 0; the normal interval around it would reach below 0.
-    assert pooling.pooled_share([0, 0, 0], [25, 25, 25])["ci95"][0] == 0.0
+    assert pooling.pooled_share([0, 0, 0], [25, 25, 25]).ci95[0] == 0.0
     high = pooling.pooled_share([25, 24, 25], [25, 25, 25])
-    assert high["ci95"][1] == 1.0 and high["ci95"][0] < high["estimate"] < 1.0
+    assert high.ci95[1] == 1.0 and high.ci95[0] < high.estimate < 1.0
 
 
 def test_pooled_share_of_equal_counts_is_their_share_with_the_binomial_error():
     result = pooling.pooled_share([40, 40, 40], [100, 100, 100])
-    assert result["estimate"] == pytest.approx(0.4) and result["tau"] == 0.0
-    assert result["members"] == pytest.approx([0.4, 0.4, 0.4])
-    assert result["se"] == pytest.approx(np.sqrt(pooling.binomial_variance(40, 100) / 3))
+    assert result.estimate == pytest.approx(0.4) and result.tau == 0.0
+    assert result.members == pytest.approx([0.4, 0.4, 0.4])
+    assert result.se == pytest.approx(np.sqrt(pooling.binomial_variance(40, 100) / 3))
 
 
 def test_pooled_difference_adds_the_two_sampling_variances():
     result = pooling.pooled_difference([60, 70], [100, 100], [50, 40], [100, 200])
-    assert result["members"] == pytest.approx([0.10, 0.50])
+    assert result.members == pytest.approx([0.10, 0.50])
     expected_var = [pooling.binomial_variance(60, 100) + pooling.binomial_variance(50, 100),
                     pooling.binomial_variance(70, 100) + pooling.binomial_variance(40, 200)]
-    assert result["member_se"] == pytest.approx(np.sqrt(expected_var))
+    assert result.member_se == pytest.approx(np.sqrt(expected_var))
     direct = pooling.random_effects([0.10, 0.50], expected_var)
-    assert result["estimate"] == pytest.approx(direct["estimate"]) and result["tau"] == pytest.approx(direct["tau"])
-    assert result["tau"] > 0.2  # 0.1 against 0.5 with sampling errors near 0.07: most of it is between members
+    assert result.estimate == pytest.approx(direct.estimate) and result.tau == pytest.approx(direct.tau)
+    assert result.tau > 0.2  # 0.1 against 0.5 with sampling errors near 0.07: most of it is between members
 
 
 @pytest.mark.parametrize("estimate, se, verdict", [
@@ -97,16 +97,16 @@ def test_pooled_difference_adds_the_two_sampling_variances():
 ])
 def test_tost_verdicts(estimate, se, verdict):
     result = pooling.equivalence(estimate, se, margin=0.05)
-    assert result["verdict"] == verdict
+    assert result.verdict == verdict
 
 
 def test_tost_p_value_is_the_larger_one_sided_p():
     # At the estimate 0 with se 0.05/1.645, each one-sided test sits at p = 0.05.
     result = pooling.equivalence(0.0, 0.05 / 1.6448536, margin=0.05)
-    assert result["tost_p_value"] == pytest.approx(0.05, abs=1e-6)
+    assert result.tost_p_value == pytest.approx(0.05, abs=1e-6)
     # TOST at 5% a side is the 90% interval within the margin: here its ends sit exactly on it.
-    assert result["ci90"] == pytest.approx([-0.05, 0.05], abs=1e-6)
-    assert result["ci95"] == pytest.approx([-0.05 * 1.959964 / 1.6448536, 0.05 * 1.959964 / 1.6448536], abs=1e-6)
+    assert result.ci90 == pytest.approx([-0.05, 0.05], abs=1e-6)
+    assert result.ci95 == pytest.approx([-0.05 * 1.959964 / 1.6448536, 0.05 * 1.959964 / 1.6448536], abs=1e-6)
 
 
 def test_variance_components_attribute_the_spread_to_each_seed():
@@ -272,19 +272,40 @@ def test_weighted_slope_error_comes_from_the_known_variances_not_the_residuals()
         assert pooling.slope([-1, 0, 1], y, [0.01, 0.01, 0.01])["se"] == pytest.approx(np.sqrt(1 / 200))
 
 
+def test_within_word_projection_slope_recovers_a_known_slope():
+    # A 3 x 3 grid: the projected score depends on the word and the projection seed, the share on the score
+    # plus a word effect and training noise; the cells (word, projection seed) are what the slope is fitted on.
+    rng = np.random.default_rng(0)
+    embed = np.tile(np.repeat([0, 1, 2], 3), 3)  # per row: the member's projection seed (3 training seeds each)
+    words = np.repeat(["philosopher", "person", "nurse"], 9)
+    cell_score = {(w, e): base + rng.normal(0, 0.05) for w, base in zip(["philosopher", "person", "nurse"],
+                                                                         [-0.19, 0.02, 0.28]) for e in range(3)}
+    scores = np.array([cell_score[w, e] for w, e in zip(words, embed)])
+    word_effect = {"philosopher": 0.01, "person": -0.02, "nurse": 0.0}
+    shares = 0.5 + 0.3 * scores + np.array([word_effect[w] for w in words]) + rng.normal(0, 0.002, 27)
+    fit = pooling.within_word_slope(scores, shares, words, embed)
+    assert fit["cells"] == 9 and fit["slope"] == pytest.approx(0.3, abs=0.03)
+    assert fit["ci95"][0] < 0.3 < fit["ci95"][1] and fit["p_value"] < 1e-3
+    # The same projection in every member (one projection seed): the score cannot be told from the word.
+    same = pooling.within_word_slope(scores, shares, words, np.zeros(27, int))
+    assert same["slope"] is None and "not identified" in same["note"]
+
+
 def test_small_sample_equivalence_uses_t_on_k_minus_1_degrees_of_freedom():
     # t(8) 97.5% quantile 2.306; |0.01| / 0.02 = 0.5 on t(8): two-sided p 0.6305.
-    few = pooling.small_sample_equivalence({"estimate": 0.01, "se_hksj": 0.02, "df": 8}, margin=0.05)
-    assert few["ci95"] == pytest.approx([0.01 - 2.306 * 0.02, 0.01 + 2.306 * 0.02], abs=1e-4)
-    assert few["p_value"] == pytest.approx(0.6305, abs=1e-4)
+    pooled = pooling.Pooled(0.01, 0.015, (-0.02, 0.04), None, k=9, se_hksj=0.02, df=8)
+    few = pooling.small_sample_equivalence(pooled, margin=0.05)
+    assert few.ci95 == pytest.approx([0.01 - 2.306 * 0.02, 0.01 + 2.306 * 0.02], abs=1e-4)
+    assert few.p_value == pytest.approx(0.6305, abs=1e-4)
     # TOST: (0.01 - 0.05) / 0.02 = -2 on t(8), p 0.040; (0.01 + 0.05) / 0.02 = 3, p 0.0085: both below 0.05.
-    assert few["tost_p_value"] == pytest.approx(0.0403, abs=1e-3)
-    assert few["verdict"] == "no leakage"
-    assert pooling.small_sample_equivalence({"estimate": 0.01, "se_hksj": None, "df": None}, margin=0.05) is None
+    assert few.tost_p_value == pytest.approx(0.0403, abs=1e-3)
+    assert few.verdict == "no leakage"
+    assert (few.method, few.df, few.se) == ("HKSJ", 8, 0.02)
+    assert pooling.small_sample_equivalence(pooling.Pooled(0.01, 0.02, (-0.03, 0.05), None), margin=0.05) is None
 
 
 def test_a_gap_against_the_embeddings_lean_is_not_called_leakage():
-    assert pooling.equivalence(-0.10, 0.01, margin=0.05)["verdict"] == "reverse gap"
+    assert pooling.equivalence(-0.10, 0.01, margin=0.05).verdict == "reverse gap"
     sentence = pooling.verdict_sentence("reverse gap", 0.05)
     assert sentence.startswith("no leakage, but a gap of at least 5 points against") and "below -5 points" in sentence
     assert "above +5 points" in pooling.verdict_sentence("leakage", 0.05)
@@ -310,7 +331,7 @@ def test_crossed_random_effects_cover_the_mean_where_the_independent_formula_doe
         crossed = pooling.crossed_random_effects(values, train, embed)
         independent = pooling.random_effects(values, [sampling] * len(values))
         crossed_hits += crossed["ci95"][0] <= 0.5 <= crossed["ci95"][1]
-        independent_hits += independent["ci95"][0] <= 0.5 <= independent["ci95"][1]
+        independent_hits += independent.ci_low <= 0.5 <= independent.ci_high
     assert 0.92 <= crossed_hits / grids <= 0.995
     assert independent_hits / grids < 0.8
 
@@ -353,13 +374,69 @@ def test_pooling_follows_the_design_crossed_grid_or_independent_members():
     variances = [0.25 / 1200] * len(values)
     crossed = pooling.random_effects_over(values, variances, (train, embed))
     plain = pooling.random_effects(values, variances)
-    assert crossed["model"] == "crossed" and crossed["t_df"] == 6
-    assert crossed["independent"]["ci95"] == plain["ci95"]
-    assert crossed["se"] > plain["se"]  # the shared seeds' variance counts
+    assert crossed.model == "crossed" and crossed.t_df == 6
+    assert crossed.independent.ci95 == plain.ci95
+    assert crossed.se > plain.se  # the shared seeds' variance counts
     test = pooling.equivalence_of(crossed, 0.05)
-    assert test["ci95"] == pytest.approx(crossed["ci95"])  # t on the grid's df, the interval's own
+    assert test.ci95 == pytest.approx(crossed.ci95)  # t on the grid's df, the interval's own
     assert pooling.small_sample_equivalence(crossed, 0.05) is None  # HKSJ is for independent members
     # The arms study's pairs (i, i) are a diagonal: independent, pooled as such.
     diagonal = pooling.random_effects_over(values[:4], variances[:4], ([0, 1, 2, 3], [0, 1, 2, 3]))
-    assert diagonal["model"] == "independent" and "not identified" in diagonal["grid_note"]
-    assert pooling.random_effects_over(values, variances)["model"] == "independent"
+    assert diagonal.model == "independent" and "not identified" in diagonal.grid_note
+    assert pooling.random_effects_over(values, variances).model == "independent"
+
+
+def test_a_pooled_share_renders_its_interval_and_records_itself_as_the_files_do():
+    # 40 of 100 in three members: tau 0, se = sqrt(binomial variance / 3) = 0.0283, so 0.4 +- 1.96 * 0.0283.
+    pooled = pooling.pooled_share([40, 40, 40], [100, 100, 100])
+    se = np.sqrt(pooling.binomial_variance(40, 100) / 3)
+    assert pooled.ci95 == pytest.approx((0.4 - 1.959964 * se, 0.4 + 1.959964 * se), abs=1e-6)
+    assert (pooled.ci_low, pooled.ci_high) == pooled.ci95
+    assert pooled.share_text() == "40.0% [34.5, 45.5]"
+    assert pooled.ci_text() == "[+34.5, +45.5]" and pooled.ci_text(1, "{:.3f}") == "[0.345, 0.455]"
+    record = pooled.record("ci95", "tau", "members", estimate_as="share_woman")
+    assert record == {"share_woman": pytest.approx(0.4), "ci95": list(pooled.ci95), "tau": 0.0,
+                      "members": pytest.approx([0.4, 0.4, 0.4])}
+    assert isinstance(record["ci95"], list) and isinstance(record["members"], list)  # as JSON holds them
+
+
+def test_a_pooled_difference_renders_in_points():
+    # Differences 10, 20 and 15 points with equal variances and no spread beyond them: the mean, 15.1 with k + 0.5.
+    pooled = pooling.pooled_difference([60, 70, 65], [100] * 3, [50, 50, 50], [100] * 3)
+    assert pooled.estimate == pytest.approx(0.1510, abs=1e-4) and pooled.tau == 0.0
+    assert pooled.difference_text() == "+15.1 [+7.3, +22.9]"
+
+
+def test_a_crossed_pool_records_the_independent_result_it_replaces():
+    rng = np.random.default_rng(2)
+    values, train, embed = _crossed_grid(rng, 4, 0.03, 0.03, 0.01)
+    crossed = pooling.random_effects_over(values, [0.25 / 1200] * len(values), (train, embed))
+    record = crossed.record("ci95", "model", "independent")
+    assert record["model"] == "crossed" and record["ci95"] == list(crossed.ci95)
+    assert record["independent"] == {"estimate": crossed.independent.estimate, "se": crossed.independent.se,
+                                     "ci95": list(crossed.independent.ci95), "p_value": crossed.independent.p_value}
+
+
+def test_an_equivalence_test_records_itself_with_the_keys_the_summaries_hold():
+    # 1 +- 2 points against +-5: z 0.5, two-sided p 0.617; the one-sided tests P(z > 3) and P(z < -2), TOST p the larger.
+    test = pooling.equivalence(0.01, 0.02, 0.05)
+    assert test.tost_p_value == pytest.approx(0.02275, abs=1e-5) and test.p_value == pytest.approx(0.6171, abs=1e-4)
+    assert test.ci_text() == "[-2.9, +4.9]" and test.ci90_text() == "[-2.3, +4.3]"
+    assert test.sentence() == pooling.verdict_sentence("no leakage", 0.05)
+    assert test.as_record() == {"margin": 0.05, "tost_p_value": test.tost_p_value, "verdict": "no leakage",
+                                "ci95": list(test.ci95), "ci90": list(test.ci90), "p_value": test.p_value}
+    few = pooling.small_sample_equivalence(pooling.Pooled(0.01, 0.015, (-0.02, 0.04), None, k=9, se_hksj=0.02, df=8),
+                                           0.05)
+    assert list(few.as_record())[:3] == ["method", "df", "se"]  # summary.json's small_sample, in its order
+    assert few.as_record() == {"method": "HKSJ", "df": 8, "se": 0.02, "margin": 0.05, "tost_p_value": few.tost_p_value,
+                               "verdict": few.verdict, "ci95": list(few.ci95), "ci90": list(few.ci90),
+                               "p_value": few.p_value}
+
+
+def test_a_change_of_difference_adds_the_four_sampling_variances():
+    # Every member: nurse 40%, philosopher 50% here and 50%, 50% under the reference: -10 points, no spread.
+    pooled = pooling.pooled_change_of_difference(([160] * 3, [400] * 3), ([200] * 3, [400] * 3),
+                                                 ([200] * 3, [400] * 3), ([200] * 3, [400] * 3))
+    member_variance = 3 * pooling.binomial_variance(200, 400) + pooling.binomial_variance(160, 400)
+    assert pooled.estimate == pytest.approx(-0.1) and pooled.tau == 0.0
+    assert pooled.se == pytest.approx(np.sqrt(member_variance / 3))

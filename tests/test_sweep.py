@@ -35,9 +35,9 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
     counts = {w: ([r["words"][w]["women"] for r in reports], [r["words"][w]["n"] for r in reports]) for w in SEED_EVAL_WORDS}
     assert all(n == [config.sweep.member_samples] * 2 for _, n in counts.values())
     for word in SEED_EVAL_WORDS:
-        assert on_disk["words"][word]["share_woman"] == pytest.approx(pooling.pooled_share(*counts[word])["estimate"])
+        assert on_disk["words"][word]["share_woman"] == pytest.approx(pooling.pooled_share(*counts[word]).estimate)
     contrast = pooling.pooled_difference(*counts["nurse"], *counts["philosopher"])
-    assert on_disk["leakage"]["contrast"] == pytest.approx(contrast["estimate"])
+    assert on_disk["leakage"]["contrast"] == pytest.approx(contrast.estimate)
     assert on_disk["leakage"]["members"] == pytest.approx(
         [(a - b) / config.sweep.member_samples for a, b in zip(counts["nurse"][0], counts["philosopher"][0])])
     for word in SEED_EVAL_WORDS:
@@ -405,25 +405,6 @@ def test_a_seed_named_twice_is_a_user_error(tmp_path):
     config.sweep.train_seeds = (0, 1, 0)
     with pytest.raises(UserError, match=r"sweep.train_seeds=\(0, 1, 0\) names a seed twice"):
         sweep.members(config, str(tmp_path))
-
-
-def test_within_word_projection_slope_recovers_a_known_slope():
-    # A 3 x 3 grid: the projected score depends on the word and the projection seed, the share on the score
-    # plus a word effect and training noise; the cells (word, projection seed) are what the slope is fitted on.
-    rng = np.random.default_rng(0)
-    embed = np.tile(np.repeat([0, 1, 2], 3), 3)  # per row: the member's projection seed (3 training seeds each)
-    words = np.repeat(["philosopher", "person", "nurse"], 9)
-    cell_score = {(w, e): base + rng.normal(0, 0.05) for w, base in zip(["philosopher", "person", "nurse"],
-                                                                         [-0.19, 0.02, 0.28]) for e in range(3)}
-    scores = np.array([cell_score[w, e] for w, e in zip(words, embed)])
-    word_effect = {"philosopher": 0.01, "person": -0.02, "nurse": 0.0}
-    shares = 0.5 + 0.3 * scores + np.array([word_effect[w] for w in words]) + rng.normal(0, 0.002, 27)
-    fit = sweep_summary._within_word_slope(scores, shares, words, embed)
-    assert fit["cells"] == 9 and fit["slope"] == pytest.approx(0.3, abs=0.03)
-    assert fit["ci95"][0] < 0.3 < fit["ci95"][1] and fit["p_value"] < 1e-3
-    # The same projection in every member (one projection seed): the score cannot be told from the word.
-    same = sweep_summary._within_word_slope(scores, shares, words, np.zeros(27, int))
-    assert same["slope"] is None and "not identified" in same["note"]
 
 
 def test_recipe_check_names_the_difference_and_skips_entries_older_runs_lack():

@@ -1,25 +1,18 @@
 """One run's evaluation report in words and pictures: report.md, its plain reading, shares.png, dose_response.png."""
 
-from typing import Any, Sequence
+from typing import Any
 
 from jaxdiff.common import files
 from jaxdiff.data.classes import PROFESSION_WORDS, SEED_EVAL_WORDS
+from jaxdiff.statistics.formatting import interval_text, percent
 
+PERCENT = "{:.1f}%"  # an interval's ends as shares, '[43.5%, 53.3%]' (statistics.formatting.percent's format)
 NO_UNSEEN_WORDS = ("None drawn (`evaluate.num_unseen_words` = 0). In a sweep, each member's probes measure it over "
                    "`sweep.num_unseen_words` professions, pooled in the sweep's summary.")
 
 
-def percent(x: float | None) -> str:
-    """A share as '47.2%' ('-' when unknown); the report's and the sweep summary's one format."""
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:+.{digits}f}"
-
-
-def _ci(c: Sequence[float | None]) -> str:
-    return "n/a" if c[0] is None else f"[{c[0]:+.2f}, {c[1]:+.2f}]"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -39,7 +32,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, w in list(words.items()) + list(controls.items()):
         mix = " / ".join(percent(w["profession"][p]) for p in PROFESSION_WORDS)
         lines.append(f"| {name} | {w['group']} | {w['n']} | {percent(w['share_woman'])} | "
-                     f"[{percent(w['ci95'][0])}, {percent(w['ci95'][1])}] | {w['abs_deviation']:.3f} | {mix} | "
+                     f"{interval_text(w['ci95'], fmt=PERCENT)} | {w['abs_deviation']:.3f} | {mix} | "
                      f"{_fmt(w['score_raw'])} | {_fmt(w['score_projected'])} | {_fmt(w['score_pc1_raw'])} | "
                      f"{_fmt(w['score_pc1_projected'])} |")
     if dose["words"]:
@@ -62,7 +55,7 @@ def _dose_table(dose: dict[str, Any]) -> list[str]:
                        ("pearson_projected", "she-he score, projected (Pearson)")):
         d = dose[key]
         p_value = "n/a" if d["p_value"] is None else f"{d['p_value']:.3g}"
-        lines.append(f"| {label} | {_fmt(d['r'])} | {_ci(d['ci95'])} | {p_value} |")
+        lines.append(f"| {label} | {_fmt(d['r'])} | {interval_text(d['ci95'], 1, '{:+.2f}')} | {p_value} |")
     return lines
 
 
@@ -77,14 +70,14 @@ def reading(report: dict[str, Any]) -> list[str]:
         verdict = ("more women than balanced" if lo > 0.5 else "fewer women than balanced" if hi < 0.5
                    else "not distinguishable from balanced")
         out.append(f"- **{w}** (embedding leans {side}, she-he score {e['score_raw']:+.3f}): "
-                   f"{percent(e['share_woman'])} women, 95% CI [{percent(lo)}, {percent(hi)}], {verdict}.")
+                   f"{percent(e['share_woman'])} women, 95% CI {interval_text(e['ci95'], fmt=PERCENT)}, {verdict}.")
     s = dose["spearman"]
     if s["r"] is not None:
         lo, hi = s["ci95"]
         trend = ("rises" if lo > 0 else "falls" if hi < 0 else "shows no clear trend")
         out.append(f"- Over {s['n']} professions never trained on, the share of women {trend} with the embedding's "
-                   f"gender score: Spearman {s['r']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}].")
-    ctl = ", ".join(f"{name} {percent(c['share_woman'])} [{percent(c['ci95'][0])}, {percent(c['ci95'][1])}]"
+                   f"gender score: Spearman {s['r']:+.2f}, 95% CI {interval_text(s['ci95'], 1, '{:+.2f}')}.")
+    ctl = ", ".join(f"{name} {percent(c['share_woman'])} {interval_text(c['ci95'], fmt=PERCENT)}"
                     for name, c in controls.items())
     out.append(f"- Controls: {ctl}.")
     if not report["conditioning"]["passed"]:
@@ -146,7 +139,7 @@ def plot_dose_response(report: dict[str, Any], path: str) -> None:
     s = report["dose_response"]["spearman"]
     title = "share of women vs embedding gender score"
     if s["r"] is not None:
-        title += f" (unseen words: Spearman {s['r']:+.2f}, 95% CI [{s['ci95'][0]:+.2f}, {s['ci95'][1]:+.2f}])"
+        title += f" (unseen words: Spearman {s['r']:+.2f}, 95% CI {interval_text(s['ci95'], 1, '{:+.2f}')})"
     ax.set_title(title, fontsize=8)
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     ax.set_xlabel("she-he score of the word vector (raw space; + leans female)")

@@ -3,12 +3,14 @@
 A member's share of women for a word is one estimate with a binomial sampling variance; the
 members differ by more than that (training seed, projection seed), so shares are pooled with a
 random-effects model whose between-member variance tau^2 widens the interval. Everything comes
-from statsmodels and scipy:
+from statsmodels and scipy. A pooled result is a `Pooled`, a test an `Equivalence` (frozen
+dataclasses that render themselves); a caller writes them to its files with `Pooled.record` and
+`Equivalence.as_record`.
 
 - `random_effects`: statsmodels' `combine_effects` with the Paule-Mandel tau^2 (its "iterated"
   method, which stays >= 0; the DerSimonian-Laird "chi2" method returns negative tau^2 there);
   `pooled_share` and `pooled_difference` apply it to counts of women (one share, or the difference
-  of two shares, per member).
+  of two shares, per member), `pooled_change_of_difference` to a contrast's change from a reference.
 - `equivalence`: two one-sided z-tests (TOST) of a pooled estimate against +-margin.
 - `variance_components`: REML of a crossed random-effects model (statsmodels MixedLM with one
   variance component per seed kind), less the known sampling variance: how much of the
@@ -18,19 +20,123 @@ from statsmodels and scipy:
   bootstrap over words and members (scipy).
 - `logistic_mixed_slope`: a logistic model of each image's label on the word's score with
   random intercepts per member and per word (statsmodels' BinomialBayesMixedGLM at its posterior mode).
+- `slope`, `within_word_slope`: least squares of a member's shares on the words' scores (known
+  variances), and of the shares on the projected score within each word (statsmodels).
 """
 
+import dataclasses
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
 
+from jaxdiff.statistics.formatting import interval_text, points, share_with_interval
+
 CONFIDENCE = 0.95
 Z_TWO_SIDED = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))  # 1.96: the normal quantile of a two-sided CONFIDENCE interval
 # Prior SD of the logistic model's fixed effects, vague on purpose: statsmodels' default (2) shrinks
 # slopes of the size the dose-response has (docs/sweep.md, "dose_response").
 FIXED_EFFECT_PRIOR_SD = 1000.0
+
+
+def _plain(value: Any) -> Any:
+    """A field as JSON holds it: tuples as lists, a nested `Pooled` as the independent model's record."""
+    if isinstance(value, Pooled):
+        return value.record("se", "ci95", "p_value")
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Pooled:
+    """A pooled estimate over members: its error, 95% interval and p-value against 0, and the members' spread.
+
+    `model` says how the members were pooled: "independent" (random effects, Paule-Mandel tau^2) or "crossed"
+    (a crossed grid of seeds; `t_df` its t degrees of freedom, `independent` the result it replaces). tau,
+    tau^2 and Cochran's Q (`heterogeneity_p_value`) are the independent model's: they describe the spread. For
+    more than one member, `se_hksj` is the Hartung-Knapp-Sidik-Jonkman error for t on `df` = k - 1."""
+
+    estimate: float
+    se: float
+    ci95: tuple[float, float]
+    p_value: float | None
+    tau2: float | None = None
+    tau: float | None = None
+    heterogeneity_p_value: float | None = None
+    k: int = 1
+    se_hksj: float | None = None
+    df: int | None = None
+    model: str = "independent"
+    t_df: int | None = None
+    independent: "Pooled | None" = None
+    seed_variances: dict[str, float] | None = None
+    grid_note: str | None = None
+    members: tuple[float, ...] | None = None
+    member_se: tuple[float, ...] | None = None
+
+    @property
+    def ci_low(self) -> float:
+        """The lower end of the 95% interval."""
+        return self.ci95[0]
+
+    @property
+    def ci_high(self) -> float:
+        """The upper end of the 95% interval."""
+        return self.ci95[1]
+
+    def ci_text(self, scale: float = 100, fmt: str = "{:+.1f}") -> str:
+        """The 95% interval as '[+1.2, +3.4]' (points by default)."""
+        return interval_text(self.ci95, scale, fmt)
+
+    def difference_text(self) -> str:
+        """The estimate and its interval in points: '+1.2 [-0.3, +2.7]'."""
+        return f"{points(self.estimate)} {self.ci_text()}"
+
+    def share_text(self) -> str:
+        """A pooled share and its interval: '48.4% [43.5, 53.3]'."""
+        return share_with_interval(self.estimate, self.ci95)
+
+    def record(self, *fields: str, estimate_as: str = "estimate") -> dict[str, Any]:
+        """The estimate (under the key `estimate_as`) and the named fields, as a file records them."""
+        return {estimate_as: self.estimate, **{f: _plain(getattr(self, f)) for f in fields}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Equivalence:
+    """A TOST of |effect| < margin: its p-value, the reading it supports, the 95% and 90% intervals.
+
+    `df` is None for z-tests, else t's degrees of freedom; `method` and `se` name a sensitivity check's
+    error (HKSJ) where the test is one."""
+
+    margin: float
+    tost_p_value: float
+    verdict: str
+    ci95: tuple[float, float]
+    ci90: tuple[float, float]
+    p_value: float
+    df: int | None = None
+    se: float | None = None
+    method: str | None = None
+
+    def ci_text(self, scale: float = 100, fmt: str = "{:+.1f}") -> str:
+        """The 95% interval as '[+1.2, +3.4]' (points by default)."""
+        return interval_text(self.ci95, scale, fmt)
+
+    def ci90_text(self, scale: float = 100, fmt: str = "{:+.1f}") -> str:
+        """The 90% interval (the TOST's) as '[+1.2, +3.4]' (points by default)."""
+        return interval_text(self.ci90, scale, fmt)
+
+    def sentence(self) -> str:
+        """The one-sentence reading of the verdict."""
+        return verdict_sentence(self.verdict, self.margin)
+
+    def as_record(self) -> dict[str, Any]:
+        """The test as a file records it (a sensitivity check's method, df and SE first)."""
+        test = {"margin": self.margin, "tost_p_value": self.tost_p_value, "verdict": self.verdict,
+                "ci95": list(self.ci95), "ci90": list(self.ci90), "p_value": self.p_value}
+        return test if self.method is None else {"method": self.method, "df": self.df, "se": self.se, **test}
 
 
 def binomial_variance(women: int | np.ndarray, n: int | np.ndarray) -> np.ndarray:
@@ -40,7 +146,7 @@ def binomial_variance(women: int | np.ndarray, n: int | np.ndarray) -> np.ndarra
     return p * (1.0 - p) / n
 
 
-def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> dict[str, Any]:
+def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> Pooled:
     """Random-effects pooled estimate, its 95% interval, z-test p-value against 0, tau^2 and tau.
 
     Also Cochran's Q test of no between-member variance (`heterogeneity_p_value`; None for one member),
@@ -54,20 +160,19 @@ def random_effects(estimates: Sequence[float], variances: Sequence[float]) -> di
     if len(effect) == 1:  # one member: its own estimate and interval; nothing to say about tau
         se = float(np.sqrt(variance[0]))
         z = Z_TWO_SIDED
-        return {"estimate": float(effect[0]), "se": se, "ci95": [float(effect[0] - z * se), float(effect[0] + z * se)],
-                "p_value": float(2 * stats.norm.sf(abs(effect[0]) / se)) if se > 0 else None,
-                "tau2": None, "tau": None, "heterogeneity_p_value": None, "k": 1, "se_hksj": None, "df": None}
+        return Pooled(float(effect[0]), se, (float(effect[0] - z * se), float(effect[0] + z * se)),
+                      float(2 * stats.norm.sf(abs(effect[0]) / se)) if se > 0 else None)
     with warnings.catch_warnings():  # I^2 divides by zero when all members agree exactly; tau^2 is still 0
         warnings.simplefilter("ignore", RuntimeWarning)
         result = combine_effects(effect, variance, method_re="iterated", alpha=1 - CONFIDENCE)
     low, high = result.conf_int(alpha=1 - CONFIDENCE)[1]  # rows: fixed, random, fixed-wls, random-wls
     estimate, se = float(result.mean_effect_re), float(result.sd_eff_w_re)
     tau2 = max(float(result.tau2), 0.0)
-    return {"estimate": estimate, "se": se, "ci95": [float(low), float(high)],
-            "p_value": float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else None,
-            "tau2": tau2, "tau": float(np.sqrt(tau2)),
-            "heterogeneity_p_value": float(result.test_homogeneity().pvalue), "k": len(effect),
-            "se_hksj": max(se, float(np.sqrt(result.var_hksj_re))), "df": int(result.df_resid)}
+    return Pooled(estimate, se, (float(low), float(high)),
+                  float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else None,
+                  tau2=tau2, tau=float(np.sqrt(tau2)),
+                  heterogeneity_p_value=float(result.test_homogeneity().pvalue), k=len(effect),
+                  se_hksj=max(se, float(np.sqrt(result.var_hksj_re))), df=int(result.df_resid))
 
 
 def share_and_variance(women: Sequence[int], n: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -80,53 +185,67 @@ Seeds = tuple[Sequence[int], Sequence[int]]  # each member's (training seeds, pr
 
 
 def random_effects_over(estimates: Sequence[float], variances: Sequence[float],
-                        seeds: Seeds | None = None) -> dict[str, Any]:
+                        seeds: Seeds | None = None) -> Pooled:
     """`random_effects`, pooled as the members were drawn: independent members (no `seeds`, or seeds that form
     no crossed grid, such as the arms study's pairs (i, i)) as they are; members of a crossed grid (every
     training seed with several projection seeds) with the crossed model's estimate, error, interval and
     p-value (`crossed_random_effects`; `model` says which, `t_df` its t degrees of freedom, `independent` the
-    formula it replaces). tau and Cochran's Q stay the independent model's: they describe the spread."""
-    pooled = {**random_effects(estimates, variances), "model": "independent"}
+    result it replaces). tau and Cochran's Q stay the independent model's: they describe the spread."""
+    pooled = random_effects(estimates, variances)
     if seeds is None:
         return pooled
     crossed = crossed_random_effects(estimates, *seeds)
     if crossed["ci95"] is None:
-        return {**pooled, "grid_note": crossed["note"]}
-    independent = {k: pooled[k] for k in ("estimate", "se", "ci95", "p_value")}
-    return {**pooled, **{k: crossed[k] for k in ("estimate", "se", "ci95", "p_value")}, "model": "crossed",
-            "t_df": crossed["df"], "independent": independent, "se_hksj": None, "df": None,
-            "seed_variances": {k: crossed[k] for k in ("train_seed_var", "embed_seed_var", "residual_var")}}
+        return dataclasses.replace(pooled, grid_note=crossed["note"])
+    return dataclasses.replace(
+        pooled, estimate=crossed["estimate"], se=crossed["se"], ci95=tuple(crossed["ci95"]), p_value=crossed["p_value"],
+        model="crossed", t_df=crossed["df"], independent=pooled, se_hksj=None, df=None,
+        seed_variances={k: crossed[k] for k in ("train_seed_var", "embed_seed_var", "residual_var")})
 
 
-def pooled_share(women: Sequence[int], n: Sequence[int], seeds: Seeds | None = None) -> dict[str, Any]:
-    """`random_effects_over` the members' shares women/n, each with its binomial variance; adds `members`.
+def pooled_share(women: Sequence[int], n: Sequence[int], seeds: Seeds | None = None) -> Pooled:
+    """`random_effects_over` the members' shares women/n, each with its binomial variance, with the `members`' shares.
 
     The interval is clipped to [0, 1]: near 0 or 1 (man, woman, the intervention's ends) the normal
     approximation reaches past them, and a share cannot; there the interval is rough, where the
     question's words (near one half) are unaffected."""
     shares, variances = share_and_variance(women, n)
     pooled = random_effects_over(shares, variances, seeds)
-    pooled["ci95"] = [float(np.clip(c, 0.0, 1.0)) for c in pooled["ci95"]]
-    return {**pooled, "members": [float(s) for s in shares]}
+    return dataclasses.replace(pooled, ci95=tuple(float(np.clip(c, 0.0, 1.0)) for c in pooled.ci95),
+                               members=tuple(float(s) for s in shares))
 
 
 def pooled_difference(women_a: Sequence[int], n_a: Sequence[int], women_b: Sequence[int],
-                      n_b: Sequence[int], seeds: Seeds | None = None) -> dict[str, Any]:
+                      n_b: Sequence[int], seeds: Seeds | None = None) -> Pooled:
     """`random_effects_over` share a - share b within each member (independent images: variances add).
 
-    Adds `members` (each member's difference) and `member_se` (its sampling standard error)."""
+    With `members` (each member's difference) and `member_se` (its sampling standard error)."""
     (share_a, variance_a), (share_b, variance_b) = share_and_variance(women_a, n_a), share_and_variance(women_b, n_b)
     differences, variances = share_a - share_b, variance_a + variance_b
-    return {**random_effects_over(differences, variances, seeds), "members": [float(d) for d in differences],
-            "member_se": [float(s) for s in np.sqrt(variances)]}
+    return dataclasses.replace(random_effects_over(differences, variances, seeds),
+                               members=tuple(float(d) for d in differences),
+                               member_se=tuple(float(s) for s in np.sqrt(variances)))
 
 
-def equivalence_of(pooled: dict[str, Any], margin: float) -> dict[str, Any]:
+Counts = tuple[Sequence[int], Sequence[int]]  # the members' women and images of one word
+
+
+def pooled_change_of_difference(a: Counts, b: Counts, reference_a: Counts, reference_b: Counts,
+                                seeds: Seeds | None = None) -> Pooled:
+    """`random_effects_over` (share a - share b) - (share a - share b under a reference) within each member.
+
+    The four shares' images are independent, so their binomial variances add."""
+    (share_a, v1), (share_b, v2), (ref_a, v3), (ref_b, v4) = (share_and_variance(*c) for c in (a, b, reference_a,
+                                                                                                 reference_b))
+    return random_effects_over((share_a - share_b) - (ref_a - ref_b), v1 + v2 + v3 + v4, seeds)
+
+
+def equivalence_of(pooled: Pooled, margin: float) -> Equivalence:
     """`equivalence` of a pooled result: z for independent members, t on the crossed model's df for a grid."""
-    return equivalence(pooled["estimate"], pooled["se"], margin, df=pooled.get("t_df"))
+    return equivalence(pooled.estimate, pooled.se, margin, df=pooled.t_df)
 
 
-def equivalence(estimate: float, se: float, margin: float, df: int | None = None) -> dict[str, Any]:
+def equivalence(estimate: float, se: float, margin: float, df: int | None = None) -> Equivalence:
     """TOST of |effect| < margin (z-tests, or t-tests on `df` degrees of freedom), and which reading the
     intervals support.
 
@@ -150,18 +269,18 @@ def equivalence(estimate: float, se: float, margin: float, df: int | None = None
         verdict = "no leakage"
     else:
         verdict = "undecided"
-    return {"margin": margin, "tost_p_value": tost_p, "verdict": verdict, "ci95": [float(low), float(high)],
-            "ci90": [float(estimate - z_tost * se), float(estimate + z_tost * se)], "p_value": p_value}
+    return Equivalence(margin, tost_p, verdict, (float(low), float(high)),
+                       (float(estimate - z_tost * se), float(estimate + z_tost * se)), p_value, df=df)
 
 
-def small_sample_equivalence(pooled: dict[str, Any], margin: float) -> dict[str, Any] | None:
+def small_sample_equivalence(pooled: Pooled, margin: float) -> Equivalence | None:
     """`equivalence` of a `random_effects` result with its HKSJ error and t on k - 1 degrees of freedom.
 
     The sensitivity check for few members, reported beside the planned z-based test; None for one member."""
-    if not pooled["df"]:
+    if not pooled.df:
         return None
-    test = equivalence(pooled["estimate"], pooled["se_hksj"], margin, df=pooled["df"])
-    return {"method": "HKSJ", "df": pooled["df"], "se": pooled["se_hksj"], **test}
+    test = equivalence(pooled.estimate, pooled.se_hksj, margin, df=pooled.df)
+    return dataclasses.replace(test, se=pooled.se_hksj, method="HKSJ")
 
 
 VERDICT_SENTENCES = {
@@ -304,8 +423,8 @@ def pooled_spearman(per_member_scores: Sequence[Sequence[float]], per_member_sha
     ns = [len(x) for x, _ in kept]
     z = np.arctanh(np.clip(rhos, -0.999999, 0.999999))
     pooled = random_effects(z, 1.06 / (np.asarray(ns, float) - 3.0))
-    out = {"spearman": float(np.tanh(pooled["estimate"])), "ci95": [float(np.tanh(c)) for c in pooled["ci95"]],
-           "p_value": pooled["p_value"], "tau_z": pooled["tau"], "per_member": rhos, "n_words": ns,
+    out = {"spearman": float(np.tanh(pooled.estimate)), "ci95": [float(np.tanh(c)) for c in pooled.ci95],
+           "p_value": pooled.p_value, "tau_z": pooled.tau, "per_member": rhos, "n_words": ns,
            "members_left_out": left_out, "interval": "random effects over members"}
     same_words = all(len(x) == len(kept[0][0]) and np.array_equal(x, kept[0][0]) for x, _ in kept)
     if same_words and len(kept) > 1:
@@ -384,3 +503,31 @@ def slope(x: Sequence[float], y: Sequence[float], variances: Sequence[float]) ->
     fit = sm.WLS(np.asarray(y, float), sm.add_constant(np.asarray(x, float)),
                  weights=1 / np.asarray(variances)).fit(cov_type="fixed scale")
     return {"slope": float(fit.params[1]), "se": float(fit.bse[1])}
+
+
+def within_word_slope(scores: Sequence[float], shares: Sequence[float], words: Sequence[str],
+                      embed_seeds: Sequence[int]) -> dict[str, Any]:
+    """OLS slope of share on the projected score with one intercept per word, its 95% interval and p-value.
+
+    Does the share follow the projection? The score varies only with the word and the projection seed, so the
+    shares are first averaged over the training seeds within each (word, projection seed) cell and the cells are
+    the observations: a projection seed that moves a word's share by another route then counts once, not once
+    per member. Where the slope is not identified, `slope` is None and `note` says why."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    members = pd.DataFrame({"share": shares, "score": scores, "word": words, "embed": embed_seeds})
+    cells = members.groupby(["word", "embed"], as_index=False).mean()
+    if len(members) < 2 * len(set(words)):
+        return {"slope": None, "note": "too few members"}
+    if (cells.groupby("word")["score"].max() - cells.groupby("word")["score"].min()).max() < 1e-9:
+        # The projected score depends on the projection seed only: with one, it is constant within each word.
+        return {"slope": None, "note": "not identified: every member has the same projection"}
+    if len(cells) <= len(set(words)) + 1:
+        return {"slope": None, "note": "too few projection seeds"}
+    if cells["share"].nunique() < 2:
+        return {"slope": None, "note": "every share is the same"}
+    fit = smf.ols("share ~ score + C(word)", cells).fit()
+    low, high = fit.conf_int().loc["score"]
+    return {"slope": float(fit.params["score"]), "ci95": [float(low), float(high)], "p_value": float(fit.pvalues["score"]),
+            "cells": len(cells)}

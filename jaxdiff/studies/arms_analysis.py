@@ -10,6 +10,7 @@ per arm and word; each word's slope per unit of lean; the neutral arm where run.
 planned are recorded, every table is marked interim and no verdict is read.
 """
 
+import dataclasses
 import os
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from jaxdiff.common import files
 from jaxdiff.measurement import calibration
 from jaxdiff.statistics import pooling
+from jaxdiff.statistics.formatting import interval_text, points, share_with_interval
 from jaxdiff.data.classes import CONTRAST_WORDS
 from jaxdiff.common.errors import UserError
 
@@ -102,26 +104,31 @@ def paired(counts: Any, arm_a: str, arm_b: str, combine: str) -> tuple[list[int]
     return pairs, np.asarray(values), np.asarray(variances)
 
 
-def _pooled(values: np.ndarray, variances: np.ndarray) -> dict[str, Any] | None:
+def _pooled(values: np.ndarray, variances: np.ndarray) -> pooling.Pooled | None:
+    """The pairs' (or members') values pooled with random effects, each value kept; None if there is none."""
     if len(values) == 0:
         return None
-    pooled = pooling.random_effects(values, variances)
-    return {k: pooled[k] for k in ("estimate", "se", "ci95", "p_value", "tau", "heterogeneity_p_value", "k",
-                                   "se_hksj", "df")} | {"members": [float(v) for v in values]}
+    return dataclasses.replace(pooling.random_effects(values, variances), members=tuple(float(v) for v in values))
 
 
-def _tests(pooled: dict[str, Any], margin: float, stretch: float) -> dict[str, Any]:
+def _record(pooled: pooling.Pooled | None) -> dict[str, Any] | None:
+    """A pooled result as arms.json records it (None stays None)."""
+    if pooled is None:
+        return None
+    return pooled.record("se", "ci95", "p_value", "tau", "heterogeneity_p_value", "k", "se_hksj", "df", "members")
+
+
+def _tests(pooled: pooling.Pooled, margin: float, stretch: float) -> dict[str, Any]:
     """TOST at the margin (z, the primary), the same under HKSJ, and at the stretch margin."""
-    z = pooling.equivalence(pooled["estimate"], pooled["se"], margin)
-    out = {"margin": margin, "tost_p_value": z["tost_p_value"], "ci90": z["ci90"], "verdict": z["verdict"],
-           "half_width": (pooled["ci95"][1] - pooled["ci95"][0]) / 2}
+    z = pooling.equivalence(pooled.estimate, pooled.se, margin)
+    out = {"margin": margin, "tost_p_value": z.tost_p_value, "ci90": list(z.ci90), "verdict": z.verdict,
+           "half_width": (pooled.ci_high - pooled.ci_low) / 2}
     hksj = pooling.small_sample_equivalence(pooled, margin)
     if hksj is not None:
-        out["hksj"] = {"ci95": hksj["ci95"], "tost_p_value": hksj["tost_p_value"], "verdict": hksj["verdict"],
-                       "df": hksj["df"], "half_width": (hksj["ci95"][1] - hksj["ci95"][0]) / 2}
-    stretch_test = pooling.equivalence(pooled["estimate"], pooled["se"], stretch)
-    out["stretch"] = {"margin": stretch, "tost_p_value": stretch_test["tost_p_value"],
-                      "verdict": stretch_test["verdict"]}
+        out["hksj"] = {"ci95": list(hksj.ci95), "tost_p_value": hksj.tost_p_value, "verdict": hksj.verdict,
+                       "df": hksj.df, "half_width": (hksj.ci95[1] - hksj.ci95[0]) / 2}
+    stretch_test = pooling.equivalence(pooled.estimate, pooled.se, stretch)
+    out["stretch"] = {"margin": stretch, "tost_p_value": stretch_test.tost_p_value, "verdict": stretch_test.verdict}
     return out
 
 
@@ -170,13 +177,13 @@ def corrected_leakage(counts: Any, readings: Any, reader: str, margin: float, se
     draws = []
     for i in range(CALIBRATION_DRAWS):
         v, w = leakage({word: (s[i], f[i]) for word, (s, f) in drawn.items()})
-        tau = pooled["tau"] or 0.0  # one pair: no between-pair spread to estimate
+        tau = pooled.tau or 0.0  # one pair: no between-pair spread to estimate
         draws.append(float(np.average(v, weights=1 / (w + tau ** 2))))
     calibration_se = float(np.std(draws))
-    se = float(np.hypot(pooled["se"], calibration_se))
-    z = pooling.equivalence(pooled["estimate"], se, margin)
-    return {"estimate": pooled["estimate"], "se": se, "pooling_se": pooled["se"], "calibration_se": calibration_se,
-            "ci95": z["ci95"], "tost_p_value": z["tost_p_value"], "verdict": z["verdict"],
+    se = float(np.hypot(pooled.se, calibration_se))
+    z = pooling.equivalence(pooled.estimate, se, margin)
+    return {"estimate": pooled.estimate, "se": se, "pooling_se": pooled.se, "calibration_se": calibration_se,
+            "ci95": list(z.ci95), "tost_p_value": z.tost_p_value, "verdict": z.verdict,
             "rates": {w: {"reads_woman_given_woman": s, "reads_woman_given_man": f} for w, (s, f) in point.items()}}
 
 
@@ -193,20 +200,20 @@ def analyse(study_dir: str) -> dict[str, Any]:
     pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
     out["pairs_complete"] = len(pairs)
     out["interim"] = len(pairs) < int(s["pairs"])
-    leakage = _pooled(values, variances)
-    if leakage is not None:
-        leakage["pairs"] = pairs
-        leakage.update(_tests(leakage, margin, stretch))
+    pooled_leakage = _pooled(values, variances)
+    leakage = None
+    if pooled_leakage is not None:
+        leakage = {**_record(pooled_leakage), "pairs": pairs, **_tests(pooled_leakage, margin, stretch)}
     out["leakage"] = leakage
     _, sys_values, sys_variances = paired(counts, "real", "flipped", "half_sum")
-    out["systematic"] = _pooled(sys_values, sys_variances)
+    out["systematic"] = _record(_pooled(sys_values, sys_variances))
     if readings is not None and leakage is not None:
         out["calibration"] = {reader: calibration.confusion(readings, reader, THRESHOLD)
                               for reader in sorted(readings["classifier"].unique())}
         out["corrected_leakage"] = corrected_leakage(counts, readings, "primary", margin)
     second_counts = member_counts(images, plan["images_per_word"], "second")
     _, v2, w2 = paired(second_counts, "real", "flipped", "half_difference")
-    second = _pooled(v2, w2)
+    second = _record(_pooled(v2, w2))
     if second is not None and leakage is not None:
         gap = second["estimate"] - leakage["estimate"]
         second["minus_primary"] = gap
@@ -256,7 +263,7 @@ def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:
         pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
         pooled = _pooled(values, variances)
         if pooled is not None:
-            curve.append({"step": int(step), "pairs": len(pairs), "estimate": pooled["estimate"], "ci95": pooled["ci95"]})
+            curve.append({"step": int(step), "pairs": len(pairs), **pooled.record("ci95")})
     return curve
 
 
@@ -266,12 +273,12 @@ def _control(counts: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
     shares = plan["study"]["control_woman_share"]
     true = float(shares.get("nurse", 0.5) - shares.get("philosopher", 0.5))
     _, shift, shift_var = paired(counts, "control", "real", "difference")
-    pooled_shift = _pooled(shift, shift_var)
+    pooled_shift = _record(_pooled(shift, shift_var))
     if pooled_shift is None:
         return None
     read = [contrast(counts, m) for m in sorted(set(counts[counts["arm"] == "control"]["member"]))]
     read = [r for r in read if r is not None]
-    pooled_read = _pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read]))
+    pooled_read = _record(_pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read])))
     return {"true_contrast": true, "shift_from_real": pooled_shift, "read_contrast": pooled_read,
             "sensitivity": {"estimate": pooled_shift["estimate"] / true,
                             "ci95": [c / true for c in pooled_shift["ci95"]]},
@@ -285,7 +292,7 @@ def _neutral(counts: Any, systematic: dict[str, Any] | None) -> dict[str, Any] |
     read = [r for r in (contrast(counts, m) for m in members) if r is not None]
     if not read:
         return None
-    pooled = _pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read]))
+    pooled = _record(_pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read])))
     if systematic is not None:
         pooled["minus_systematic"] = pooled["estimate"] - systematic["estimate"]
     return pooled
@@ -308,8 +315,8 @@ def _shares(counts: Any) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for (arm, word), rows in counts.groupby(["arm", "word"]):
         pooled = pooling.pooled_share(rows["women"].to_numpy(), rows["n"].to_numpy())
-        out.setdefault(arm, {})[word] = {"share_woman": pooled["estimate"], "ci95": pooled["ci95"],
-                                         "tau": pooled["tau"], "members": len(rows), "images": int(rows["n"].sum())}
+        out.setdefault(arm, {})[word] = {**pooled.record("ci95", "tau", estimate_as="share_woman"),
+                                         "members": len(rows), "images": int(rows["n"].sum())}
     return out
 
 
@@ -330,7 +337,7 @@ def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 continue
             values.append((a[0] - b[0]) / (lean_a - lean_b))
             variances.append((a[1] + b[1]) / (lean_a - lean_b) ** 2)
-        pooled = _pooled(np.array(values), np.array(variances))
+        pooled = _record(_pooled(np.array(values), np.array(variances)))
         if pooled is not None:  # the raw lean is the same in every pair (one source, one direction): the last pair's
             pooled["lean_real_minus_flipped"] = float(lean_a - lean_b)
         out[word] = pooled
@@ -351,14 +358,6 @@ def _timings(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "total_minutes": float(sum(training) + sum(drawing)), "devices": sorted(devices)}
 
 
-def _pts(value: float) -> str:
-    return f"{100 * value:+.1f}"
-
-
-def _ci(ci: list[float]) -> str:
-    return f"[{_pts(ci[0])}, {_pts(ci[1])}]"
-
-
 def headline(result: dict[str, Any]) -> str:
     """The answer in one line: the primary estimate, its interval and verdict (or that it is interim)."""
     leakage = result.get("leakage")
@@ -366,7 +365,7 @@ def headline(result: dict[str, Any]) -> str:
         return f"arms study: no complete pair yet ({result['members_recorded']} members recorded)"
     state = (f"INTERIM ({result['pairs_complete']} of {result['pairs_planned']} pairs; no verdict is read)"
              if result["interim"] else f"verdict: {leakage['verdict']}")
-    return (f"leakage (C_real - C_flipped) / 2: {_pts(leakage['estimate'])} points {_ci(leakage['ci95'])}, TOST at "
+    return (f"leakage (C_real - C_flipped) / 2: {points(leakage['estimate'])} points {interval_text(leakage['ci95'])}, TOST at "
             f"+-{100 * leakage['margin']:g} p {leakage['tost_p_value']:.3g}; {state}")
 
 
@@ -391,11 +390,11 @@ def render_markdown(result: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     hksj = leakage.get("hksj")
     verdict = leakage["verdict"]
-    lines.append(f"| {_pts(leakage['estimate'])} | {_ci(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
-                 f"{leakage['tost_p_value']:.3g} | {verdict} | {_ci(hksj['ci95']) if hksj else '-'} | "
+    lines.append(f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
+                 f"{leakage['tost_p_value']:.3g} | {verdict} | {interval_text(hksj['ci95']) if hksj else '-'} | "
                  f"{hksj['tost_p_value']:.3g} | {leakage['k']} | {100 * (leakage['tau'] or 0):.1f} |"
                  if hksj else
-                 f"| {_pts(leakage['estimate'])} | {_ci(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
+                 f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
                  f"{leakage['tost_p_value']:.3g} | {verdict} | - | - | {leakage['k']} | - |")
     lines += ["", "Points of share of women; leakage = (C_real - C_flipped) / 2 per pair, C = share(nurse) - "
               "share(philosopher), pooled over pairs (random effects, Paule-Mandel tau). Positive: the contrast "
@@ -406,8 +405,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["Share of women per arm and word (pooled over members, 95% CI):", "",
               "| arm | " + " | ".join(words) + " |", "|---|" + "---|" * len(words)]
     for arm, by_word in shares.items():
-        cells = [f"{100 * by_word[w]['share_woman']:.1f}% [{100 * by_word[w]['ci95'][0]:.1f}, "
-                 f"{100 * by_word[w]['ci95'][1]:.1f}]" if w in by_word else "-" for w in words]
+        cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-"
+                 for w in words]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines.append("")
     conditioning = result.get("conditioning")
@@ -418,38 +417,38 @@ def render_markdown(result: dict[str, Any]) -> str:
                      f"{failing}.")
     systematic = result.get("systematic")
     if systematic:
-        lines.append(f"- Systematic (C_real + C_flipped) / 2: {_pts(systematic['estimate'])} {_ci(systematic['ci95'])}.")
+        lines.append(f"- Systematic (C_real + C_flipped) / 2: {points(systematic['estimate'])} {interval_text(systematic['ci95'])}.")
     corrected = result.get("corrected_leakage")
     if corrected and "note" in corrected:
         lines.append(f"- Rogan-Gladen correction: {corrected['note']}.")
     elif corrected:
-        lines.append(f"- Leakage of Rogan-Gladen corrected shares: {_pts(corrected['estimate'])} "
-                     f"{_ci(corrected['ci95'])} (calibration SE {100 * corrected['calibration_se']:.2f} points), "
+        lines.append(f"- Leakage of Rogan-Gladen corrected shares: {points(corrected['estimate'])} "
+                     f"{interval_text(corrected['ci95'])} (calibration SE {100 * corrected['calibration_se']:.2f} points), "
                      f"TOST p {corrected['tost_p_value']:.3g}.")
     second = result.get("second_classifier_leakage")
     if second and "minus_primary" in second:
-        lines.append(f"- Second classifier's leakage: {_pts(second['estimate'])} {_ci(second['ci95'])}; "
+        lines.append(f"- Second classifier's leakage: {points(second['estimate'])} {interval_text(second['ci95'])}; "
                      f"{'agrees' if second['agrees'] else 'does NOT agree'} with the primary within "
-                     f"{100 * AGREEMENT_POINTS:g} point ({_pts(second['minus_primary'])}).")
+                     f"{100 * AGREEMENT_POINTS:g} point ({points(second['minus_primary'])}).")
     control = result.get("control")
     if control:
-        lines.append(f"- Positive control (true contrast {_pts(control['true_contrast'])}): reads "
-                     f"{_pts(control['read_contrast']['estimate'])} {_ci(control['read_contrast']['ci95'])}; shift "
-                     f"from the same pairs' real member {_pts(control['shift_from_real']['estimate'])} "
-                     f"{_ci(control['shift_from_real']['ci95'])}, sensitivity {control['sensitivity']['estimate']:.2f} "
-                     f"[{control['sensitivity']['ci95'][0]:.2f}, {control['sensitivity']['ci95'][1]:.2f}].")
+        lines.append(f"- Positive control (true contrast {points(control['true_contrast'])}): reads "
+                     f"{points(control['read_contrast']['estimate'])} {interval_text(control['read_contrast']['ci95'])}; shift "
+                     f"from the same pairs' real member {points(control['shift_from_real']['estimate'])} "
+                     f"{interval_text(control['shift_from_real']['ci95'])}, sensitivity {control['sensitivity']['estimate']:.2f} "
+                     f"{interval_text(control['sensitivity']['ci95'], 1, '{:.2f}')}.")
     neutral = result.get("neutral")
     if neutral:
-        lines.append(f"- Neutral arm's contrast: {_pts(neutral['estimate'])} {_ci(neutral['ci95'])}.")
+        lines.append(f"- Neutral arm's contrast: {points(neutral['estimate'])} {interval_text(neutral['ci95'])}.")
     for word, slope in result.get("slopes", {}).items():
         if slope:
-            lines.append(f"- {word}: {_pts(slope['estimate'])} points per unit of she-he lean "
-                         f"{_ci(slope['ci95'])} (real - flipped lean {slope['lean_real_minus_flipped']:+.3f}).")
+            lines.append(f"- {word}: {points(slope['estimate'])} points per unit of she-he lean "
+                         f"{interval_text(slope['ci95'])} (real - flipped lean {slope['lean_real_minus_flipped']:+.3f}).")
     curve = result.get("over_training")
     if curve:
         lines += ["", "Exploratory: leakage along training (images per word and checkpoint as the curve was drawn; "
                   "pooled over the pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
-        lines += [f"| {p['step']} | {p['pairs']} | {_pts(p['estimate'])} | {_ci(p['ci95'])} |" for p in curve]
+        lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |" for p in curve]
     calib = result.get("calibration")
     if calib:
         lines += ["", "Calibration (held-out portraits): P(reads woman | woman), P(reads woman | man) per profession:", ""]

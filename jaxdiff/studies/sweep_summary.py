@@ -12,8 +12,9 @@ import numpy as np
 from jaxdiff.common import files
 from jaxdiff.measurement import classifier, evaluate
 from jaxdiff.statistics import pooling
+from jaxdiff.statistics.formatting import interval_text, percent, points, share_with_interval, tau_text
 from jaxdiff.studies import probes
-from jaxdiff.measurement.report import percent, pyplot, save_figure
+from jaxdiff.measurement.report import pyplot, save_figure
 from jaxdiff.data.classes import CONTRAST_WORDS, SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
@@ -25,8 +26,7 @@ REPORTED_WORDS = ("philosopher", "person", "nurse", "man", "woman")
 def _pool_counts(rows: Sequence[dict], seeds: pooling.Seeds | None = None) -> dict[str, Any]:
     """Random-effects pooled share of women from rows with `women` and `n` (members of a crossed grid: `seeds`)."""
     pooled = pooling.pooled_share([r["women"] for r in rows], [r["n"] for r in rows], seeds)
-    return {"share_woman": pooled["estimate"], "ci95": pooled["ci95"], "tau": pooled["tau"], "se": pooled["se"],
-            "members": pooled["members"], "model": pooled["model"]}
+    return pooled.record("ci95", "tau", "se", "members", "model", estimate_as="share_woman")
 
 
 def _word_rows(reports: list[dict], word: str) -> list[dict]:
@@ -62,12 +62,12 @@ def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = Non
                                     pooling.binomial_variance([e["women"] for e in entries], [e["n"] for e in entries])))
     slope = pooling.random_effects_over([s["slope"] for s in slopes], [s["se"] ** 2 for s in slopes],
                                         (train_seeds, embed_seeds))
-    leakage = {"contrast": pooled["estimate"], "ci95": pooled["ci95"], "p_value": pooled["p_value"],
-               "tau": pooled["tau"], "members": pooled["members"], "member_se": pooled["member_se"],
-               "tost_p_value": test["tost_p_value"], "ci90": test["ci90"], "margin": margin,
-               "verdict": test["verdict"], "sentence": pooling.verdict_sentence(test["verdict"], margin),
-               "small_sample": few_members, "model": pooled["model"], "independent": pooled.get("independent"),
-               "slope": {"per_unit_she_he_score": slope["estimate"], "ci95": slope["ci95"], "p_value": slope["p_value"],
+    leakage = {**pooled.record("ci95", "p_value", "tau", "members", "member_se", estimate_as="contrast"),
+               "tost_p_value": test.tost_p_value, "ci90": list(test.ci90), "margin": margin,
+               "verdict": test.verdict, "sentence": test.sentence(),
+               "small_sample": few_members.as_record() if few_members else None, "model": pooled.model,
+               "independent": pooled.independent.record("se", "ci95", "p_value") if pooled.independent else None,
+               "slope": {**slope.record("ci95", "p_value", estimate_as="per_unit_she_he_score"),
                          "words": list(SEED_EVAL_WORDS)}}
 
     # Projection: does a member's share of a word follow where its projection put the word?
@@ -81,7 +81,7 @@ def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = Non
         labels += [word] * len(rows)
         embeds += embed_seeds
         projection["per_word"][word] = {"score_raw": rows[0]["score_raw"], "score_projected": scores, "shares": shares}
-    projection["within_word"] = _within_word_slope(xs, ys, labels, embeds)
+    projection["within_word"] = pooling.within_word_slope(xs, ys, labels, embeds)
 
     fit = {}
     for word in SEED_EVAL_WORDS:
@@ -160,62 +160,22 @@ def _member_cost(minutes: dict[str, float]) -> float:
     return minutes["training"] + minutes["evaluation"] + minutes["probes"]
 
 
-def _within_word_slope(scores: Sequence[float], shares: Sequence[float], words: Sequence[str],
-                       embed_seeds: Sequence[int]) -> dict[str, Any]:
-    """OLS of share on the projected score with one intercept per word: does the share follow the projection?
-
-    The score varies only with the word and the projection seed, so the shares are first averaged over the
-    training seeds within each (word, projection seed) cell and the cells are the observations: a projection
-    seed that moves a word's share by another route then counts once, not once per member."""
-    import pandas as pd
-    import statsmodels.formula.api as smf
-
-    members = pd.DataFrame({"share": shares, "score": scores, "word": words, "embed": embed_seeds})
-    cells = members.groupby(["word", "embed"], as_index=False).mean()
-    if len(members) < 2 * len(set(words)):
-        return {"slope": None, "note": "too few members"}
-    if (cells.groupby("word")["score"].max() - cells.groupby("word")["score"].min()).max() < 1e-9:
-        # The projected score depends on the projection seed only: with one, it is constant within each word.
-        return {"slope": None, "note": "not identified: every member has the same projection"}
-    if len(cells) <= len(set(words)) + 1:
-        return {"slope": None, "note": "too few projection seeds"}
-    if cells["share"].nunique() < 2:
-        return {"slope": None, "note": "every share is the same"}
-    fit = smf.ols("share ~ score + C(word)", cells).fit()
-    low, high = fit.conf_int().loc["score"]
-    return {"slope": float(fit.params["score"]), "ci95": [float(low), float(high)], "p_value": float(fit.pvalues["score"]),
-            "cells": len(cells)}
-
-
 # ---------------------------------------------------------------------------------------------
 # Files.
-
-
-def _pts(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.1f}"
-
-
-def format_tau(tau: float | None, scale: float = 1, fmt: str = "{:.3f}") -> str:
-    """tau as a number, or '-' where one member leaves it unknown."""
-    return "-" if tau is None else fmt.format(scale * tau)
-
-
-def _ci(c: Sequence[float], scale: float = 100, fmt: str = "{:.1f}") -> str:
-    return "[" + ", ".join(fmt.format(scale * v) for v in c) + "]"
 
 
 def reading(summary: dict[str, Any]) -> list[str]:
     """The summary in a few plain sentences."""
     lk, dose = summary["leakage"], summary["dose_response"]["spearman"]
     dose_line = (f"Dose-response over {summary['dose_response']['num_words']} unseen professions: pooled Spearman "
-                 f"{dose['spearman']:+.2f} {_ci(dose['ci95'], 1, '{:+.2f}')}." if dose["spearman"] is not None
+                 f"{dose['spearman']:+.2f} {interval_text(dose['ci95'], 1, '{:+.2f}')}." if dose["spearman"] is not None
                  else f"Dose-response: {dose['note']}.")
     return [
-        f"{summary['num_members']} members. nurse - philosopher: {_pts(lk['contrast'])} points "
-        f"{_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}; TOST at +-{100 * lk['margin']:g}: "
-        f"p {lk['tost_p_value']:.3g} (90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}).",
+        f"{summary['num_members']} members. nurse - philosopher: {points(lk['contrast'])} points "
+        f"{interval_text(lk['ci95'])}, p {lk['p_value']:.3g}; TOST at +-{100 * lk['margin']:g}: "
+        f"p {lk['tost_p_value']:.3g} (90% interval {interval_text(lk['ci90'])}).",
         f"Verdict: {lk['sentence']}.",
-        "Fit: " + ", ".join(f"{w} {percent(summary['words'][w]['share_woman'])} (tau {format_tau(summary['words'][w]['tau'])})"
+        "Fit: " + ", ".join(f"{w} {percent(summary['words'][w]['share_woman'])} (tau {tau_text(summary['words'][w]['tau'])})"
                             for w in SEED_EVAL_WORDS) + " (balanced data: 50%).",
         dose_line,
     ]
@@ -239,7 +199,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for word, w in words.items():
         share = w["variance_components"].get("share") or {}
-        lines.append(f"| {word} | {percent(w['share_woman'])} | {_ci(w['ci95'])} | {format_tau(w['tau'])} | "
+        lines.append(f"| {word} | {percent(w['share_woman'])} | {interval_text(w['ci95'], fmt='{:.1f}')} | {tau_text(w['tau'])} | "
                      f"{percent(share.get('train_seed'))} | {percent(share.get('embed_seed'))} | {percent(share.get('interaction'))} |")
     notes = {w["variance_components"].get("note") for w in words.values()} - {None}
     lines += [f"\nSplit of tau^2: {note}." for note in sorted(notes)]
@@ -249,46 +209,46 @@ def render_markdown(summary: dict[str, Any]) -> str:
                   "alone, which one member per pair of seeds cannot tell from run-to-run noise."]
     s = lk["slope"]
     lines += ["", "## Leakage test", "",
-              f"nurse - philosopher: {_pts(lk['contrast'])} points {_ci(lk['ci95'], fmt='{:+.1f}')}, p {lk['p_value']:.3g}, "
-              f"tau {format_tau(lk['tau'], 100, '{:.1f}')} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g} "
-              f"(90% interval {_ci(lk['ci90'], fmt='{:+.1f}')}). "
+              f"nurse - philosopher: {points(lk['contrast'])} points {interval_text(lk['ci95'])}, p {lk['p_value']:.3g}, "
+              f"tau {tau_text(lk['tau'], 100, '{:.1f}')} points; TOST at +-{100 * lk['margin']:g} points: p {lk['tost_p_value']:.3g} "
+              f"(90% interval {interval_text(lk['ci90'])}). "
               f"**{lk['sentence'][0].upper() + lk['sentence'][1:]}.**", ""]
     if lk.get("model") == "crossed":
         old = lk["independent"]
         lines += ["The members form a crossed grid (each training seed with each projection seed), so the contrast is "
                   "pooled with crossed random effects (both seeds random, t on the seeds' (T - 1) + (E - 1) degrees of "
                   "freedom); "
-                  f"pooled as if the members were independent it would read {_ci(old['ci95'], fmt='{:+.1f}')}, an "
+                  f"pooled as if the members were independent it would read {interval_text(old['ci95'])}, an "
                   "interval too narrow for this design.", ""]
     few = lk.get("small_sample")
     if few is not None:
         lines += [f"Sensitivity to the number of members (modified Hartung-Knapp-Sidik-Jonkman error, t on {few['df']} degrees "
-                  f"of freedom): {_ci(few['ci95'], fmt='{:+.1f}')}, p {few['p_value']:.3g}; TOST p "
-                  f"{few['tost_p_value']:.3g} (90% interval {_ci(few['ci90'], fmt='{:+.1f}')}): {few['verdict']}.", ""]
+                  f"of freedom): {interval_text(few['ci95'])}, p {few['p_value']:.3g}; TOST p "
+                  f"{few['tost_p_value']:.3g} (90% interval {interval_text(few['ci90'])}): {few['verdict']}.", ""]
     lines += [f"Slope of share on the raw she-he score across {', '.join(s['words'])}: {s['per_unit_she_he_score']:+.3f} "
-              f"per unit score {_ci(s['ci95'], 1, '{:+.3f}')}.", ""]
+              f"per unit score {interval_text(s['ci95'], 1, '{:+.3f}')}.", ""]
     within = summary["projection"]["within_word"]
     if within.get("slope") is not None:
         lines += [f"Projection: within a word, share on the member's projected she-he score: {within['slope']:+.3f} "
-                  f"{_ci(within['ci95'], 1, '{:+.3f}')}, p {within['p_value']:.3g} ({within['cells']} word and projection-seed cells, members averaged over training seeds).", ""]
+                  f"{interval_text(within['ci95'], 1, '{:+.3f}')}, p {within['p_value']:.3g} ({within['cells']} word and projection-seed cells, members averaged over training seeds).", ""]
     else:
         lines += [f"Projection: within a word, share on the member's projected she-he score: {within['note']}.", ""]
     lines += ["## Fit check (balanced training data: 50% is a perfect fit)", "",
               "| word | pooled abs(share - 0.5) | tau | RMS member deviation | conditioning fidelity |", "|---|---|---|---|---|"]
     for word in SEED_EVAL_WORDS:
         f = fit[word]
-        lines.append(f"| {word} | {percent(f['abs_deviation'])} | {format_tau(f['tau'])} | {percent(f['rms_member_deviation'])} | "
+        lines.append(f"| {word} | {percent(f['abs_deviation'])} | {tau_text(f['tau'])} | {percent(f['rms_member_deviation'])} | "
                      f"{percent(fit['conditioning_fidelity'][word])} |")
     dose = summary["dose_response"]
     lm = dose["logistic_mixed"]
     rho = dose["spearman"]
     lines += ["", "## Dose-response", "",
               f"{dose['num_words']} unseen professions, {dose['images_per_word_per_member']} images each per member: "
-              + (f"pooled Spearman {rho['spearman']:+.2f} {_ci(rho['ci95'], 1, '{:+.2f}')} ({rho['interval']}); "
+              + (f"pooled Spearman {rho['spearman']:+.2f} {interval_text(rho['ci95'], 1, '{:+.2f}')} ({rho['interval']}); "
                  if rho["spearman"] is not None
                  else f"{rho['note']}; ")
               + (f"logistic mixed model (random intercepts per member and per word): {lm['slope_log_odds']:+.2f} log-odds per unit score "
-                 f"{_ci(lm['ci95'], 1, '{:+.2f}')}." if lm["slope_log_odds"] is not None else f"{lm['note']}."), "",
+                 f"{interval_text(lm['ci95'], 1, '{:+.2f}')}." if lm["slope_log_odds"] is not None else f"{lm['note']}."), "",
               "## Over training (pooled share of women at each kept checkpoint; over_training.png)", "",
               *_series_table("step", summary["over_training"]["steps"], summary["over_training"]["words"], str), "",
               "## Intervention (pooled share of women with the vector moved to v + a * g; intervention.png)", "",
@@ -298,7 +258,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
               "|---|---|" + "---|" * len(REPORTED_WORDS) + "---|---|"]
     for m in summary["members"]:
         lines.append(f"| {m['name']} | {m['step']} | " + " | ".join(percent(m["shares"][w]) for w in REPORTED_WORDS)
-                     + f" | {_pts(m['contrast'])} | {_member_cost(m['minutes']):.1f} |")
+                     + f" | {points(m['contrast'])} | {_member_cost(m['minutes']):.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -306,7 +266,7 @@ def _series_table(label: str, xs: Sequence[Any], words: dict[str, list[dict]], f
     """A Markdown table: one row per x, one column per word, pooled share and its 95% interval."""
     lines = [f"| {label} | " + " | ".join(words) + " |", "|---|" + "---|" * len(words)]
     for i, x in enumerate(xs):
-        lines.append(f"| {fmt(x)} | " + " | ".join(f"{percent(w[i]['share_woman'])} {_ci(w[i]['ci95'])}"
+        lines.append(f"| {fmt(x)} | " + " | ".join(f"{share_with_interval(w[i]['share_woman'], w[i]['ci95'])}"
                                                    for w in words.values()) + " |")
     return lines
 
@@ -346,11 +306,12 @@ def plot_dose_response(summary: dict[str, Any], path: str) -> None:
 
 
 def _plot_bands(x: Sequence[float], series: dict[str, list[dict]], xlabel: str, path: str) -> None:
+    """Each word's pooled share along x with its 95% interval as a band."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for word, points in series.items():
-        share = np.array([100 * p["share_woman"] for p in points])
-        low, high = (np.array([100 * p["ci95"][i] for p in points]) for i in (0, 1))
+    for word, pooled in series.items():
+        share = np.array([100 * p["share_woman"] for p in pooled])
+        low, high = (np.array([100 * p["ci95"][i] for p in pooled]) for i in (0, 1))
         ax.plot(x, share, "o-", label=word)
         ax.fill_between(x, low, high, alpha=0.2)
     ax.axhline(50, ls="--", color="gray")
