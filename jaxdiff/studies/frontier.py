@@ -45,7 +45,7 @@ from absl import flags as absl_flags
 
 from jaxdiff.common import configuration, files
 from jaxdiff.core import sampling
-from jaxdiff.measurement import classifier, evaluate
+from jaxdiff.measurement import classifier, records
 from jaxdiff.statistics import pooling
 from jaxdiff.studies import sweep, sweep_summary
 from jaxdiff.training import checkpoints, workdirs
@@ -190,7 +190,7 @@ def recorded_only(workdir: str, num_steps: int) -> bool:
         return False
     rounds = [os.path.join(directory, d, f) for d in sorted(os.listdir(directory))
               for f in sorted(os.listdir(os.path.join(directory, d))) if f.startswith("round-")]
-    return bool(rounds) and all(int(files.read_json(r)["step"]) >= num_steps for r in rounds)
+    return bool(rounds) and all(int(records.load(records.FRONTIER_ROUND, r)["step"]) >= num_steps for r in rounds)
 
 
 def _open_sweep(config: ml_collections.ConfigDict, sweep_dir: str) -> _Sweep:
@@ -226,9 +226,8 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
     # older step) then keeps its rounds valid instead of making every run sample them again.
     steps = checkpoints.checkpoint_steps(workdir)
     # A recorded-only member has no newest checkpoint to compare: its rounds count whatever checkpoint they name.
-    made_with = {**({"newest": steps[-1]} if steps else {}), "seed": int(member_config.evaluate.seed),
-                 "guidance": float(member_config.evaluate.guidance), "classifier": study_sweep.classifier_id,
-                 "round_images": round_images, **evaluate.sampling_settings(member_config)}
+    made_with = records.round_settings(member_config, steps[-1] if steps else None, study_sweep.classifier_id,
+                                       round_images)
     by_instrument: dict[str, list[Setting]] = {}
     for setting in settings:
         by_instrument.setdefault(_instrument(setting), []).append(setting)
@@ -238,14 +237,9 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
         size = max(_round_size(config, x, round_, round_images) for x in same)
         kept: dict[str, Any] = {}  # a valid cached round's words, which a round sampled now adds to
         if os.path.exists(path):
-            cached = files.read_json(path)
-            cached.setdefault("newest", cached.get("step"))  # rounds written before "newest" was recorded
-            cached = {**sweep.SAMPLING_BEFORE_RECORDED, **cached}  # ... and before the sample settings were
-            if all(cached.get(k) == v for k, v in made_with.items()):
+            cached = records.load(records.FRONTIER_ROUND, path)
+            if records.round_current(cached, made_with):
                 kept = {w: e for w, e in cached["words"].items() if _entry_serves(e, size)}
-                if cached.get("seconds_per_image") is not None:
-                    for entry in kept.values():  # rounds written before each word's time was recorded
-                        entry.setdefault("seconds", cached["seconds_per_image"] * entry["n"])
         missing = [w for w in words if w not in kept]
         if not missing:
             continue
@@ -265,9 +259,9 @@ def _sample_round(workdir: str, settings: Sequence[Setting], round_: int, config
         merged = {w: both[w] for w in SEED_EVAL_WORDS if w in both}
         per_image = [e["seconds"] / e["n"] for e in merged.values()]
         # The restored step is the one sampled (a damaged newest checkpoint falls back to an older one).
-        files.write_json(path, {"setting": _instrument(same[0]), "round": round_,
-                                **made_with, "step": runs[kind][0].step, "words": merged,
-                                "seconds_per_image": float(np.median(per_image))})
+        records.write(records.FRONTIER_ROUND, path, {"setting": _instrument(same[0]), "round": round_,
+                                                     **made_with, "step": runs[kind][0].step, "words": merged,
+                                                     "seconds_per_image": float(np.median(per_image))})
 
 
 def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampler, params: Any, setting: Setting,
@@ -292,7 +286,7 @@ def _sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampl
         gender_probs, _ = classifier.predict(model, clf_params, images)
         is_woman = (gender_probs.argmax(-1) == 1).astype(int)
         # The first word's time includes compiling (or loading) the sampler; a round's median over words is a
-        # compiled one when it samples several. Rounds written before p(woman) was kept hold only is_woman.
+        # compiled one when it samples several.
         counts[word] = {"women": int(is_woman.sum()), "n": size, "is_woman": is_woman.tolist(),
                         "p_woman": classifier.p_woman_record(gender_probs), "seconds": seconds}
     return counts
@@ -305,7 +299,7 @@ def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Sett
     per_image, steps = [], set()  # the checkpoint steps its rounds were sampled from
     for round_ in range(min(rounds, num_rounds(config, setting, round_images))):
         path, size = _round_path(workdir, setting, round_), _round_size(config, setting, round_, round_images)
-        cached = files.read_json(path) if os.path.exists(path) else None
+        cached = records.load(records.FRONTIER_ROUND, path) if os.path.exists(path) else None
         if cached is None or not _serves(cached, size, words):
             raise UserError(f"{path} is missing or holds fewer than {size} images of {', '.join(words)}; rerun "
                             f"python -m jaxdiff.frontier with the same settings and words to sample it")
