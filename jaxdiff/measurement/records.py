@@ -107,8 +107,7 @@ def _probes_1(made: dict[str, Any], directory: str) -> dict[str, Any]:
 
 
 def _sweep_member_1(record: dict[str, Any], directory: str) -> dict[str, Any]:
-    """Version 2 of a version 1 sweep member record: skipped stages dropped, every invocation's setting (None:
-    not recorded)."""
+    """Version 2 of a version 1 sweep member record: skipped stages dropped, each invocation's setting (None: unknown)."""
     for invocation in record.setdefault("invocations", []):
         for stage in [k for k, v in invocation.items() if k.endswith("_s") and v <= SKIPPED_STAGE_S]:
             del invocation[stage]
@@ -194,8 +193,7 @@ def same_sampling(made: dict[str, Any], config: Any) -> bool:
 
 def report_current(report: dict[str, Any], newest_step: int | None, config: Any = None,
                    classifier_digest: str | None = None) -> bool:
-    """Whether a report was made from the newest checkpoint (None: there is none) and, given a config, at its
-    evaluation and sample settings and with the classifier of digest `classifier_digest`."""
+    """Whether a report is from the newest checkpoint and, given a config, its settings and classifier `classifier_digest`."""
     made = report["config"]
     if newest_step is None or made["step"] != newest_step:
         return False
@@ -205,8 +203,7 @@ def report_current(report: dict[str, Any], newest_step: int | None, config: Any 
 
 
 def probes_current(made: dict[str, Any], newest_step: int | None, config: Any, classifier_digest: str | None) -> bool:
-    """Whether probes were made from the newest checkpoint (None: there is none) at the config's evaluation and
-    sample settings and probe image counts, with the classifier of digest `classifier_digest`."""
+    """Whether probes are from the newest checkpoint, the config's settings and counts, and classifier `classifier_digest`."""
     return (newest_step is not None and made["step"] == newest_step
             and made["classifier_digest"] == classifier_digest
             and all(made[k] == config.evaluate[k] for k in PROBES_KEYS)
@@ -216,9 +213,8 @@ def probes_current(made: dict[str, Any], newest_step: int | None, config: Any, c
 
 def round_settings(member_config: Any, newest_step: int | None, classifier_digest: str,
                    round_images: int) -> dict[str, Any]:
-    """What a member's frontier round must have been drawn with to count: the newest checkpoint (left out when
-    there is none: a member kept as its records alone), the evaluation seed and guidance, the classifier, the
-    round size and the sample settings; the round records them."""
+    """What a member's frontier round must record to count: newest checkpoint, seed, guidance, classifier, size, sampling."""
+    # A member kept as its records alone has no newest checkpoint: its rounds count whatever checkpoint they name.
     return {**({"newest": newest_step} if newest_step is not None else {}), "seed": int(member_config.evaluate.seed),
             "guidance": float(member_config.evaluate.guidance), "classifier": classifier_digest,
             "round_images": round_images, **sampling_settings(member_config)}
