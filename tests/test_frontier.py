@@ -139,7 +139,7 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
                                    log=lambda *a: None, round_images=4)
     study()
     cached = _round_file(copy, "seed0-embed0", "ema-dpmpp2m-3", 0)
-    assert (cached["newest"], cached["step"]) == (steps[-1], steps[-2])
+    assert (cached["newest"], cached["step"], cached["version"]) == (steps[-1], steps[-2], records.VERSIONS["frontier_round"])
     sampled.clear()
     study()
     assert sampled == []

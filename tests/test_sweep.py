@@ -32,6 +32,10 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
         "guidance": config.evaluate.guidance, "images_per_trained_word": config.sweep.member_samples}
     # The pooled figures are the members' own counts, pooled: each word's share and the contrast.
     reports = [json.load(open(os.path.join(sweep_dir, m, evaluate.REPORT_JSON))) for m in ("seed0-embed0", "seed1-embed0")]
+    for name, kind in ((evaluate.REPORT_JSON, records.REPORT), (probes.PROBES_JSON, records.PROBES),
+                       (sweep.MEMBER_JSON, records.SWEEP_MEMBER)):  # each record written carries its version
+        assert [json.load(open(os.path.join(sweep_dir, m, name)))["version"] for m in ("seed0-embed0", "seed1-embed0")
+                ] == [records.VERSIONS[kind]] * 2, name
     counts = {w: ([r["words"][w]["women"] for r in reports], [r["words"][w]["n"] for r in reports]) for w in SEED_EVAL_WORDS}
     assert all(n == [config.sweep.member_samples] * 2 for _, n in counts.values())
     for word in SEED_EVAL_WORDS:
