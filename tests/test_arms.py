@@ -169,6 +169,7 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
     calibration_frame = pd.read_csv(os.path.join(study, calibration.CALIBRATION_CSV))
     assert len(calibration_frame) == 2 * 6 * 5  # two classifiers x six classes x 5 images
     before = {n: files.read_json(os.path.join(study, n, arms.MEMBER_JSON)) for n in names}
+    assert {r["version"] for r in before.values()} == {2}  # member.json records carry their version
     again = run_cli("jaxdiff.arms", *args)  # everything is done: nothing is trained or drawn again
     assert again.returncode == 0 and "training" not in again.stdout
     assert {n: files.read_json(os.path.join(study, n, arms.MEMBER_JSON)) for n in names} == before

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO, changed_copy, damage_checkpoint, run_cli
-from jaxdiff.measurement import evaluate
-from jaxdiff.studies import sweep
+from jaxdiff.measurement import records
 from jaxdiff.training import checkpoints, workdirs
 from jaxdiff.data.classes import SEED_EVAL_WORDS
 from jaxdiff.common.errors import UserError
@@ -102,10 +101,10 @@ def test_frontier_grows_a_round_at_a_time(finished_sweep, monkeypatch):
     for member, spacing in (("seed0-embed0", None), ("seed1-embed0", "uniform")):
         path = os.path.join(sweep_dir, member, "frontier", f"ema-{own}-3", "round-001.json")
         with open(path) as f:
-            cached = {k: v for k, v in json.load(f).items() if k not in evaluate.SAMPLING_KEYS}
+            cached = {k: v for k, v in json.load(f).items() if k not in (*records.SAMPLING_KEYS, "version")}
         with open(path, "w") as f:
             json.dump({**cached, "spacing": spacing} if spacing else cached, f)
-    assert config.sample.spacing == sweep.SAMPLING_BEFORE_RECORDED["spacing"] != "uniform"
+    assert config.sample.spacing == records.SAMPLING_BEFORE_RECORDED["spacing"] != "uniform"
     study(f"ema:{own}:3:10")
     assert sampled == [("seed1-embed0", 1, 4)]
     # Every (word, image) has its own noise index, whatever the number of images: blocks never overlap.
@@ -140,13 +139,13 @@ def test_frontier_rounds_stay_valid_when_the_newest_checkpoint_is_damaged(finish
                                    log=lambda *a: None, round_images=4)
     study()
     cached = _round_file(copy, "seed0-embed0", "ema-dpmpp2m-3", 0)
-    assert (cached["newest"], cached["step"]) == (steps[-1], steps[-2])
+    assert (cached["newest"], cached["step"], cached["version"]) == (steps[-1], steps[-2], records.VERSIONS["frontier_round"])
     sampled.clear()
     study()
     assert sampled == []
     # A round written before "newest" was recorded counts by its step (the newest checkpoint, when healthy).
     healthy = os.path.join(copy, "seed1-embed0", "frontier", "ema-dpmpp2m-3", "round-000.json")
-    old_style = {k: v for k, v in json.load(open(healthy)).items() if k != "newest"}
+    old_style = {k: v for k, v in json.load(open(healthy)).items() if k not in ("newest", "version")}
     json.dump(old_style, open(healthy, "w"))
     study()
     assert sampled == []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import changed_copy, damage_checkpoint, tiny_config
-from jaxdiff.measurement import classifier, evaluate
+from jaxdiff.measurement import classifier, evaluate, records
 from jaxdiff.statistics import pooling
 from jaxdiff.studies import probes, sweep, sweep_summary
 from jaxdiff.training import checkpoints, train, workdirs
@@ -32,6 +32,10 @@ def test_sweep_writes_the_summary_with_every_key(finished_sweep):
         "guidance": config.evaluate.guidance, "images_per_trained_word": config.sweep.member_samples}
     # The pooled figures are the members' own counts, pooled: each word's share and the contrast.
     reports = [json.load(open(os.path.join(sweep_dir, m, evaluate.REPORT_JSON))) for m in ("seed0-embed0", "seed1-embed0")]
+    for name, kind in ((evaluate.REPORT_JSON, records.REPORT), (probes.PROBES_JSON, records.PROBES),
+                       (sweep.MEMBER_JSON, records.SWEEP_MEMBER)):  # each record written carries its version
+        assert [json.load(open(os.path.join(sweep_dir, m, name)))["version"] for m in ("seed0-embed0", "seed1-embed0")
+                ] == [records.VERSIONS[kind]] * 2, name
     counts = {w: ([r["words"][w]["women"] for r in reports], [r["words"][w]["n"] for r in reports]) for w in SEED_EVAL_WORDS}
     assert all(n == [config.sweep.member_samples] * 2 for _, n in counts.values())
     for word in SEED_EVAL_WORDS:
@@ -300,7 +304,7 @@ def test_reports_and_probes_go_stale_with_any_setting_their_images_depend_on(tmp
     assert sweep.report_current(workdir, config)
     assert not sweep.probes_current(workdir, config)  # the tiny counts are not those of the time before they were recorded
     with config.unlocked():
-        config.sweep.update(sweep.PROBE_COUNTS_BEFORE_RECORDED)
+        config.sweep.update(records.PROBE_COUNTS_BEFORE_RECORDED)
     assert sweep.probes_current(workdir, config)
     for section, key, value in (("sample", "spacing", "uniform"), ("sample", "clip_x0", False),
                                 ("evaluate", "guidance", 2.0)):
@@ -311,7 +315,7 @@ def test_reports_and_probes_go_stale_with_any_setting_their_images_depend_on(tmp
     changed = ml_collections.ConfigDict(config.to_dict())
     changed.sweep.samples_per_alpha += 1
     assert sweep.report_current(workdir, changed) and not sweep.probes_current(workdir, changed)
-    for key in sweep.IMAGE_COUNT_KEYS:  # the report's own image counts re-evaluate, and leave the probes
+    for key in records.IMAGE_COUNT_KEYS:  # the report's own image counts re-evaluate, and leave the probes
         changed = ml_collections.ConfigDict(config.to_dict())
         changed.evaluate[key] += 1
         assert not sweep.report_current(workdir, changed) and sweep.probes_current(workdir, changed), key
@@ -361,13 +365,17 @@ def test_eta_counts_only_the_stages_each_member_still_has_to_run(tmp_path, monke
 
 def test_member_minutes_sum_training_and_take_the_latest_evaluation(tmp_path):
     invocations = [{"training_s": 300.0, "evaluation_s": 120.0, "probes_s": 60.0},  # trained and evaluated
-                   {"training_s": 0.2, "evaluation_s": 180.0, "probes_s": 0.4},  # re-evaluated (older record)
+                   {"evaluation_s": 180.0},  # re-evaluated
                    {"training_s": 120.0}]  # trained further, not yet evaluated
-    (tmp_path / sweep.MEMBER_JSON).write_text(json.dumps({"invocations": invocations}))
+    (tmp_path / sweep.MEMBER_JSON).write_text(json.dumps({"version": 2, "invocations": invocations}))
     minutes = sweep_summary.member_minutes(str(tmp_path))
-    assert minutes["training"] == pytest.approx(420.2 / 60)
+    assert minutes["training"] == pytest.approx(420.0 / 60)
     assert (minutes["evaluation"], minutes["probes"]) == (pytest.approx(3.0), pytest.approx(1.0))
-    assert minutes["spent"] == pytest.approx((420.2 + 300.0 + 60.4) / 60)
+    assert minutes["spent"] == pytest.approx((420.0 + 300.0 + 60.0) / 60)
+    # A version 1 record also holds the stages an invocation skipped, as a second or less: not counted.
+    invocations[1].update(training_s=0.2, probes_s=0.4)
+    (tmp_path / sweep.MEMBER_JSON).write_text(json.dumps({"invocations": invocations}))
+    assert sweep_summary.member_minutes(str(tmp_path)) == minutes
     assert sweep_summary.member_minutes(str(tmp_path / "missing")) == {"training": 0.0, "evaluation": 0.0,
                                                                        "probes": 0.0, "spent": 0.0}
 
@@ -386,18 +394,6 @@ def test_keep_period_keeps_about_the_asked_number_of_checkpoints():
     period = sweep.keep_period(config.train, 5)
     assert period % config.train.checkpoint_every == 0
     assert config.train.num_steps // period == 5
-
-
-def test_read_with_the_sweep_classifier_falls_back_to_the_members_copy_for_older_counts(tmp_path):
-    member = tmp_path / "sweep" / "seed0-embed0"
-    member.mkdir(parents=True)
-    (tmp_path / "sweep" / classifier.PARAMS_FILE).write_bytes(b"the sweep's")
-    (member / classifier.PARAMS_FILE).write_bytes(b"the sweep's")
-    ours = classifier.digest(str(tmp_path / "sweep"))
-    assert sweep._read_with_sweep_classifier(None, str(member))  # no digest recorded: the copy the member holds
-    assert sweep._read_with_sweep_classifier(ours, str(member)) and not sweep._read_with_sweep_classifier("other", str(member))
-    (member / classifier.PARAMS_FILE).write_bytes(b"another")
-    assert not sweep._read_with_sweep_classifier(None, str(member))
 
 
 def test_a_seed_named_twice_is_a_user_error(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxdiff.common import files
 from jaxdiff.data import input_pipeline
-from jaxdiff.measurement import classifier, evaluation_words
+from jaxdiff.measurement import classifier, evaluation_words, records
 from jaxdiff.statistics import intervals
 from jaxdiff.training import workdirs
 from jaxdiff.measurement import report as report_files
@@ -135,7 +135,7 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
         "controls": controls,
         "conditioning": conditioning_check(words),
         "config": {"workdir": workdir, "step": trained.step, "params": "ema", "embed": config.embed.to_dict(),
-                   **e.to_dict(), **sampling_settings(config)},
+                   **e.to_dict(), **records.sampling_settings(config)},
         "timings": timings,
     }
     start = time.perf_counter()
@@ -144,17 +144,7 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
     report_files.plot_dose_response(report, os.path.join(workdir, "dose_response.png"))
     timings["report_s"] = time.perf_counter() - start
     # Last: report.json marks the evaluation as finished (jaxdiff.experiment skips a current one).
-    files.write_json(os.path.join(workdir, REPORT_JSON), report)
-    return report
-
-
-# The `sample` settings that shape evaluation images besides evaluate.sampler, steps and guidance.
-SAMPLING_KEYS = ("spacing", "clip_x0", "ddim_eta")
-
-
-def sampling_settings(config: Any) -> dict[str, Any]:
-    """The run's `sample` settings that the evaluation images depend on, for the report to record."""
-    return {k: config.sample[k] for k in SAMPLING_KEYS}
+    return records.write(records.REPORT, os.path.join(workdir, REPORT_JSON), report)
 
 
 def _sample_with_progress(trained: workdirs.TrainedRun, cond_NK: np.ndarray, e: Any) -> np.ndarray:

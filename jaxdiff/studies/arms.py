@@ -31,7 +31,7 @@ from absl import flags as absl_flags
 from jaxdiff.common import configuration, files
 from jaxdiff.core import parallel
 from jaxdiff.data import embed, portraits
-from jaxdiff.measurement import calibration, classifier
+from jaxdiff.measurement import calibration, classifier, records
 from jaxdiff.studies import arms_analysis, sweep
 from jaxdiff.training import checkpoints, train, workdirs
 from jaxdiff.data.classes import TRAIN_WORDS
@@ -304,7 +304,7 @@ def run_member(config: ml_collections.ConfigDict, member: ArmMember, readers: di
     def record(**stage: Any) -> None:
         if not parallel.is_main_process():
             return
-        made = files.read_json(record_path) if os.path.exists(record_path) else {
+        made = records.load(records.ARMS_MEMBER, record_path) if os.path.exists(record_path) else {
             "pair": member.pair, "arm": member.arm, "seed": member.seed, "primary": member.primary, "invocations": []}
         if "leans" not in made:
             table = embed.EmbeddingTable.load(os.path.join(member.workdir, workdirs.TABLE_IN_WORKDIR))
@@ -315,7 +315,7 @@ def run_member(config: ml_collections.ConfigDict, member: ArmMember, readers: di
         if stage.pop("new", False) or not made["invocations"]:
             made["invocations"].append(invocation)
         made["invocations"][-1].update(stage, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-        files.write_json(record_path, made)
+        records.write(records.ARMS_MEMBER, record_path, made)
 
     new_invocation = True
     if not checkpoints.trained_to(member.workdir, c.train.num_steps):
@@ -378,9 +378,9 @@ def run_study(config: ml_collections.ConfigDict, study_dir: str, member_index: i
 def _add_to_record(member: ArmMember, **stage: Any) -> None:
     """A secondary stage's time, as a new invocation of the member's member.json."""
     path = os.path.join(member.workdir, MEMBER_JSON)
-    record = files.read_json(path)
+    record = records.load(records.ARMS_MEMBER, path)
     record["invocations"].append({"device": _device(), **stage, "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    files.write_json(path, record)
+    records.write(records.ARMS_MEMBER, path, record)
 
 
 def aggregate(study_dir: str, log: Callable = print) -> dict[str, Any]:

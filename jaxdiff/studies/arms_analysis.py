@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxdiff.common import files
 from jaxdiff.measurement import calibration
+from jaxdiff.measurement import records as member_records
 from jaxdiff.statistics import pooling
 from jaxdiff.statistics.formatting import interval_text, points, share_with_interval
 from jaxdiff.data.classes import CONTRAST_WORDS
@@ -41,17 +42,17 @@ def load_records(study_dir: str) -> tuple[dict[str, Any], Any, Any, dict[str, di
         raise UserError(f"{study_dir} holds no arms study ({PLAN_JSON} is missing); start one with: python -m "
                         f"jaxdiff.arms --config=configs/toy.py --workdir={study_dir}")
     plan = files.read_json(plan_path)
-    frames, records = [], {}
+    frames, members = [], {}
     for entry in sorted(os.listdir(study_dir)):
         workdir = os.path.join(study_dir, entry)
         if not os.path.exists(os.path.join(workdir, MEMBER_JSON)):
             continue
-        records[entry] = files.read_json(os.path.join(workdir, MEMBER_JSON))
+        members[entry] = member_records.load(member_records.ARMS_MEMBER, os.path.join(workdir, MEMBER_JSON))
         frames += [pd.read_csv(os.path.join(workdir, f)) for f in sorted(os.listdir(workdir)) if f.startswith("images-")]
     images = pd.concat(frames, ignore_index=True) if frames else None
     calibration_path = os.path.join(study_dir, calibration.CALIBRATION_CSV)
     readings = pd.read_csv(calibration_path) if os.path.exists(calibration_path) else None
-    return plan, images, readings, records
+    return plan, images, readings, members
 
 
 def member_counts(images: Any, planned: dict[str, int], reader: str = "primary") -> Any:

@@ -18,7 +18,7 @@ from absl import flags as absl_flags
 from jaxdiff.common import configuration, files
 from jaxdiff.core import parallel
 from jaxdiff.data import input_pipeline
-from jaxdiff.measurement import evaluate
+from jaxdiff.measurement import evaluate, records
 from jaxdiff.training import checkpoints, train
 from jaxdiff.measurement import report as report_files
 
@@ -32,9 +32,9 @@ def current_report(workdir: str) -> dict | None:
     path = os.path.join(workdir, evaluate.REPORT_JSON)
     if not os.path.exists(path):
         return None
-    report = files.read_json(path, "delete it and rerun: the evaluation runs again and rewrites it")
+    report = records.load(records.REPORT, path)
     steps = checkpoints.checkpoint_steps(workdir)
-    return report if steps and report.get("config", {}).get("step") == steps[-1] else None
+    return report if records.report_current(report, steps[-1] if steps else None) else None
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:

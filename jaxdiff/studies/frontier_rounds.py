@@ -10,9 +10,9 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from jaxdiff.common import files
 from jaxdiff.common.errors import UserError
 from jaxdiff.data.classes import SEED_EVAL_WORDS
+from jaxdiff.measurement import records
 from jaxdiff.studies import frontier_settings, sweep
 from jaxdiff.studies.frontier_settings import ROUND_IMAGES, Setting
 from jaxdiff.training import checkpoints
@@ -55,7 +55,7 @@ def recorded_only(workdir: str, num_steps: int) -> bool:
         return False
     rounds = [os.path.join(directory, d, f) for d in sorted(os.listdir(directory))
               for f in sorted(os.listdir(os.path.join(directory, d))) if f.startswith("round-")]
-    return bool(rounds) and all(int(files.read_json(r)["step"]) >= num_steps for r in rounds)
+    return bool(rounds) and all(int(records.load(records.FRONTIER_ROUND, r)["step"]) >= num_steps for r in rounds)
 
 
 def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Setting, rounds: int,
@@ -65,7 +65,7 @@ def member_counts(workdir: str, config: ml_collections.ConfigDict, setting: Sett
     per_image, steps = [], set()  # the checkpoint steps its rounds were sampled from
     for round_ in range(min(rounds, frontier_settings.num_rounds(config, setting, round_images))):
         path, size = round_path(workdir, setting, round_), round_size(config, setting, round_, round_images)
-        cached = files.read_json(path) if os.path.exists(path) else None
+        cached = records.load(records.FRONTIER_ROUND, path) if os.path.exists(path) else None
         if cached is None or not _serves(cached, size, words):
             raise UserError(f"{path} is missing or holds fewer than {size} images of {', '.join(words)}; rerun "
                             f"python -m jaxdiff.frontier with the same settings and words to sample it")

@@ -9,11 +9,11 @@ from typing import Any, Callable, Sequence
 import ml_collections
 import numpy as np
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import configuration
 from jaxdiff.common.errors import UserError
 from jaxdiff.core import sampling
 from jaxdiff.data.classes import SEED_EVAL_WORDS
-from jaxdiff.measurement import classifier, evaluate
+from jaxdiff.measurement import classifier, records
 from jaxdiff.studies import frontier_rounds, frontier_settings, sweep
 from jaxdiff.studies.frontier_rounds import FRONTIER_DIR
 from jaxdiff.studies.frontier_settings import Setting, first_index
@@ -78,9 +78,8 @@ def sample_round(workdir: str, settings: Sequence[Setting], round_: int, config:
     # older step) then keeps its rounds valid instead of making every run sample them again.
     steps = checkpoints.checkpoint_steps(workdir)
     # A recorded-only member has no newest checkpoint to compare: its rounds count whatever checkpoint they name.
-    made_with = {**({"newest": steps[-1]} if steps else {}), "seed": int(member_config.evaluate.seed),
-                 "guidance": float(member_config.evaluate.guidance), "classifier": study_sweep.classifier_id,
-                 "round_images": round_images, **evaluate.sampling_settings(member_config)}
+    made_with = records.round_settings(member_config, steps[-1] if steps else None, study_sweep.classifier_id,
+                                       round_images)
     by_instrument: dict[str, list[Setting]] = {}
     for setting in settings:
         by_instrument.setdefault(frontier_settings.instrument(setting), []).append(setting)
@@ -90,14 +89,9 @@ def sample_round(workdir: str, settings: Sequence[Setting], round_: int, config:
         size = max(frontier_rounds.round_size(config, x, round_, round_images) for x in same)
         kept: dict[str, Any] = {}  # a valid cached round's words, which a round sampled now adds to
         if os.path.exists(path):
-            cached = files.read_json(path)
-            cached.setdefault("newest", cached.get("step"))  # rounds written before "newest" was recorded
-            cached = {**sweep.SAMPLING_BEFORE_RECORDED, **cached}  # ... and before the sample settings were
-            if all(cached.get(k) == v for k, v in made_with.items()):
+            cached = records.load(records.FRONTIER_ROUND, path)
+            if records.round_current(cached, made_with):
                 kept = {w: e for w, e in cached["words"].items() if frontier_rounds.entry_serves(e, size)}
-                if cached.get("seconds_per_image") is not None:
-                    for entry in kept.values():  # rounds written before each word's time was recorded
-                        entry.setdefault("seconds", cached["seconds_per_image"] * entry["n"])
         missing = [w for w in words if w not in kept]
         if not missing:
             continue
@@ -118,9 +112,9 @@ def sample_round(workdir: str, settings: Sequence[Setting], round_: int, config:
         merged = {w: both[w] for w in SEED_EVAL_WORDS if w in both}
         per_image = [e["seconds"] / e["n"] for e in merged.values()]
         # The restored step is the one sampled (a damaged newest checkpoint falls back to an older one).
-        files.write_json(path, {"setting": frontier_settings.instrument(same[0]), "round": round_,
-                                **made_with, "step": runs[kind][0].step, "words": merged,
-                                "seconds_per_image": float(np.median(per_image))})
+        records.write(records.FRONTIER_ROUND, path, {"setting": frontier_settings.instrument(same[0]), "round": round_,
+                                                     **made_with, "step": runs[kind][0].step, "words": merged,
+                                                     "seconds_per_image": float(np.median(per_image))})
 
 
 def sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSampler, params: Any, setting: Setting,
@@ -145,7 +139,7 @@ def sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSample
         gender_probs, _ = classifier.predict(model, clf_params, images)
         is_woman = (gender_probs.argmax(-1) == 1).astype(int)
         # The first word's time includes compiling (or loading) the sampler; a round's median over words is a
-        # compiled one when it samples several. Rounds written before p(woman) was kept hold only is_woman.
+        # compiled one when it samples several.
         counts[word] = {"women": int(is_woman.sum()), "n": size, "is_woman": is_woman.tolist(),
                         "p_woman": classifier.p_woman_record(gender_probs), "seconds": seconds}
     return counts

@@ -17,21 +17,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxdiff.common import files
 from jaxdiff.data import embed
-from jaxdiff.measurement import classifier, evaluate, evaluation_words
+from jaxdiff.measurement import classifier, evaluate, evaluation_words, records
 from jaxdiff.training import checkpoints, workdirs
 from jaxdiff.data.classes import SEED_EVAL_WORDS, TRAIN_WORDS
 
-PROBES_JSON = "probes.json"
-# The sweep fields that set how many images the probes draw; probes.json records them, so a change re-probes.
-COUNT_FIELDS = ("num_unseen_words", "samples_per_unseen_word", "intervention_alphas", "samples_per_alpha",
-                "samples_over_training")
-
-
-def probe_counts(config: Any) -> dict[str, int]:
-    """The probes' image counts (COUNT_FIELDS of the sweep section), as probes.json records them."""
-    return {k: int(config.sweep[k]) for k in COUNT_FIELDS}
+PROBES_JSON = "probes.json"  # its fields, version and currency: jaxdiff.measurement.records
 
 
 def intervention_alphas(table: embed.EmbeddingTable, count: int) -> np.ndarray:
@@ -108,11 +99,10 @@ def run_probes(workdir: str, log: Callable = print) -> dict[str, Any]:
         over_training += _count_women(run, conditions, clf, log)
     result = {"step": latest.step, "seed": int(config.evaluate.seed), "sampler": config.evaluate.sampler,
               "steps": int(config.evaluate.steps), "guidance": float(config.evaluate.guidance),
-              **evaluate.sampling_settings(config),
-              "counts": probe_counts(config), "classifier_digest": classifier.digest(workdir),
+              **records.sampling_settings(config),
+              "counts": records.probe_counts(config), "classifier_digest": classifier.digest(workdir),
               "intervention": [r for r in final if r["kind"] == "intervention"],
               "unseen": [r for r in final if r["kind"] == "unseen"],
               "over_training": over_training,
               "seconds": time.perf_counter() - start}
-    files.write_json(os.path.join(workdir, PROBES_JSON), result)
-    return result
+    return records.write(records.PROBES, os.path.join(workdir, PROBES_JSON), result)

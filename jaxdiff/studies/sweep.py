@@ -27,8 +27,8 @@ from absl import flags as absl_flags
 from jaxdiff.common import configuration, files
 from jaxdiff.core import parallel
 from jaxdiff.data import input_pipeline
-from jaxdiff.measurement import classifier, evaluate
-from jaxdiff.studies import experiment, probes, sweep_summary
+from jaxdiff.measurement import classifier, evaluate, records
+from jaxdiff.studies import probes, sweep_summary
 from jaxdiff.training import checkpoints, train, workdirs
 from jaxdiff.common.errors import UserError
 
@@ -137,54 +137,30 @@ def _share_classifier(sweep_dir: str, workdir: str) -> None:
             shutil.copyfile(os.path.join(sweep_dir, name), tmp)
 
 
-def _read_with_sweep_classifier(made_with: str | None, workdir: str) -> bool:
-    """Whether counts recorded as made with classifier `made_with` were made with the sweep's (the member's
-    parent directory). Reports and probes from before the digest was recorded were made with the copy the
-    member holds."""
-    sweep_classifier = classifier.digest(os.path.dirname(os.path.abspath(workdir)))
-    return (made_with or classifier.digest(workdir)) == sweep_classifier
+def _sweep_classifier(workdir: str) -> str | None:
+    """The digest of the sweep's classifier (in the member's parent directory), which a current count was read with."""
+    return classifier.digest(os.path.dirname(os.path.abspath(workdir)))
 
 
-# The evaluate fields that set how many images a report draws.
-IMAGE_COUNT_KEYS = ("num_samples", "num_samples_man_woman", "num_samples_unseen", "num_unseen_words")
-# The evaluation settings a report or probes.json must have been made with to count as current.
-# Probes written before they recorded their sampler were all drawn with DPM-Solver++ at 20 steps and
-# guidance 1; reports and probes written before they recorded the `sample` settings, with these.
-REPORT_KEYS = ("seed", "sampler", "steps", "guidance") + IMAGE_COUNT_KEYS
-PROBES_KEYS = {"seed": None, "sampler": "dpmpp2m", "steps": 20, "guidance": 1.0}
-SAMPLING_BEFORE_RECORDED = {"spacing": "quadratic", "clip_x0": True, "ddim_eta": 0.0}
-# Probes written before they recorded their image counts were drawn with these.
-PROBE_COUNTS_BEFORE_RECORDED = {"num_unseen_words": 100, "samples_per_unseen_word": 10, "intervention_alphas": 7,
-                                "samples_per_alpha": 50, "samples_over_training": 50}
+def _newest_step(workdir: str) -> int | None:
+    """The member's newest checkpoint step (None when it has none)."""
+    steps = checkpoints.checkpoint_steps(workdir)
+    return steps[-1] if steps else None
 
 
 def probes_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
     """probes.json exists, from the member's latest checkpoint, its current sampling seed, sampler and steps,
     and the sweep's current probe image counts."""
     path = os.path.join(workdir, probes.PROBES_JSON)
-    steps = checkpoints.checkpoint_steps(workdir)
-    if not (steps and os.path.exists(path)):
-        return False
-    made = files.read_json(path)
-    counts = made.get("counts", PROBE_COUNTS_BEFORE_RECORDED)
-    return (made.get("step") == steps[-1]
-            and _read_with_sweep_classifier(made.get("classifier_digest"), workdir)
-            and all(made.get(k, old) == config.evaluate[k] for k, old in PROBES_KEYS.items())
-            and _same_sampling(made, config)
-            and counts == probes.probe_counts(config))
+    return os.path.exists(path) and records.probes_current(records.load(records.PROBES, path), _newest_step(workdir),
+                                                           config, _sweep_classifier(workdir))
 
 
 def report_current(workdir: str, config: ml_collections.ConfigDict) -> bool:
     """report.json is from the latest checkpoint and the member's current evaluation and sampling settings."""
-    report = experiment.current_report(workdir)
-    return (report is not None and _read_with_sweep_classifier(report.get("classifier", {}).get("digest"), workdir)
-            and all(report["config"].get(k) == config.evaluate[k] for k in REPORT_KEYS)
-            and _same_sampling(report["config"], config))
-
-
-def _same_sampling(made: dict, config: ml_collections.ConfigDict) -> bool:
-    """Whether images recorded as made with `made`'s sample settings match the config's."""
-    return all(made.get(k, SAMPLING_BEFORE_RECORDED[k]) == config.sample[k] for k in evaluate.SAMPLING_KEYS)
+    path = os.path.join(workdir, evaluate.REPORT_JSON)
+    return os.path.exists(path) and records.report_current(records.load(records.REPORT, path), _newest_step(workdir),
+                                                           config, _sweep_classifier(workdir))
 
 
 def member_done(config: ml_collections.ConfigDict, member: Member) -> bool:
@@ -247,7 +223,7 @@ def run_member(config: ml_collections.ConfigDict, member: Member, sweep_dir: str
 def _check_newest_checkpoint_read(member: Member) -> None:
     """The report was read from the member's newest checkpoint; if that one did not restore, the member would be
     re-evaluated on every run (its report never current) and its probes would fail: say how to repair it."""
-    made = files.read_json(os.path.join(member.workdir, evaluate.REPORT_JSON))["config"]["step"]
+    made = records.load(records.REPORT, os.path.join(member.workdir, evaluate.REPORT_JSON))["config"]["step"]
     newest = checkpoints.checkpoint_steps(member.workdir)[-1]
     if made != newest:
         raise UserError(f"{member.name}: its newest checkpoint (step {newest}) does not restore, so it was read at step "
@@ -285,19 +261,19 @@ def evaluation_cost_setting(c: ml_collections.ConfigDict) -> dict[str, Any]:
     e = c.evaluate
     # Two sections: evaluate.num_unseen_words (the report's) and sweep.num_unseen_words (the probes') differ.
     return {"evaluate": {"sampler": e.sampler, "steps": int(e.steps), "guidance": float(e.guidance),
-                         **{k: int(e[k]) for k in IMAGE_COUNT_KEYS}},
-            "probes": probes.probe_counts(c)}
+                         **{k: int(e[k]) for k in records.IMAGE_COUNT_KEYS}},
+            "probes": records.probe_counts(c)}
 
 
 def _record(member: Member, timings: dict, setting: dict) -> None:
     """Adds stage times, and the evaluation setting they were made at, to the member's member.json (a rerun
     appends, never replaces)."""
     path = os.path.join(member.workdir, MEMBER_JSON)
-    record = files.read_json(path) if os.path.exists(path) else {
+    record = records.load(records.SWEEP_MEMBER, path) if os.path.exists(path) else {
         "train_seed": member.train_seed, "embed_seed": member.embed_seed, "invocations": []}
     record["invocations"].append({**{k: round(v, 1) for k, v in timings.items()}, "setting": setting,
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    files.write_json(path, record)
+    records.write(records.SWEEP_MEMBER, path, record)
 
 
 def use_compilation_cache(sweep_dir: str) -> str:
@@ -312,15 +288,12 @@ def use_compilation_cache(sweep_dir: str) -> str:
 def _stage_seconds(grid: Sequence[Member], setting: dict) -> dict[str, list[float]]:
     """Every recorded run of each stage, over all members' member.json, for the ETA: training at any
     setting, evaluation and probes only at `setting` (at 200 DDPM steps they take four times as long
-    as at 50 DPM-Solver++ steps).
-
-    Records older than this rule also hold stages they skipped, as a second or less: those are left out."""
+    as at 50 DPM-Solver++ steps)."""
     seconds: dict[str, list[float]] = {}
     for member in grid:
         for invocation in sweep_summary.member_invocations(member.workdir):
             for stage, value in invocation.items():
-                if (stage.endswith("_s") and value > sweep_summary.SKIPPED_STAGE_S
-                        and (stage == "training_s" or invocation.get("setting") == setting)):
+                if stage.endswith("_s") and (stage == "training_s" or invocation["setting"] == setting):
                     seconds.setdefault(stage, []).append(value)
     return seconds
 

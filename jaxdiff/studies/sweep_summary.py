@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxdiff.common import files
-from jaxdiff.measurement import classifier, evaluate
+from jaxdiff.measurement import classifier, evaluate, records
 from jaxdiff.statistics import pooling
 from jaxdiff.statistics.formatting import interval_text, percent, points, share_with_interval, tau_text
 from jaxdiff.studies import probes
@@ -19,7 +19,6 @@ from jaxdiff.data.classes import CONTRAST_WORDS, SEED_EVAL_WORDS
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 MEMBER_JSON = "member.json"  # in each member: the stage times of every sweep invocation (jaxdiff.sweep writes it)
-SKIPPED_STAGE_S = 1.5  # older member.json records hold the stages an invocation skipped, as a second or less
 REPORTED_WORDS = ("philosopher", "person", "nurse", "man", "woman")
 
 
@@ -35,8 +34,8 @@ def _word_rows(reports: list[dict], word: str) -> list[dict]:
 
 def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = None) -> dict[str, Any]:
     """Everything of the summary, from the finished members' report.json and probes.json (of `planned` in the grid)."""
-    reports = [files.read_json(os.path.join(m.workdir, evaluate.REPORT_JSON)) for m in done]
-    member_probes = [files.read_json(os.path.join(m.workdir, probes.PROBES_JSON)) for m in done]
+    reports = [records.load(records.REPORT, os.path.join(m.workdir, evaluate.REPORT_JSON)) for m in done]
+    member_probes = [records.load(records.PROBES, os.path.join(m.workdir, probes.PROBES_JSON)) for m in done]
     train_seeds, embed_seeds = [m.train_seed for m in done], [m.embed_seed for m in done]
     margin = config.sweep.equivalence_margin
 
@@ -139,7 +138,7 @@ def summarise(config: Any, sweep_dir: str, done: list, planned: int | None = Non
 def member_invocations(workdir: str) -> list[dict]:
     """The stage times of every sweep invocation that worked on a member (its member.json, written by jaxdiff.sweep)."""
     path = os.path.join(workdir, MEMBER_JSON)
-    return files.read_json(path)["invocations"] if os.path.exists(path) else []
+    return records.load(records.SWEEP_MEMBER, path)["invocations"] if os.path.exists(path) else []
 
 
 def member_minutes(workdir: str) -> dict[str, float]:
@@ -148,7 +147,7 @@ def member_minutes(workdir: str) -> dict[str, float]:
     invocations = member_invocations(workdir)
 
     def latest(stage: str) -> float:
-        runs = [i[stage] for i in invocations if i.get(stage, 0.0) > SKIPPED_STAGE_S]
+        runs = [i[stage] for i in invocations if stage in i]
         return runs[-1] / 60 if runs else 0.0
 
     return {"training": sum(i.get("training_s", 0.0) for i in invocations) / 60,
