@@ -82,9 +82,10 @@ def main(argv: Sequence[str]) -> None:
     args = configuration.parse_flags(argv, define_flags, doc=__doc__)
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
+    means = word_pairs(args.words_mean)
 
     trained = workdirs.TrainedRun.load(workdirs.resolve(args.workdir), args.params)
-    conds = conditions(trained, args.word, word_pairs(args.words_mean), args.null, args.vectors)
+    conds = conditions(trained, args.word, means, args.null, args.vectors)
     s = trained.config.sample
     sampler = args.sampler or s.sampler
     steps = args.steps or sampling.steps_for(s, sampler)

@@ -4,21 +4,11 @@ Bad input is a `UserError` (jaxdiff/common/errors.py): printed as one line that 
 status 2, and (because every writer goes through `jaxdiff.common.files`) nothing half-written on disk.
 """
 
-import argparse
 import os
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Sequence
 
 from jaxdiff.common.errors import EXIT_USAGE, RunStopped, UserError
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are a one-line UserError (what is wrong, the valid choices), not the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        # argparse's own message already names the valid choices ("invalid choice: 'x' (choose
-        # from ...)"); the full usage above it buried that line, so point at --help instead.
-        raise UserError(f"{message}; see {self.prog} --help")
 
 
 def quiet_tensorflow() -> None:

@@ -218,7 +218,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    flags = configuration.parse(argv, define_flags)
+    flags = configuration.parse(argv, define_flags, doc=__doc__)
     if flags.peer == "diffusers":
         try:
             import diffusers  # noqa: F401

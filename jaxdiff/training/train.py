@@ -313,7 +313,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    flags = configuration.parse(argv, define_flags)
+    flags = configuration.parse(argv, define_flags, doc=__doc__)
     parallel.maybe_initialize_distributed(flags.coordinator_address, flags.num_processes, flags.process_id,
                                           auto=flags.distributed)
     train_and_evaluate(flags.config, flags.workdir or flags.config.workdir)
