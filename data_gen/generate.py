@@ -32,10 +32,9 @@ import numpy as np
 from PIL import Image
 from absl import flags as absl_flags
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import cli, files
 from jaxdiff.data import schema
 from jaxdiff.data.classes import CLASS_NAMES, CLASSES
-from jaxdiff.common.cli import run
 from jaxdiff.common.errors import UserError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1"
@@ -460,7 +459,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 def parse_args(argv: Sequence[str]) -> types.SimpleNamespace:
     """The command line of `python -m data_gen.generate`."""
-    return configuration.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
+    return cli.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
 
 
 def params_from_args(args: types.SimpleNamespace) -> Params:
@@ -493,4 +492,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -26,10 +26,9 @@ from typing import Sequence
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import cli, files
 from jaxdiff.core import conditioning, sampling
 from jaxdiff.training import workdirs
-from jaxdiff.common.cli import run
 from jaxdiff.common.errors import UserError
 
 
@@ -79,7 +78,7 @@ def word_pairs(values: Sequence[str]) -> list[list[str]]:
 
 
 def main(argv: Sequence[str]) -> None:
-    args = configuration.parse_flags(argv, define_flags, doc=__doc__)
+    args = cli.parse_flags(argv, define_flags, doc=__doc__)
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
     means = word_pairs(args.words_mean)
@@ -117,4 +116,4 @@ def write_condition(out: str, label: str, pixels: np.ndarray, vector: np.ndarray
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import cli, files
 from jaxdiff.data import vectors
 from jaxdiff.data.classes import PROFESSION_WORDS, TRAIN_WORDS
 from jaxdiff.common.errors import UserError
@@ -267,7 +267,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    args = configuration.parse_flags(argv, define_flags, doc=__doc__)
+    args = cli.parse_flags(argv, define_flags, doc=__doc__)
     if not args.out and not args.show:
         raise UserError("nothing to do: pass --out TABLE.npz to write a table, or --show WORD[,WORD...]")
 

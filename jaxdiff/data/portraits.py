@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from absl import flags as absl_flags
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import cli, files
 from jaxdiff.data.classes import CLASS_NAMES, CLASSES
 from jaxdiff.common.errors import UserError
 
@@ -326,7 +326,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    args = configuration.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
+    args = cli.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
     woman_share = parse_woman_share(args.woman_share)
     if args.per_class < 2 or args.size < 8:
         raise UserError(f"--per-class must be at least 2 and --size at least 8 (got {args.per_class}, {args.size})")

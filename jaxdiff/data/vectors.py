@@ -18,7 +18,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import cli, files
 from jaxdiff.data.classes import TRAIN_WORDS
 from jaxdiff.common.errors import UserError, short_reason
 
@@ -210,7 +210,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    args = configuration.parse_flags(argv, define_flags, required=["from"], doc=__doc__)
+    args = cli.parse_flags(argv, define_flags, required=["from"], doc=__doc__)
     from_path = getattr(args, "from")  # `from` is a Python keyword
     if not os.path.exists(from_path):
         raise UserError(f"--from {from_path!r} does not exist; see jaxdiff/data/PROVENANCE.md for how to fetch it")

@@ -20,14 +20,13 @@ from typing import Any, Sequence
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import cli, files
 from jaxdiff.data import input_pipeline
 from jaxdiff.measurement import classifier, evaluation_words
 from jaxdiff.statistics import intervals
 from jaxdiff.training import workdirs
 from jaxdiff.measurement import report as report_files
 from jaxdiff.data.classes import PROFESSION_WORDS
-from jaxdiff.common.cli import hide_accelerators_from_tensorflow
 from jaxdiff.common.errors import RunStopped
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -85,7 +84,7 @@ def conditioning_check(words: dict[str, dict]) -> dict[str, Any]:
 
 def evaluate(workdir: str, log=print) -> dict[str, Any]:
     """Runs the whole evaluation of a trained run and writes its report files; returns report.json's content."""
-    hide_accelerators_from_tensorflow()
+    cli.hide_accelerators_from_tensorflow()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     trained = workdirs.TrainedRun.load(workdir, "ema")
@@ -177,7 +176,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    args = configuration.parse_flags(argv, define_flags, doc=__doc__)
+    args = cli.parse_flags(argv, define_flags, doc=__doc__)
     workdir = workdirs.resolve(args.workdir)
     report = evaluate(workdir)
     print(f"report: {os.path.join(workdir, REPORT_MD)} (numbers in {REPORT_JSON}; plots shares.png, dose_response.png)")

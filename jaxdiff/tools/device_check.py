@@ -40,7 +40,7 @@ import ml_collections
 import numpy as np
 from absl import flags as absl_flags
 
-from jaxdiff.common import configuration, files
+from jaxdiff.common import cli, files
 from jaxdiff.core import conditioning, parallel
 from jaxdiff.data import embed, portraits, vectors
 from jaxdiff.training import factory, logs, train
@@ -249,7 +249,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    args = configuration.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
+    args = cli.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
     try:
         memory_batches = tuple(int(b) for b in args.memory_batches)
     except ValueError:
