@@ -3,12 +3,13 @@
     python -m jaxdiff.train --config=configs/toy.py --workdir=runs/toy [--config.train.num_steps=N]
 
 A rerun of the same command resumes from the last checkpoint in WORKDIR/checkpoints; SIGTERM
-saves one and exits. The step (built in jaxdiff/training/factory.py) is `jax.jit` with NamedShardings over a one-axis ('data',) mesh of
-every device: the batch is split, the state replicated; each device differentiates the loss of its
-own rows and the gradients are averaged in one all-reduce (parallel.data_parallel_value_and_grad).
-Noise, timesteps and condition dropout come from the step's key folded with each example's global
-index, so without dropout (configs/toy.py) a step does not depend on how many devices share it;
-dropout masks (configs/base.py) are drawn per device.
+saves one and exits. The model, the initial state and the step come from jaxdiff/training/factory.py,
+as they do for the benchmark and the device check. The step is `jax.jit` with NamedShardings over
+a one-axis ('data',) mesh of every device: the batch is split, the state replicated; each device
+differentiates the loss of its own rows and the gradients are averaged in one all-reduce
+(parallel.data_parallel_value_and_grad). Noise, timesteps and condition dropout come from the
+step's key folded with each example's global index, so without dropout (configs/toy.py) a step
+does not depend on how many devices share it; dropout masks (configs/base.py) are drawn per device.
 """
 
 
