@@ -1,6 +1,5 @@
 """Training: the model, the data-parallel step, the EMA, checkpoint/resume, divergence, the CLI."""
 
-import functools
 import glob
 import json
 import os
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 
 from helpers import REPO, run_cli, tiny_config
-from jaxdiff.core import diffusion, models, parallel
+from jaxdiff.core import models, parallel
 from jaxdiff.tools import device_check
-from jaxdiff.training import checkpoints, logs, train
+from jaxdiff.training import checkpoints, factory, logs, train
 from jaxdiff.core.state import create_train_state, ema_decay, ema_update
 
 
@@ -120,14 +119,11 @@ def test_data_parallel_value_and_grad_is_the_global_batch_mean():
 
 
 def _one_step(config, devices, batch, state_init):
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    mesh = parallel.make_mesh(devices)
     # Donated, as training runs it, so that the compiled step is the one training and the device
     # check also compile (one persistent-cache entry per mesh); the copy keeps `state_init` alive.
-    step = train.jit_train_step(config, model, schedule, mesh)
-    state = jax.device_put(jax.tree.map(jnp.copy, state_init), parallel.replicated(mesh))
-    return step(state, jax.device_put(batch, parallel.batch_sharded(mesh)), jax.random.key(7))
+    built = factory.build(config, parallel.make_mesh(devices), abstract=True)
+    state = jax.device_put(jax.tree.map(jnp.copy, state_init), parallel.replicated(built.mesh))
+    return built.step(state, jax.device_put(batch, parallel.batch_sharded(built.mesh)), jax.random.key(7))
 
 
 def _fresh_state_and_batch(config):
@@ -200,6 +196,22 @@ def test_resume_equals_uninterrupted_run(tiny_run, tiny_dataset, tmp_path, monke
         _trees_close(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_training_and_the_benchmark_take_the_one_step(tiny_dataset, tmp_path):
+    """Training's loop and the benchmark's timed step both come from factory.build: from the same config
+    they start from the same state and give the same loss on the same batch."""
+    from jaxdiff.data import embed, vectors
+    from jaxdiff.tools import benchmark
+
+    config = tiny_config(tiny_dataset, train__num_steps=1, train__sample_every=0)
+    timed = benchmark.JaxdiffTrainer(config, parallel.make_mesh(jax.devices()[:1]), batch_size=16)
+    batch = jax.device_get(timed.batch)
+    _, metrics = timed.step_fn(timed.state, timed.batch, timed.key)
+    table = embed.build_table(vectors.load_source("word2vec-subset"), config.embed.dim, config.embed.seed)
+    _, last = train.train_in(config, str(tmp_path), table, jax.devices()[:1], validation=batch,
+                             batches=lambda mesh, start: iter([jax.device_put(batch, parallel.batch_sharded(mesh))]))
+    assert last["train/loss"] == float(metrics["loss"])
+
+
 # The event JAX's monitoring reports when a jitted function is lowered to MLIR: once per miss of jit's cache.
 LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 
@@ -209,12 +221,8 @@ def test_a_restored_state_reuses_the_compiled_step(tiny_dataset, tmp_path):
     step is not compiled again after a resume. (On the H100 the first step after a restore took 30 s:
     `step` came back strongly typed where the fresh state's was weakly typed.)"""
     config = tiny_config(tiny_dataset)
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    mesh = parallel.make_mesh(jax.devices()[:1])
-    repl = parallel.replicated(mesh)
-    state = jax.jit(functools.partial(create_train_state, config, model), out_shardings=repl)(jax.random.key(0))
-    step_fn = train.jit_train_step(config, model, schedule, mesh)
+    built = factory.build(config, parallel.make_mesh(jax.devices()[:1]))
+    mesh, repl, state, step_fn = built.mesh, parallel.replicated(built.mesh), built.state, built.step
     batch = parallel.to_global(device_check.synthetic_batch(config, 4), parallel.batch_sharded(mesh))
     state, _ = step_fn(state, batch, jax.random.key(1))
     saved = checkpoints.Checkpoints(str(tmp_path), config.train)
