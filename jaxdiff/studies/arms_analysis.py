@@ -21,7 +21,7 @@ from jaxdiff.measurement import calibration
 from jaxdiff.measurement import records as member_records
 from jaxdiff.statistics import pooling
 from jaxdiff.statistics.formatting import interval_text, points, share_with_interval
-from jaxdiff.data.classes import CONTRAST_WORDS
+from jaxdiff.data.classes import CONTRAST_WORDS, PROFESSION_WORDS
 from jaxdiff.common.errors import UserError
 
 RESULT_JSON, RESULT_MD = "arms.json", "arms.md"
@@ -311,7 +311,7 @@ def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     share points a unit of she-he lean (raw space) moves the word's images."""
     out = {}
     by_pair = _members_by_pair(counts)
-    for word in ("nurse", "philosopher", "person"):
+    for word in (*CONTRAST, *(w for w in PROFESSION_WORDS if w not in CONTRAST)):  # nurse, philosopher, person
         values, variances = [], []
         for pair, by_arm in sorted(by_pair.items()):
             if "real" not in by_arm or "flipped" not in by_arm:
