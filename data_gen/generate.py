@@ -18,7 +18,6 @@ if __name__ == "__main__":  # a command line: quiet TensorFlow before it loads (
 
     quiet_tensorflow()
 
-import argparse
 import dataclasses
 import importlib.metadata
 import json
@@ -26,15 +25,16 @@ import os
 import platform
 import signal
 import time
+import types
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
+from absl import flags as absl_flags
 
-from jaxdiff.common import files
+from jaxdiff.common import cli, files
 from jaxdiff.data import schema
 from jaxdiff.data.classes import CLASS_NAMES, CLASSES
-from jaxdiff.common.cli import ArgumentParser, run
 from jaxdiff.common.errors import UserError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1"
@@ -433,28 +433,36 @@ def report_finalized(out: str, sizes: dict[str, int]) -> None:
           f"train on it with `python -m jaxdiff.train --config=configs/base.py` (data.dir={out})", flush=True)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """The flags of `python -m data_gen.generate`."""
+    define = {str: absl_flags.DEFINE_string, int: absl_flags.DEFINE_integer, float: absl_flags.DEFINE_float,
+              bool: absl_flags.DEFINE_bool}
+    for name, kind, default, help_text in [
+        ("out", str, None, "dataset directory (created, or resumed with the same flags)"),
+        ("model", str, DEFAULT_MODEL, "diffusers Stable Diffusion pipeline: hub id or local directory"),
+        ("per-class", int, 6000, "images per class, both splits together"),
+        ("val-fraction", float, 0.1, "share of each class held out as `validation`"),
+        ("size", int, 128, "side of the stored images in pixels (resized with Lanczos)"),
+        ("gen-size", int, None, "side the model renders at; default its native one (768)"),
+        ("steps", int, 50, "denoising steps"),
+        ("guidance", float, 7.5, "classifier-free guidance scale"),
+        ("seed", int, 0, "dataset seed; each image's seed derives from (seed, class, index)"),
+        ("images-per-shard", int, 300, "shard size: fixes the layout, with --per-class and --val-fraction"),
+        ("batch-size", int, 16, "images per pipeline call (speed and memory only)"),
+        ("device", str, "auto", "torch device: auto (CUDA if present, else CPU), cuda, cuda:1, cpu"),
+        ("worker-index", int, 0, "this worker's index in 0..num-workers-1"),
+        ("num-workers", int, 1, "workers splitting the shards (one per GPU or machine)"),
+        ("finalize", bool, False, "only write the TFDS metadata and contact sheets over complete shards"),
+    ]:
+        define[kind](name, default, help_text, flag_values=values)
+
+
+def parse_args(argv: Sequence[str]) -> types.SimpleNamespace:
     """The command line of `python -m data_gen.generate`."""
-    parser = ArgumentParser(prog="python -m data_gen.generate", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="dataset directory (created, or resumed with the same flags)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="diffusers Stable Diffusion pipeline: hub id or local directory")
-    parser.add_argument("--per-class", type=int, default=6000, help="images per class, both splits together")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of each class held out as `validation`")
-    parser.add_argument("--size", type=int, default=128, help="side of the stored images in pixels (resized with Lanczos)")
-    parser.add_argument("--gen-size", type=int, default=None, help="side the model renders at; default its native one (768)")
-    parser.add_argument("--steps", type=int, default=50, help="denoising steps")
-    parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed; each image's seed derives from (seed, class, index)")
-    parser.add_argument("--images-per-shard", type=int, default=300, help="shard size: fixes the layout, with --per-class and --val-fraction")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per pipeline call (speed and memory only)")
-    parser.add_argument("--device", default="auto", help="torch device: auto (CUDA if present, else CPU), cuda, cuda:1, cpu")
-    parser.add_argument("--worker-index", type=int, default=0, help="this worker's index in 0..num-workers-1")
-    parser.add_argument("--num-workers", type=int, default=1, help="workers splitting the shards (one per GPU or machine)")
-    parser.add_argument("--finalize", action="store_true", help="only write the TFDS metadata and contact sheets over complete shards")
-    return parser.parse_args(argv)
+    return cli.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
 
 
-def params_from_args(args: argparse.Namespace) -> Params:
+def params_from_args(args: types.SimpleNamespace) -> Params:
     """The generation parameters, with one-line errors for values that cannot work."""
     if args.num_workers < 1 or not 0 <= args.worker_index < args.num_workers:
         raise UserError(f"--worker-index must be in 0..{args.num_workers - 1} and --num-workers at least 1 "
@@ -484,4 +492,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -2,7 +2,7 @@
 
     python -m jaxdiff.sample --word nurse [--word philosopher ...] [--num 16] [--sampler dpmpp2m]
         [--steps 20] [--guidance 1.0] [--seed 0] [--out DIR] [--workdir W] [--params ema|raw]
-    python -m jaxdiff.sample --words-mean man nurse     # the composite condition of two words
+    python -m jaxdiff.sample --words-mean man,nurse     # the composite condition of two words
     python -m jaxdiff.sample --null                     # the unconditional model
 
 Without --workdir it uses the latest trained run under runs/. A word may be a training word, any
@@ -24,11 +24,11 @@ import time
 from typing import Sequence
 
 import numpy as np
+from absl import flags as absl_flags
 
-from jaxdiff.common import files
+from jaxdiff.common import cli, files
 from jaxdiff.core import conditioning, sampling
 from jaxdiff.training import workdirs
-from jaxdiff.common.cli import ArgumentParser, run
 from jaxdiff.common.errors import UserError
 
 
@@ -44,32 +44,47 @@ def conditions(trained: workdirs.TrainedRun, words: Sequence[str], means: Sequen
     if null:
         out.append(("null", conditioning.null_vector(trained.table.dim)))
     if not out:
-        raise UserError("nothing to sample: pass --word WORD (repeatable), --words-mean W1 W2, or --null")
+        raise UserError("nothing to sample: pass --word WORD (repeatable), --words-mean W1,W2, or --null")
     return out
 
 
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """The flags of `python -m jaxdiff.sample`."""
+    absl_flags.DEFINE_multi_string("word", [], "a word to condition on (repeatable)", flag_values=values)
+    absl_flags.DEFINE_multi_string("words-mean", [], "W1,W2: condition on the mean of two words' vectors (repeatable)",
+                                   flag_values=values)
+    absl_flags.DEFINE_bool("null", False, "also sample the null (unconditional) condition", flag_values=values)
+    absl_flags.DEFINE_integer("num", 16, "images per condition", flag_values=values)
+    absl_flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "default: the config's", flag_values=values)
+    absl_flags.DEFINE_integer("steps", None, "default: the config's sample.steps, else the sampler's own",
+                              flag_values=values)
+    absl_flags.DEFINE_float("guidance", None, "classifier-free guidance; default: the config's", flag_values=values)
+    absl_flags.DEFINE_float("eta", None, "DDIM stochasticity; default: the config's", flag_values=values)
+    absl_flags.DEFINE_integer("seed", 0, "the same seed gives the same images", flag_values=values)
+    absl_flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA or raw parameters", flag_values=values)
+    absl_flags.DEFINE_string("workdir", None, "a trained run (default: the latest under runs/)", flag_values=values)
+    absl_flags.DEFINE_string("out", None, "output directory (default: WORKDIR/samples/cli)", flag_values=values)
+    absl_flags.DEFINE_string("vectors", None, "source vectors file, for words outside the run's table",
+                             flag_values=values)
+
+
+def word_pairs(values: Sequence[str]) -> list[list[str]]:
+    """The two words of each --words-mean W1,W2 value."""
+    pairs = [[w.strip() for w in value.split(",")] for value in values]
+    for value, pair in zip(values, pairs):
+        if len(pair) != 2 or not all(pair):
+            raise UserError(f"--words-mean {value!r}: give two words separated by a comma, e.g. --words-mean man,nurse")
+    return pairs
+
+
 def main(argv: Sequence[str]) -> None:
-    parser = ArgumentParser(prog="python -m jaxdiff.sample", description=__doc__.split("\n")[0])
-    parser.add_argument("--word", action="append", default=[], help="a word to condition on (repeatable)")
-    parser.add_argument("--words-mean", nargs=2, action="append", default=[], metavar=("W1", "W2"),
-                        help="condition on the mean of two words' vectors (repeatable)")
-    parser.add_argument("--null", action="store_true", help="also sample the null (unconditional) condition")
-    parser.add_argument("--num", type=int, default=16, help="images per condition")
-    parser.add_argument("--sampler", choices=tuple(sampling.SAMPLERS), default=None, help="default: the config's")
-    parser.add_argument("--steps", type=int, default=None, help="default: the config's sample.steps, else the sampler's own")
-    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance; default: the config's")
-    parser.add_argument("--eta", type=float, default=None, help="DDIM stochasticity; default: the config's")
-    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
-    parser.add_argument("--params", choices=("ema", "raw"), default="ema", help="EMA or raw parameters")
-    parser.add_argument("--workdir", default=None, help="a trained run (default: the latest under runs/)")
-    parser.add_argument("--out", default=None, help="output directory (default: WORKDIR/samples/cli)")
-    parser.add_argument("--vectors", default=None, help="source vectors file, for words outside the run's table")
-    args = parser.parse_args(argv)
+    args = cli.parse_flags(argv, define_flags, doc=__doc__)
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
+    means = word_pairs(args.words_mean)
 
     trained = workdirs.TrainedRun.load(workdirs.resolve(args.workdir), args.params)
-    conds = conditions(trained, args.word, args.words_mean, args.null, args.vectors)
+    conds = conditions(trained, args.word, means, args.null, args.vectors)
     s = trained.config.sample
     sampler = args.sampler or s.sampler
     steps = args.steps or sampling.steps_for(s, sampler)
@@ -101,4 +116,4 @@ def write_condition(out: str, label: str, pixels: np.ndarray, vector: np.ndarray
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -50,3 +50,12 @@ def changed_copy(finished_sweep, tmp_path):
 
     config, sweep_dir, _, _ = finished_sweep
     return ml_collections.ConfigDict(config.to_dict()), shutil.copytree(sweep_dir, str(tmp_path / "sweep"))
+
+
+def trees_close(a, b, rtol=1e-5, atol=1e-6):
+    """Asserts that two pytrees' leaves are equal within the tolerances, leaf by leaf."""
+    import jax
+    import numpy as np
+
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)

@@ -11,13 +11,13 @@ from jaxdiff.tools import device_check
 def test_training_stage_round_trips_a_checkpoint_and_writes_samples(tmp_path):
     out = str(tmp_path / "check")
     device_check.main(["--out", out, "--config", "configs/tiny.py", "--steps", "4", "--per-class", "2",
-                       "--skip", "step_vs_cpu", "benchmark", "memory", "benchmark_toy"])
+                       "--skip", "step_vs_cpu,benchmark,memory,benchmark_toy"])
     report = json.load(open(os.path.join(out, "device_check.json")))
     assert report["stages"]["training"].startswith("done")
     training = report["training"]
     assert training["steps"] == 4 and training["dataset_images"] == 12  # 2 per class x 6 classes
     assert training["checkpoint_restored_identical"] is True
-    assert [entry["step"] for entry in training["losses"]] == [1]
+    assert [entry["step"] for entry in training["losses"]] == [4]  # logged every min(steps, 100) steps
     assert os.path.getsize(os.path.join(out, "samples.png")) > 0
     assert report["stages"]["memory"] == "skipped"
 

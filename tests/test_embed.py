@@ -92,7 +92,7 @@ def test_hard_debias_is_orthogonal_to_the_gender_direction(table):
 
 @pytest.mark.slow
 def test_cli_show_and_out(tmp_path):
-    shown = run_cli("jaxdiff.embed", "--show", "nurse", "philosopher", "person")
+    shown = run_cli("jaxdiff.embed", "--show", "nurse,philosopher,person")
     assert shown.returncode == 0, shown.stderr
     rows = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines()[2:]}
     assert float(rows["nurse"][-1]) == pytest.approx(0.187, abs=0.001)

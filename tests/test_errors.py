@@ -72,14 +72,48 @@ def train_args(workdir: str, data_dir: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("main, argv, needles", [
-    (sample.main, ["--word", "nurse", "--sampler", "bogus"], ["--sampler", "invalid choice: 'bogus'", "ddim", "dpmpp2m"]),
-    (evaluate.main, ["--bogus"], ["unrecognized arguments: --bogus"]),
-    (embed.main, ["--dim", "many"], ["--dim", "invalid int value: 'many'"]),
+    (sample.main, ["--word", "nurse", "--sampler", "bogus"], ["--sampler=bogus", "one of", "ddim", "dpmpp2m"]),
+    (evaluate.main, ["--bogus"], ["Unknown command line flag 'bogus'", "python -m jaxdiff.evaluate --help"]),
+    (embed.main, ["--dim", "many"], ["--dim=many", "invalid literal for int()", "'many'"]),
+    (sample.main, ["--words-mean", "man"], ["--words-mean 'man'", "two words separated by a comma"]),
+    (embed.main, ["--show", "nurse", "philosopher"], ["unexpected argument 'philosopher'", "comma-separated"]),
 ])
 def test_usage_errors_are_one_line_not_the_usage(main, argv, needles, capfd):
     code, out, err = call(main, argv, capfd)
     assert_one_line_error(code, err, *needles)
     assert "usage:" not in err and not out
+
+
+# Every command, as `python -m jaxdiff.<command>` (and data_gen's) runs it: the floor module whose main it calls.
+COMMANDS = {"train": "jaxdiff.training.train", "experiment": "jaxdiff.studies.experiment", "sweep": "jaxdiff.studies.sweep",
+            "frontier": "jaxdiff.studies.frontier", "arms": "jaxdiff.studies.arms", "benchmark": "jaxdiff.tools.benchmark",
+            "input_pipeline": "jaxdiff.data.input_pipeline", "sample": "jaxdiff.sample", "embed": "jaxdiff.data.embed",
+            "vectors": "jaxdiff.data.vectors", "portraits": "jaxdiff.data.portraits",
+            "evaluate": "jaxdiff.measurement.evaluate", "device_check": "jaxdiff.tools.device_check",
+            "data_gen.generate": "data_gen.generate"}
+
+
+def test_the_command_list_is_complete():
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jaxdiff")
+    modules = {name[:-3] for name in os.listdir(package) if name.endswith(".py") and name != "__init__.py"}
+    assert modules == set(COMMANDS) - {"data_gen.generate"}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_refuses_an_unknown_flag_in_one_line(command, capfd):
+    import importlib
+
+    prog = "python -m " + ("data_gen.generate" if command == "data_gen.generate" else f"jaxdiff.{command}")
+    code, out, err = call(importlib.import_module(COMMANDS[command]).main, ["--no_such_flag=1"], capfd)
+    assert_one_line_error(code, err, "Unknown command line flag 'no_such_flag'", f"see {prog} --help")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, capfd):
+    import importlib
+
+    code, out, err = call(importlib.import_module(COMMANDS[command]).main, ["--help"], capfd)
+    assert code == 0 and "flags:" in out and "python -m" in out, (code, out, err)
 
 
 def test_sweep_refuses_aggregate_with_train_only_before_making_anything(tmp_path, capfd):

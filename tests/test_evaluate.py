@@ -1,48 +1,15 @@
-"""Evaluation: statistics against known values, the classifier, the report files, the refusal."""
+"""Evaluation: the evaluation words, the classifier, the report files, the refusal (its intervals: test_statistics_intervals.py)."""
 
 import json
-import math
 import os
 import shutil
 
 import ml_collections
-import numpy as np
 import pytest
 
 from helpers import run_cli, tiny_config
 from jaxdiff.data import embed, vectors
 from jaxdiff.measurement import classifier, evaluation_words
-from jaxdiff.statistics import intervals
-
-
-def test_wilson_interval_matches_the_closed_form():
-    z = 1.959963984540054
-    for k, n in ((40, 100), (0, 20), (400, 400), (7, 9)):
-        p = k / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        low, high = intervals.wilson_interval(k, n)
-        assert low == pytest.approx(max(0.0, centre - half), abs=1e-9)
-        assert high == pytest.approx(min(1.0, centre + half), abs=1e-9)
-    # 400 samples keep a worst-case (p = 0.5) interval within +-0.05: the default num_samples.
-    low, high = intervals.wilson_interval(200, 400)
-    assert high - low < 0.1
-
-
-def test_bootstrap_correlation_intervals():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=40)
-    strong = intervals.correlation_with_interval(x, x + 0.3 * rng.normal(size=40), "pearson", 2000, seed=0)
-    assert strong["r"] > 0.9 and strong["ci95"][0] < strong["r"] < strong["ci95"][1] <= 1.0
-    assert strong["ci95"][0] > 0.8
-    none = intervals.correlation_with_interval(x, rng.normal(size=40), "spearman", 2000, seed=0)
-    assert none["ci95"][0] < 0 < none["ci95"][1]
-    monotone = intervals.correlation_with_interval(np.arange(10), np.arange(10) ** 3, "spearman", 500, seed=0)
-    assert monotone["r"] == pytest.approx(1.0) and monotone["ci95"] == pytest.approx([1.0, 1.0])
-    flat = intervals.correlation_with_interval(np.arange(5), np.ones(5), "pearson", 100, seed=0)
-    assert flat["r"] is None  # a constant share has no correlation; reported, not crashed
-    for n in (0, 2):  # too few words (a sweep member's report draws none)
-        assert intervals.correlation_with_interval(np.arange(n), np.arange(n), "spearman", 100, seed=0)["r"] is None
 
 
 def test_unseen_words_span_the_gender_score():
@@ -137,23 +104,3 @@ def test_refuses_to_report_with_a_weak_classifier(tiny_run, tmp_path):
     assert not os.path.exists(os.path.join(workdir, "report.json"))
 
 
-def test_experiment_reruns_only_what_is_missing(tiny_dataset, tiny_run, tmp_path):
-    """The main job's skip logic: a trained run is not retrained; a current report is read, not remade."""
-    from jaxdiff.studies import experiment
-
-    workdir = str(tmp_path / "run")
-    shutil.copytree(tiny_run, workdir)
-    for stale in ("report.json", "report.md"):  # another test may have evaluated the shared run already
-        if os.path.exists(os.path.join(workdir, stale)):
-            os.remove(os.path.join(workdir, stale))
-    config = tiny_config(tiny_dataset)
-    first, second = [], []
-    report = experiment.run_experiment(config, workdir, log=first.append)
-    assert any(line.startswith("[2/3] training: done (step 6") for line in first), first
-    assert "[3/3] classifier + evaluation" in first  # evaluated this time
-    assert experiment.current_report(workdir)["config"]["step"] == 6
-    again = experiment.run_experiment(config, workdir, log=second.append)
-    assert any(line.startswith("[3/3] classifier + evaluation: done") for line in second), second
-    assert again["words"]["nurse"] == json.loads(json.dumps(report["words"]["nurse"]))
-    with open(os.path.join(workdir, experiment.TIMINGS_FILE)) as f:
-        assert len(json.load(f)) == 2

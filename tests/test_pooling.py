@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from jaxdiff.statistics import intervals, pooling
 
@@ -440,3 +441,27 @@ def test_a_change_of_difference_adds_the_four_sampling_variances():
     member_variance = 3 * pooling.binomial_variance(200, 400) + pooling.binomial_variance(160, 400)
     assert pooled.estimate == pytest.approx(-0.1) and pooled.tau == 0.0
     assert pooled.se == pytest.approx(np.sqrt(member_variance / 3))
+
+
+def test_the_estimate_at_a_fixed_tau_weights_by_variance_plus_tau_squared():
+    # weights 1 / (1 + 1) and 1 / (3 + 1): (0 * 1/2 + 1 * 1/4) / (3/4) = 1/3
+    assert pooling.estimate_at_tau([0.0, 1.0], [1.0, 3.0], tau=1.0) == pytest.approx(1 / 3)
+    assert pooling.estimate_at_tau([0.0, 1.0], [1.0, 3.0], tau=0.0) == pytest.approx(0.25)  # inverse variance
+    assert pooling.estimate_at_tau([0.0, 1.0], [1.0, 3.0], tau=1e6) == pytest.approx(0.5)  # the plain mean
+    fitted = pooling.random_effects([0.01, 0.05, -0.02, 0.03], [1e-4, 2e-4, 1e-4, 3e-4])
+    assert pooling.estimate_at_tau([0.01, 0.05, -0.02, 0.03], [1e-4, 2e-4, 1e-4, 3e-4], fitted.tau) == pytest.approx(
+        fitted.estimate)  # at its own tau, the random-effects estimate itself
+
+
+def test_margin_tests_are_the_primary_z_test_its_hksj_check_and_the_stretch_margin():
+    pooled = pooling.random_effects([0.004, -0.006, 0.010, 0.001], [2e-5, 2e-5, 3e-5, 2e-5])
+    tests = pooling.margin_tests(pooled, margin=0.03, stretch=0.02)
+    assert tests.primary == pooling.equivalence(pooled.estimate, pooled.se, 0.03)
+    assert tests.stretch == pooling.equivalence(pooled.estimate, pooled.se, 0.02)
+    assert tests.hksj.method == "HKSJ" and tests.hksj.df == 3
+    record = tests.as_record()
+    assert record["margin"] == 0.03 and record["stretch"]["margin"] == 0.02 and record["hksj"]["df"] == 3
+    assert record["half_width"] == pytest.approx(stats.norm.ppf(0.975) * pooled.se)
+    assert record["verdict"] == "no leakage"  # 90% interval well inside +-3 points
+    single = pooling.margin_tests(pooling.random_effects([0.01], [1e-4]), 0.03, 0.02)
+    assert single.hksj is None and "hksj" not in single.as_record()

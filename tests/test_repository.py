@@ -145,3 +145,13 @@ def test_importing_a_floor_does_not_load_the_floors_above_it():
     assert imported(core, ("jaxdiff.common.cli", "jaxdiff.data.input_pipeline", "jaxdiff.training.train")) == []
     # data_gen/ (PyTorch) shares the classes: the data floor's __init__ loads none of its JAX modules
     assert imported("jaxdiff.data.classes", ("jax", "jaxdiff.data.portraits", "jaxdiff.data.embed")) == []
+
+
+def test_only_the_factory_builds_the_model_the_state_and_the_step():
+    """Training, the benchmark, the device check and the sampling commands get the model, the train
+    state and the step from jaxdiff/training/factory.py, so they all run one step."""
+    builders = re.compile(r"\b(create_model|create_train_state|train_step)\(|partial\(train_step\b")
+    allowed = {"jaxdiff/training/factory.py", "jaxdiff/core/models.py", "jaxdiff/core/state.py"}
+    offenders = [path for path, text in _text_files().items()
+                 if path.endswith(".py") and not path.startswith("tests/") and path not in allowed and builders.search(text)]
+    assert offenders == []

@@ -20,7 +20,7 @@ def _images(out, label):
 def test_cli_writes_grid_singles_and_arrays(tiny_run, tmp_path):
     out = str(tmp_path / "out")
     result = run_cli("jaxdiff.sample", "--workdir", tiny_run, "--word", "nurse", "--word", "philosopher",
-                     "--words-mean", "man", "nurse", "--null", "--num", "5", "--sampler", "ddim", "--steps", "4",
+                     "--words-mean", "man,nurse", "--null", "--num", "5", "--sampler", "ddim", "--steps", "4",
                      "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
     for label in ("nurse", "philosopher", "man+nurse", "null"):
@@ -76,7 +76,8 @@ def test_a_word_never_trained_on_is_sampled_with_its_table_vector(tiny_run, tmp_
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--word", "nurze"], "unknown word 'nurze'.*closest known words: nurse"),
-    (["--words-mean", "man", "nursee"], "unknown word 'nursee'"),
+    (["--words-mean", "man,nursee"], "unknown word 'nursee'"),
+    (["--words-mean", "man", "nurse"], "unexpected argument 'nurse'.*comma-separated"),
     ([], "nothing to sample"),
     (["--word", "nurse", "--num", "0"], "--num must be at least 1"),
 ])

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import jaxdiff
-from helpers import REPO
+from helpers import REPO, run_cli
 from jaxdiff.common.startup import cpu_device_count
 
 # Every module of every floor, and the floors' own packages (module name -> file).
@@ -134,3 +134,53 @@ def test_every_command_the_documents_name_is_a_command_module():
         assert module in MODULE_FILES, f"{module} is named in the documents but jaxdiff has no such command module"
         body = ast.parse(open(MODULE_FILES[module]).read()).body
         assert any(_is_main_guard(node) for node in body), f"{module} has no `if __name__ == '__main__'` block"
+
+
+@pytest.mark.slow
+def test_jaxdiff_never_imports_torch():
+    """docs/design.md: only the benchmark's peer (jaxdiff/tools/benchmark_peer.py, the [bench] extra) touches torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import jaxdiff.training.train, jaxdiff.sample, jaxdiff.measurement.evaluate, "
+            "jaxdiff.studies.experiment, jaxdiff.tools.benchmark; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+def test_huge_page_restart_only_for_package_commands():
+    """jaxdiff.common.startup restarts `python -m jaxdiff.x` (only that) with glibc's huge-page malloc."""
+    import sys
+
+    from jaxdiff.common.startup import huge_page_restart_environment
+
+    command = [sys.executable, "-m", "jaxdiff.train", "--config=configs/toy.py"]
+    environment = huge_page_restart_environment(command, {"GLIBC_TUNABLES": "glibc.foo=1", "A": "b"})
+    if environment is None:  # not Linux with glibc >= 2.35 and transparent huge pages
+        pytest.skip("this host has no glibc >= 2.35 with transparent huge pages")
+    assert environment == {"GLIBC_TUNABLES": "glibc.foo=1:glibc.malloc.hugetlb=1", "A": "b"}
+    assert huge_page_restart_environment(command, {})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    for original, environ in [
+        ([sys.executable, "-c", "import jaxdiff"], {}),                       # an import, not a command
+        ([sys.executable, "-m", "pytest"], {}),                               # someone else's command
+        (command, {"JAXDIFF_HUGE_PAGES": "0"}),                               # turned off
+        (command, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}),              # the user's choice stands
+    ]:
+        assert huge_page_restart_environment(original, environ) is None
+
+
+@pytest.mark.slow
+def test_package_command_restarts_once_with_huge_pages(tmp_path):
+    """End to end: the command's interpreter starts twice, the second time with the tunable, same pid."""
+    from jaxdiff.common.startup import huge_page_restart_environment
+
+    if huge_page_restart_environment(["python", "-m", "jaxdiff.x"], {}) is None:
+        pytest.skip("this host has no glibc >= 2.35 with transparent huge pages")
+    log = tmp_path / "starts.txt"
+    (tmp_path / "sitecustomize.py").write_text(  # runs at every interpreter start-up
+        "import os\n"
+        f"with open({str(log)!r}, 'a') as f: f.write(f\"{{os.getpid()}} {{os.environ.get('GLIBC_TUNABLES')}}\\n\")\n")
+    result = run_cli("jaxdiff.sample", "--help", env_extra={"PYTHONPATH": str(tmp_path), "GLIBC_TUNABLES": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (pid_before, before), (pid_after, after) = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert pid_before == pid_after and before == "" and after == "glibc.malloc.hugetlb=1"

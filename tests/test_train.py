@@ -1,6 +1,5 @@
-"""Training: the model, the data-parallel step, the EMA, checkpoint/resume, divergence, the CLI."""
+"""Training: the data-parallel step, checkpoint/resume, divergence, the command line (the model itself: test_models.py)."""
 
-import functools
 import glob
 import json
 import os
@@ -9,95 +8,16 @@ import subprocess
 import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import REPO, run_cli, tiny_config
-from jaxdiff.core import diffusion, models, parallel
+from helpers import REPO, run_cli, tiny_config, trees_close
+from jaxdiff.core import models, parallel
 from jaxdiff.tools import device_check
-from jaxdiff.training import checkpoints, logs, train
-from jaxdiff.core.state import create_train_state, ema_decay, ema_update
-
-
-def _trees_close(a, b, rtol=1e-5, atol=1e-6):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-
-
-def test_unet_output_shape_and_parameter_count(tiny_dataset):
-    config = tiny_config(tiny_dataset)
-    model = models.create_model(config)
-    x = jnp.ones((3, 16, 16, 3))
-    params = model.init(jax.random.key(0), x, jnp.zeros((3,)), jnp.zeros((3, 128)))["params"]
-    out = model.apply({"params": params}, x, jnp.array([0, 10, 999]), jnp.ones((3, 128)))
-    assert out.shape == (3, 16, 16, 3) and out.dtype == jnp.float32
-    assert models.count_params(params) == 208_908  # pinned: a change in the architecture shows here
-    # Output layers start at zero, so the untrained network predicts exactly zero.
-    assert float(jnp.abs(out).max()) == 0.0
-
-
-def test_conv_of_upsampled_matches_conv_after_resize():
-    """The fused upsample-conv equals nearest upsampling then a SAME 3x3 conv, in value and gradient."""
-    x = jax.random.normal(jax.random.key(0), (2, 3, 5, 4))  # odd sizes: every border case
-    kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 6))
-    weights = jax.random.normal(jax.random.key(2), (2, 6, 10, 6))
-
-    def reference(x, kernel):
-        upsampled = jax.image.resize(x, (2, 6, 10, 4), "nearest")
-        return jax.lax.conv_general_dilated(upsampled, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    np.testing.assert_allclose(models.conv3x3_of_upsampled(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5)
-    grads = [jax.grad(lambda x, k, f=f: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, kernel)
-             for f in (models.conv3x3_of_upsampled, reference)]
-    for fused, expected in zip(*grads):
-        np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-4)
-
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_group_norm_matches_flax(dtype):
-    """models.GroupNorm (own backward pass) equals nn.GroupNorm: parameters, values and gradients."""
-    x = jax.random.normal(jax.random.key(0), (3, 4, 6, 24)) * 3 + 1
-    weights = jax.random.normal(jax.random.key(1), (3, 4, 6, 24))
-    ours, reference = models.GroupNorm(8, dtype=dtype), nn.GroupNorm(8, dtype=dtype)
-    params = reference.init(jax.random.key(2), x)
-    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == jax.tree.map(jnp.shape, params)
-    params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(3), p.shape), params)  # not the identity
-    tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
-    out = ours.apply(params, x)
-    assert out.dtype == dtype
-    _trees_close(out.astype(jnp.float32), reference.apply(params, x).astype(jnp.float32), rtol=tolerance, atol=tolerance)
-    loss = lambda module: lambda p, x: jnp.sum(module.apply(p, x).astype(jnp.float32) * weights)  # noqa: E731
-    _trees_close(jax.grad(loss(ours), argnums=(0, 1))(params, x), jax.grad(loss(reference), argnums=(0, 1))(params, x),
-                       rtol=tolerance, atol=tolerance * 10)
-
-
-def test_patchify_round_trip():
-    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-    patched = models.patchify(x, 2)
-    assert patched.shape == (2, 4, 4, 12)
-    np.testing.assert_array_equal(models.unpatchify(patched, 2, 3), x)
-    np.testing.assert_array_equal(patched[0, 0, 0].reshape(2, 2, 3), x[0, :2, :2])  # a patch is a 2x2 block
-
-
-def test_bfloat16_compute_keeps_float32_parameters(tiny_dataset):
-    config = tiny_config(tiny_dataset, model__dtype="bfloat16")
-    model = models.create_model(config)
-    params = model.init(jax.random.key(0), jnp.ones((1, 16, 16, 3)), jnp.zeros((1,)), jnp.zeros((1, 128)))["params"]
-    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
-    out = model.apply({"params": params}, jnp.ones((1, 16, 16, 3)), jnp.zeros((1,)), jnp.zeros((1, 128)))
-    assert out.dtype == jnp.float32
-
-
-def test_ema_update_matches_its_formula():
-    assert float(ema_decay(0, 0.999)) == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
-    assert float(ema_decay(90, 0.999)) == pytest.approx(0.91)
-    assert float(ema_decay(10**6, 0.999)) == pytest.approx(0.999)
-    ema, params = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([3.0, -2.0])}
-    new = ema_update(ema, params, jnp.float32(0.75))
-    np.testing.assert_allclose(new["w"], 0.75 * np.array([1.0, 2.0]) + 0.25 * np.array([3.0, -2.0]))
+from jaxdiff.training import checkpoints, factory, logs, train
+from jaxdiff.core.state import create_train_state
 
 
 def test_data_parallel_value_and_grad_is_the_global_batch_mean():
@@ -115,19 +35,16 @@ def test_data_parallel_value_and_grad_is_the_global_batch_mean():
     loss, grads = jax.jit(parallel.data_parallel_value_and_grad(shard_loss, mesh))(params, rows_sharded)
     expected_loss, expected_grads = jax.value_and_grad(shard_loss)(params, rows, 0)
     assert float(loss) == pytest.approx(float(expected_loss), rel=1e-6)
-    _trees_close(grads, expected_grads)
+    trees_close(grads, expected_grads)
     assert grads["w"].shape == (1, 2) and grads["b"].shape == ()
 
 
 def _one_step(config, devices, batch, state_init):
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    mesh = parallel.make_mesh(devices)
     # Donated, as training runs it, so that the compiled step is the one training and the device
     # check also compile (one persistent-cache entry per mesh); the copy keeps `state_init` alive.
-    step = train.jit_train_step(config, model, schedule, mesh)
-    state = jax.device_put(jax.tree.map(jnp.copy, state_init), parallel.replicated(mesh))
-    return step(state, jax.device_put(batch, parallel.batch_sharded(mesh)), jax.random.key(7))
+    built = factory.build(config, parallel.make_mesh(devices), abstract=True)
+    state = jax.device_put(jax.tree.map(jnp.copy, state_init), parallel.replicated(built.mesh))
+    return built.step(state, jax.device_put(batch, parallel.batch_sharded(built.mesh)), jax.random.key(7))
 
 
 def _fresh_state_and_batch(config):
@@ -147,8 +64,8 @@ def test_step_on_8_devices_equals_1_device(tiny_dataset):
     eight, m8 = _one_step(config, jax.devices()[:8], batch, state)
     assert len(jax.devices()) == 8
     assert float(m1["loss"]) == pytest.approx(float(m8["loss"]), rel=1e-5)
-    _trees_close(one.params, eight.params)
-    _trees_close(one.ema_params, eight.ema_params)
+    trees_close(one.params, eight.params)
+    trees_close(one.ema_params, eight.ema_params)
     # And the step really changed the parameters.
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(state.params)))
 
@@ -197,7 +114,23 @@ def test_resume_equals_uninterrupted_run(tiny_run, tiny_dataset, tmp_path, monke
         a, step_a = checkpoints.restore_params(tiny_run, which)
         b, step_b = checkpoints.restore_params(split, which)
         assert step_a == step_b == 6
-        _trees_close(a, b, rtol=1e-6, atol=1e-7)
+        trees_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_training_and_the_benchmark_take_the_one_step(tiny_dataset, tmp_path):
+    """Training's loop and the benchmark's timed step both come from factory.build: from the same config
+    they start from the same state and give the same loss on the same batch."""
+    from jaxdiff.data import embed, vectors
+    from jaxdiff.tools import benchmark
+
+    config = tiny_config(tiny_dataset, train__num_steps=1, train__sample_every=0)
+    timed = benchmark.JaxdiffTrainer(config, parallel.make_mesh(jax.devices()[:1]), batch_size=16)
+    batch = jax.device_get(timed.batch)
+    _, metrics = timed.step_fn(timed.state, timed.batch, timed.key)
+    table = embed.build_table(vectors.load_source("word2vec-subset"), config.embed.dim, config.embed.seed)
+    _, last = train.train_in(config, str(tmp_path), table, jax.devices()[:1], validation=batch,
+                             batches=lambda mesh, start: iter([jax.device_put(batch, parallel.batch_sharded(mesh))]))
+    assert last["train/loss"] == float(metrics["loss"])
 
 
 # The event JAX's monitoring reports when a jitted function is lowered to MLIR: once per miss of jit's cache.
@@ -209,12 +142,8 @@ def test_a_restored_state_reuses_the_compiled_step(tiny_dataset, tmp_path):
     step is not compiled again after a resume. (On the H100 the first step after a restore took 30 s:
     `step` came back strongly typed where the fresh state's was weakly typed.)"""
     config = tiny_config(tiny_dataset)
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    mesh = parallel.make_mesh(jax.devices()[:1])
-    repl = parallel.replicated(mesh)
-    state = jax.jit(functools.partial(create_train_state, config, model), out_shardings=repl)(jax.random.key(0))
-    step_fn = train.jit_train_step(config, model, schedule, mesh)
+    built = factory.build(config, parallel.make_mesh(jax.devices()[:1]))
+    mesh, repl, state, step_fn = built.mesh, parallel.replicated(built.mesh), built.state, built.step
     batch = parallel.to_global(device_check.synthetic_batch(config, 4), parallel.batch_sharded(mesh))
     state, _ = step_fn(state, batch, jax.random.key(1))
     saved = checkpoints.Checkpoints(str(tmp_path), config.train)
@@ -324,17 +253,3 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(tiny_dataset, tmp_path):
     assert max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) > saved
 
 
-def test_remat_gives_the_same_parameters_and_gradients(tiny_dataset):
-    """model.remat trades compute for memory only: same parameter tree (checkpoints interchange), same gradients."""
-    grads, names = [], []
-    x = jax.random.normal(jax.random.key(3), (2, 16, 16, 3))
-    for remat in (False, True):  # one level (with attention): half the tiny UNet to compile, twice
-        model = models.create_model(tiny_config(tiny_dataset, model__remat=remat, model__channel_mults=(1,),
-                                                model__attn_resolutions=(8,)))
-        params = model.init(jax.random.key(0), x, jnp.zeros((2,)), jnp.zeros((2, 128)))["params"]
-        params = jax.tree.map(lambda a: a + 0.01 * jax.random.normal(jax.random.key(5), a.shape), params)
-        loss = lambda p: (model.apply({"params": p}, x, jnp.ones((2,)), jnp.ones((2, 128)), train=True) ** 2).sum()  # noqa: E731
-        grads.append(jax.jit(jax.grad(loss))(params))
-        names.append(jax.tree_util.tree_structure(params))
-    assert names[0] == names[1]
-    _trees_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)

@@ -4,21 +4,72 @@ Bad input is a `UserError` (jaxdiff/common/errors.py): printed as one line that 
 status 2, and (because every writer goes through `jaxdiff.common.files`) nothing half-written on disk.
 """
 
-import argparse
 import os
+import re
 import sys
-from typing import Callable, NoReturn, Sequence
+import types
+from typing import Callable, Sequence
+
+from absl import flags
 
 from jaxdiff.common.errors import EXIT_USAGE, RunStopped, UserError
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are a one-line UserError (what is wrong, the valid choices), not the usage."""
+def parse_flags(argv: Sequence[str], define_flags: Callable[[flags.FlagValues], None], *, doc: str = "",
+                required: Sequence[str] = ()) -> types.SimpleNamespace:
+    """The values of the absl flags `define_flags` adds, as attributes (a flag's hyphens as underscores).
 
-    def error(self, message: str) -> NoReturn:
-        # argparse's own message already names the valid choices ("invalid choice: 'x' (choose
-        # from ...)"); the full usage above it buried that line, so point at --help instead.
-        raise UserError(f"{message}; see {self.prog} --help")
+    Every command parses its command line here, or through configuration.parse where it takes a --config. A
+    flag takes `--name=value` or `--name value`; a repeatable flag (DEFINE_multi_*) is given once
+    per value and a list flag (DEFINE_list) as one comma-separated value. --help prints the flags
+    and exits; any mistake (an unknown flag, a bad value, a stray argument, a missing `required`
+    flag) is a one-line UserError.
+    """
+    values = flags.FlagValues()
+    define_flags(values)
+    parse_into(values, argv, doc)
+    prog = _prog(doc)
+    for name in required:
+        if values[name].value is None:
+            raise UserError(f"missing --{name}; see {prog} --help")
+    return types.SimpleNamespace(**{name.replace("-", "_"): values[name].value for name in values})
+
+
+HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
+
+
+def _prog(doc: str) -> str:
+    """The command as the docstring's usage line names it (`python -m jaxdiff.X`), else 'the command'."""
+    match = re.search(r"python -m [\w.]+", doc)
+    return match.group(0) if match else "the command"
+
+
+def parse_into(values: flags.FlagValues, argv: Sequence[str], doc: str) -> None:
+    """Parses `argv` into `values`; --help prints the docstring and the flags, then exits with status 0."""
+    if any(arg in HELP_FLAGS for arg in argv):
+        text = values.get_help(include_special_flags=False)
+        # absl groups the flags under the name of the module that defined them: one group here.
+        listing = "\n".join(line for line in text.splitlines() if line.startswith(" "))
+        print(f"{doc.strip()}\n\nflags:\n{listing}" if doc else f"flags:\n{listing}")
+        raise SystemExit(0)
+    try:
+        rest = values(["jaxdiff", *argv])[1:]
+    except flags.Error as error:
+        raise UserError(f"{one_line(error)}; see {_prog(doc)} --help") from error
+    except (AttributeError, KeyError) as error:  # an override of a key the config does not have
+        raise UserError(f"unknown config key in the overrides: {one_line(error)}; see the config file for valid keys") from error
+    if rest:
+        raise UserError(f"unexpected argument {rest[0]!r}: each flag takes one value (a list is comma-separated, "
+                        f"e.g. --show nurse,philosopher); see {_prog(doc)} --help")
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (a KeyError's quotes and escaped newlines undone)."""
+    text = str(error).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # KeyError's repr-quoted message
+        text = text[1:-1]
+    text = text.replace("\\n", " ").replace("\\'", "'")
+    return re.sub(r"\s+", " ", text)
 
 
 def quiet_tensorflow() -> None:

@@ -7,55 +7,40 @@ Each call parses into a fresh `FlagValues`, so `main(argv)` can run many times i
 
 import json
 import os
-import re
 from typing import Callable, Sequence
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from jaxdiff.common import files
+from jaxdiff.common import cli, files
 from jaxdiff.common.errors import UserError
 
 CONFIG_IN_WORKDIR = "config.json"
 
 
 def parse(argv: Sequence[str], define_flags: Callable[[flags.FlagValues], None] | None = None,
-          config_required: bool = True) -> flags.FlagValues:
-    """Parses `--config=FILE [--config.a.b=V ...]` plus the flags `define_flags` adds."""
+          config_required: bool = True, doc: str = "") -> flags.FlagValues:
+    """Parses `--config=FILE [--config.a.b=V ...]` plus the flags `define_flags` adds (as cli.parse_flags)."""
     for arg in argv:
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
         if path and not os.path.exists(path.split(":", 1)[0]):
             raise UserError(f"config file {path!r} not found; e.g. --config=configs/toy.py or --config=configs/base.py")
     values = flags.FlagValues()
-    full_argv = ["jaxdiff", *argv]
     # sys_argv: config_flags finds the --config.a.b overrides in it (by default it reads sys.argv).
     config_flags.DEFINE_config_file("config", None, "ml-collections config file, e.g. configs/toy.py",
-                                    flag_values=values, lock_config=True, sys_argv=full_argv)
+                                    flag_values=values, lock_config=True, sys_argv=["jaxdiff", *argv])
     if define_flags is not None:
         define_flags(values)
-    try:
-        values(full_argv)
-    except flags.Error as error:
-        raise UserError(_one_line(error)) from error
-    except (AttributeError, KeyError) as error:  # an override of a key the config does not have
-        raise UserError(f"unknown config key in the overrides: {_one_line(error)}; see the config file for valid keys") from error
+    cli.parse_into(values, argv, doc)
     if config_required and not any(a.startswith("--config=") or a == "--config" for a in argv):
         raise UserError("missing --config; e.g. --config=configs/toy.py (the embedded default) or --config=configs/base.py")
     if config_required:
         try:
             values.config.keys()  # a failed load returns a placeholder that raises on attribute access
         except OSError as error:
-            raise UserError(f"cannot load the config: {_one_line(error)}") from error
+            raise UserError(f"cannot load the config: {cli.one_line(error)}") from error
     return values
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # KeyError's repr-quoted message
-        text = text[1:-1]
-    text = text.replace("\\n", " ").replace("\\'", "'")
-    return re.sub(r"\s+", " ", text)
 
 
 def save(config: ml_collections.ConfigDict, workdir: str) -> str:

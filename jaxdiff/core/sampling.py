@@ -94,16 +94,25 @@ def _ddim_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Array])
     return x_next + sigma * c.noise(i), x0
 
 
-def _dpmpp2m_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """DPM-Solver++(2M) (Lu et al. 2022), data-prediction form, first order on the first and last step."""
-    x, x0_prev = carry
+def _multistep(c: StepContext, i: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Whether step i is the last, its step h in lambda = log(alpha / sigma), and the ratio r of the previous step to h.
+
+    The bookkeeping of DPM-Solver++'s multistep forms; the last step has no next lambda (clean data is at
+    infinity), so h is 0 there and the solvers return the data prediction instead."""
     lam = 0.5 * (jnp.log(c.abar[:-1]) - jnp.log1p(-c.abar[:-1]))  # log(alpha_t / sigma_t) at the N timesteps
-    _, x0 = c.predict(x, i)
-    a_t, a_s = c.abar[i], c.abar[i + 1]
     is_last = i == c.steps - 1
     lam_s = jnp.where(is_last, lam[i], lam[jnp.minimum(i + 1, c.steps - 1)])
     h = lam_s - lam[i]
     r = (lam[i] - lam[jnp.maximum(i - 1, 0)]) / jnp.where(h == 0, 1.0, h)
+    return is_last, h, r
+
+
+def _dpmpp2m_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """DPM-Solver++(2M) (Lu et al. 2022), data-prediction form, first order on the first and last step."""
+    x, x0_prev = carry
+    _, x0 = c.predict(x, i)
+    a_t, a_s = c.abar[i], c.abar[i + 1]
+    is_last, h, r = _multistep(c, i)
     second_order = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
     D = jnp.where((i == 0) | is_last, x0, second_order)
     x_next = jnp.sqrt((1 - a_s) / (1 - a_t)) * x - jnp.sqrt(a_s) * jnp.expm1(-h) * D
@@ -119,13 +128,9 @@ def _dpmpp2m_sde_step(c: StepContext, i: jax.Array, carry: tuple[jax.Array, jax.
     First order on the first step; the last step returns the predicted clean data, as DPM-Solver++ does.
     """
     x, x0_prev = carry
-    lam = 0.5 * (jnp.log(c.abar[:-1]) - jnp.log1p(-c.abar[:-1]))  # log(alpha_t / sigma_t) at the N timesteps
     _, x0 = c.predict(x, i)
     a_t, a_s = c.abar[i], c.abar[i + 1]
-    is_last = i == c.steps - 1
-    lam_s = jnp.where(is_last, lam[i], lam[jnp.minimum(i + 1, c.steps - 1)])
-    h = lam_s - lam[i]
-    r = (lam[i] - lam[jnp.maximum(i - 1, 0)]) / jnp.where(h == 0, 1.0, h)
+    is_last, h, r = _multistep(c, i)
     d1 = jnp.where(i == 0, jnp.zeros_like(x0), (x0 - x0_prev) / jnp.where(r == 0, 1.0, r))
     kept = -jnp.expm1(-2.0 * h)  # 1 - e^-2h: the share of the variance that is fresh noise
     x_next = (jnp.sqrt((1 - a_s) / (1 - a_t)) * jnp.exp(-h) * x + jnp.sqrt(a_s) * kept * (x0 + 0.5 * d1)

@@ -1,7 +1,7 @@
 """The embedding table: unit word vectors, JL-projected to k dimensions, and their gender scores.
 
     python -m jaxdiff.embed --source word2vec-subset --dim 128 --seed 0 --out table.npz
-    python -m jaxdiff.embed --show nurse philosopher person
+    python -m jaxdiff.embed --show nurse,philosopher,person
 
 The projection follows the scikit-learn Gaussian random projection convention: a (k, d) matrix
 with entries N(0, 1/k), drawn from `seed`, applied as `x @ R.T`, so projected unit vectors keep
@@ -20,11 +20,11 @@ import zipfile
 from typing import Sequence
 
 import numpy as np
+from absl import flags as absl_flags
 
-from jaxdiff.common import files
+from jaxdiff.common import cli, files
 from jaxdiff.data import vectors
 from jaxdiff.data.classes import PROFESSION_WORDS, TRAIN_WORDS
-from jaxdiff.common.cli import ArgumentParser
 from jaxdiff.common.errors import UserError
 
 TABLE_KEYS = ("words", "raw", "projected", "seed", "source")  # every table has them; "arm" and "arm_direction" since the arms study
@@ -254,18 +254,22 @@ def hard_debias(raw_vector: np.ndarray, direction: np.ndarray) -> np.ndarray:
 # Command line.
 
 
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """The flags of `python -m jaxdiff.embed`."""
+    absl_flags.DEFINE_string("source", "word2vec-subset", f"one of: {', '.join(vectors.SOURCES)}", flag_values=values)
+    absl_flags.DEFINE_string("vectors", None, "local GoogleNews-vectors-negative300.bin(.gz) for word2vec-google-news-300",
+                             flag_values=values)
+    absl_flags.DEFINE_integer("dim", 128, "k, the projected dimension", flag_values=values)
+    absl_flags.DEFINE_integer("seed", 0, "seed of the projection matrix", flag_values=values)
+    absl_flags.DEFINE_string("out", None, "write the embedding table .npz here", flag_values=values)
+    absl_flags.DEFINE_string("table", None, "with --show: read this table instead of building one", flag_values=values)
+    absl_flags.DEFINE_list("show", [], "print the gender scores of these words (comma-separated)", flag_values=values)
+
+
 def main(argv: Sequence[str]) -> None:
-    parser = ArgumentParser(prog="python -m jaxdiff.embed", description=__doc__.split("\n")[0])
-    parser.add_argument("--source", default="word2vec-subset", help=f"one of: {', '.join(vectors.SOURCES)}")
-    parser.add_argument("--vectors", default=None, help="local GoogleNews-vectors-negative300.bin(.gz) for word2vec-google-news-300")
-    parser.add_argument("--dim", type=int, default=128, help="k, the projected dimension")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the projection matrix")
-    parser.add_argument("--out", default=None, help="write the embedding table .npz here")
-    parser.add_argument("--table", default=None, help="with --show: read this table instead of building one")
-    parser.add_argument("--show", nargs="+", metavar="WORD", help="print the gender scores of these words")
-    args = parser.parse_args(argv)
+    args = cli.parse_flags(argv, define_flags, doc=__doc__)
     if not args.out and not args.show:
-        raise UserError("nothing to do: pass --out TABLE.npz to write a table, or --show WORD [WORD ...]")
+        raise UserError("nothing to do: pass --out TABLE.npz to write a table, or --show WORD[,WORD...]")
 
     source = None
     if args.table:

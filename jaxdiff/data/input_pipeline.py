@@ -223,7 +223,7 @@ def main(argv: Sequence[str]) -> None:
     from jaxdiff.data import embed, vectors
 
     flags = configuration.parse(argv, lambda fv: __import__("absl.flags").flags.DEFINE_integer(
-        "batches", 400, "batches to time after the first epoch", flag_values=fv))
+        "batches", 400, "batches to time after the first epoch", flag_values=fv), doc=__doc__)
     config = flags.config
     hide_accelerators_from_tensorflow()
     table = embed.build_table(vectors.load_source(config.embed.source, config.embed.vectors_path or None),

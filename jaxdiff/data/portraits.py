@@ -16,10 +16,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from absl import flags as absl_flags
 
-from jaxdiff.common import files
+from jaxdiff.common import cli, files
 from jaxdiff.data.classes import CLASS_NAMES, CLASSES
-from jaxdiff.common.cli import ArgumentParser
 from jaxdiff.common.errors import UserError
 
 # Colours (RGB). Skin tones span light to medium-light: the prompts ask for Caucasian/European.
@@ -313,17 +313,20 @@ def parse_woman_share(text: str) -> dict[str, float]:
     return shares
 
 
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """The flags of `python -m jaxdiff.portraits`."""
+    absl_flags.DEFINE_string("out", None, "dataset directory to create", flag_values=values)
+    absl_flags.DEFINE_integer("per-class", 1000, "images per class, both splits together", flag_values=values)
+    absl_flags.DEFINE_integer("size", 32, "image height and width in pixels", flag_values=values)
+    absl_flags.DEFINE_integer("seed", 0, "the dataset's seed; the same seed gives the same bytes", flag_values=values)
+    absl_flags.DEFINE_float("val-fraction", 0.1, "share of each class held out as `validation`", flag_values=values)
+    absl_flags.DEFINE_string("woman-share", "", "PROFESSION=SHARE,...: share of women per profession word, e.g. "
+                             "nurse=0.6,philosopher=0.4 (default: 0.5 each)", flag_values=values)
+    absl_flags.DEFINE_bool("overwrite", False, "replace an existing directory at --out", flag_values=values)
+
+
 def main(argv: Sequence[str]) -> None:
-    parser = ArgumentParser(prog="python -m jaxdiff.portraits", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="dataset directory to create")
-    parser.add_argument("--per-class", type=int, default=1000, help="images per class, both splits together")
-    parser.add_argument("--size", type=int, default=32, help="image height and width in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="the dataset's seed; the same seed gives the same bytes")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of each class held out as `validation`")
-    parser.add_argument("--woman-share", default="", metavar="PROFESSION=SHARE,...",
-                        help="share of women per profession word, e.g. nurse=0.6,philosopher=0.4 (default: 0.5 each)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing directory at --out")
-    args = parser.parse_args(argv)
+    args = cli.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
     woman_share = parse_woman_share(args.woman_share)
     if args.per_class < 2 or args.size < 8:
         raise UserError(f"--per-class must be at least 2 and --size at least 8 (got {args.per_class}, {args.size})")

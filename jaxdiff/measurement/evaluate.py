@@ -18,15 +18,15 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
+from absl import flags as absl_flags
 
-from jaxdiff.common import files
+from jaxdiff.common import cli, files
 from jaxdiff.data import input_pipeline
 from jaxdiff.measurement import classifier, evaluation_words, records
 from jaxdiff.statistics import intervals
 from jaxdiff.training import workdirs
 from jaxdiff.measurement import report as report_files
 from jaxdiff.data.classes import PROFESSION_WORDS
-from jaxdiff.common.cli import ArgumentParser, hide_accelerators_from_tensorflow
 from jaxdiff.common.errors import RunStopped
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -84,7 +84,7 @@ def conditioning_check(words: dict[str, dict]) -> dict[str, Any]:
 
 def evaluate(workdir: str, log=print) -> dict[str, Any]:
     """Runs the whole evaluation of a trained run and writes its report files; returns report.json's content."""
-    hide_accelerators_from_tensorflow()
+    cli.hide_accelerators_from_tensorflow()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     trained = workdirs.TrainedRun.load(workdir, "ema")
@@ -160,10 +160,13 @@ def _sample_with_progress(trained: workdirs.TrainedRun, cond_NK: np.ndarray, e: 
     return np.concatenate(out)
 
 
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """The flags of `python -m jaxdiff.evaluate`."""
+    absl_flags.DEFINE_string("workdir", None, "a trained run (default: the latest under runs/)", flag_values=values)
+
+
 def main(argv: Sequence[str]) -> None:
-    parser = ArgumentParser(prog="python -m jaxdiff.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", default=None, help="a trained run (default: the latest under runs/)")
-    args = parser.parse_args(argv)
+    args = cli.parse_flags(argv, define_flags, doc=__doc__)
     workdir = workdirs.resolve(args.workdir)
     report = evaluate(workdir)
     print(f"report: {os.path.join(workdir, REPORT_MD)} (numbers in {REPORT_JSON}; plots shares.png, dose_response.png)")

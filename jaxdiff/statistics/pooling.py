@@ -283,6 +283,44 @@ def small_sample_equivalence(pooled: Pooled, margin: float) -> Equivalence | Non
     return dataclasses.replace(test, se=pooled.se_hksj, method="HKSJ")
 
 
+@dataclasses.dataclass(frozen=True)
+class MarginTests:
+    """A pre-registered equivalence reading of a pooled effect: z-based TOST at the margin (the primary), the
+    same under HKSJ (the small-sample check; None for one member) and at a stricter stretch margin."""
+
+    pooled: Pooled
+    primary: Equivalence
+    hksj: Equivalence | None
+    stretch: Equivalence
+
+    def as_record(self) -> dict[str, Any]:
+        """The tests as the arms study's arms.json records them (half-widths of the 95% intervals beside)."""
+        out = {"margin": self.primary.margin, "tost_p_value": self.primary.tost_p_value,
+               "ci90": list(self.primary.ci90), "verdict": self.primary.verdict,
+               "half_width": (self.pooled.ci_high - self.pooled.ci_low) / 2}
+        if self.hksj is not None:
+            out["hksj"] = {"ci95": list(self.hksj.ci95), "tost_p_value": self.hksj.tost_p_value,
+                           "verdict": self.hksj.verdict, "df": self.hksj.df,
+                           "half_width": (self.hksj.ci95[1] - self.hksj.ci95[0]) / 2}
+        out["stretch"] = {"margin": self.stretch.margin, "tost_p_value": self.stretch.tost_p_value,
+                          "verdict": self.stretch.verdict}
+        return out
+
+
+def margin_tests(pooled: Pooled, margin: float, stretch: float) -> MarginTests:
+    """The `MarginTests` of a `random_effects` result at `margin`, its HKSJ check and the `stretch` margin."""
+    return MarginTests(pooled, equivalence(pooled.estimate, pooled.se, margin),
+                       small_sample_equivalence(pooled, margin), equivalence(pooled.estimate, pooled.se, stretch))
+
+
+def estimate_at_tau(values: Sequence[float], variances: Sequence[float], tau: float) -> float:
+    """The random-effects estimate with tau held fixed: the mean weighted by 1 / (variance + tau^2).
+
+    For re-pooling the same members under perturbed inputs (e.g. draws of a classifier's calibration),
+    where re-estimating tau each time would mix its own noise into the spread being measured."""
+    return float(np.average(np.asarray(values, float), weights=1.0 / (np.asarray(variances, float) + tau ** 2)))
+
+
 VERDICT_SENTENCES = {
     "leakage": "leakage of at least {m} points: the 95% interval of the contrast lies above +{m} points",
     "reverse gap": ("no leakage, but a gap of at least {m} points against the embedding's lean: the 95% interval "

@@ -432,7 +432,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    flags = configuration.parse(argv, define_flags)
+    flags = configuration.parse(argv, define_flags, doc=__doc__)
     study_dir = flags.workdir or flags.config.study.workdir
     start = time.perf_counter()
     if flags.export:

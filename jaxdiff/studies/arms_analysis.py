@@ -21,7 +21,7 @@ from jaxdiff.measurement import calibration
 from jaxdiff.measurement import records as member_records
 from jaxdiff.statistics import pooling
 from jaxdiff.statistics.formatting import interval_text, points, share_with_interval
-from jaxdiff.data.classes import CONTRAST_WORDS
+from jaxdiff.data.classes import CONTRAST_WORDS, PROFESSION_WORDS
 from jaxdiff.common.errors import UserError
 
 RESULT_JSON, RESULT_MD = "arms.json", "arms.md"
@@ -119,20 +119,6 @@ def _record(pooled: pooling.Pooled | None) -> dict[str, Any] | None:
     return pooled.record("se", "ci95", "p_value", "tau", "heterogeneity_p_value", "k", "se_hksj", "df", "members")
 
 
-def _tests(pooled: pooling.Pooled, margin: float, stretch: float) -> dict[str, Any]:
-    """TOST at the margin (z, the primary), the same under HKSJ, and at the stretch margin."""
-    z = pooling.equivalence(pooled.estimate, pooled.se, margin)
-    out = {"margin": margin, "tost_p_value": z.tost_p_value, "ci90": list(z.ci90), "verdict": z.verdict,
-           "half_width": (pooled.ci_high - pooled.ci_low) / 2}
-    hksj = pooling.small_sample_equivalence(pooled, margin)
-    if hksj is not None:
-        out["hksj"] = {"ci95": list(hksj.ci95), "tost_p_value": hksj.tost_p_value, "verdict": hksj.verdict,
-                       "df": hksj.df, "half_width": (hksj.ci95[1] - hksj.ci95[0]) / 2}
-    stretch_test = pooling.equivalence(pooled.estimate, pooled.se, stretch)
-    out["stretch"] = {"margin": stretch, "tost_p_value": stretch_test.tost_p_value, "verdict": stretch_test.verdict}
-    return out
-
-
 def corrected_leakage(counts: Any, readings: Any, reader: str, margin: float, seed: int = 0) -> dict[str, Any]:
     """The leakage of Rogan-Gladen corrected shares, pooled, its interval widened by the calibration's uncertainty.
 
@@ -178,8 +164,7 @@ def corrected_leakage(counts: Any, readings: Any, reader: str, margin: float, se
     draws = []
     for i in range(CALIBRATION_DRAWS):
         v, w = leakage({word: (s[i], f[i]) for word, (s, f) in drawn.items()})
-        tau = pooled.tau or 0.0  # one pair: no between-pair spread to estimate
-        draws.append(float(np.average(v, weights=1 / (w + tau ** 2))))
+        draws.append(pooling.estimate_at_tau(v, w, pooled.tau or 0.0))  # one pair: no tau to estimate
     calibration_se = float(np.std(draws))
     se = float(np.hypot(pooled.se, calibration_se))
     z = pooling.equivalence(pooled.estimate, se, margin)
@@ -204,7 +189,7 @@ def analyse(study_dir: str) -> dict[str, Any]:
     pooled_leakage = _pooled(values, variances)
     leakage = None
     if pooled_leakage is not None:
-        leakage = {**_record(pooled_leakage), "pairs": pairs, **_tests(pooled_leakage, margin, stretch)}
+        leakage = {**_record(pooled_leakage), "pairs": pairs, **pooling.margin_tests(pooled_leakage, margin, stretch).as_record()}
     out["leakage"] = leakage
     _, sys_values, sys_variances = paired(counts, "real", "flipped", "half_sum")
     out["systematic"] = _record(_pooled(sys_values, sys_variances))
@@ -326,7 +311,7 @@ def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     share points a unit of she-he lean (raw space) moves the word's images."""
     out = {}
     by_pair = _members_by_pair(counts)
-    for word in ("nurse", "philosopher", "person"):
+    for word in (*CONTRAST, *(w for w in PROFESSION_WORDS if w not in CONTRAST)):  # nurse, philosopher, person
         values, variances = [], []
         for pair, by_arm in sorted(by_pair.items()):
             if "real" not in by_arm or "flipped" not in by_arm:

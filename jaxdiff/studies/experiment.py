@@ -87,7 +87,7 @@ def _timings_history(workdir: str) -> list:
 
 def main(argv: Sequence[str]) -> None:
     flags = configuration.parse(argv, lambda fv: absl_flags.DEFINE_string(
-        "workdir", None, "run directory (default: the config's workdir)", flag_values=fv))
+        "workdir", None, "run directory (default: the config's workdir)", flag_values=fv), doc=__doc__)
     config = flags.config
     workdir = flags.workdir or config.workdir
     start = time.perf_counter()

@@ -111,7 +111,7 @@ def write_outputs(sweep_dir: str, result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str]) -> None:
     """`python -m jaxdiff.frontier`: runs the study, writing the table after each round, and prints it."""
-    flags = configuration.parse(argv, define_flags)
+    flags = configuration.parse(argv, define_flags, doc=__doc__)
     sweep_dirs = flags.workdir or [flags.config.sweep.workdir]
     settings = [Setting.parse(s) for s in flags.settings]
     reference = Setting.parse(flags.reference) if flags.reference else None

@@ -413,7 +413,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    flags = configuration.parse(argv, define_flags)
+    flags = configuration.parse(argv, define_flags, doc=__doc__)
     config = flags.config
     sweep_dir = flags.workdir or config.sweep.workdir
     start = time.perf_counter()

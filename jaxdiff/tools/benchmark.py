@@ -12,7 +12,6 @@ default steps for both; the input pipeline's examples/s.
 
 
 import datetime
-import functools
 import os
 import statistics
 import time
@@ -24,12 +23,11 @@ import numpy as np
 from absl import flags as absl_flags
 
 from jaxdiff.common import configuration, files
-from jaxdiff.core import conditioning, diffusion, models, parallel, sampling
+from jaxdiff.core import conditioning, models, parallel, sampling
 from jaxdiff.data import embed, vectors
-from jaxdiff.training import train
+from jaxdiff.training import factory
 from jaxdiff.common.cli import hide_accelerators_from_tensorflow
 from jaxdiff.common.errors import UserError
-from jaxdiff.core.state import create_train_state
 
 # Dense bf16 peaks (FLOP/s) by device kind, from the vendors' data sheets. float32 runs get no
 # MFU unless --peak is given: what "peak" means for float32 (TF32? vector units?) is ambiguous.
@@ -53,22 +51,17 @@ def _median_spread(values: Sequence[float]) -> dict[str, float]:
 
 
 class JaxdiffTrainer:
-    """The jitted, donated training step of jaxdiff.train on a fixed synthetic batch."""
+    """The jitted, donated training step of jaxdiff.train (training.factory) on a fixed synthetic batch."""
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, batch_size: int, seed: int = 0):
-        self.model = models.create_model(config)
-        schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-        repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-        self.state = jax.jit(functools.partial(create_train_state, config, self.model),
-                             out_shardings=repl)(jax.random.key(seed))
-        self.step_fn = train.jit_train_step(config, self.model, schedule, mesh)
+        built = factory.build(config, mesh)
+        self.model, self.state, self.step_fn, self.key = built.model, built.state, built.step, built.base_key
         rng = np.random.default_rng(seed)
         size = config.data.image_size
         self.batch = jax.device_put({
             "image": rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
             "cond": conditioning.random_conditions(rng, batch_size, config.embed.dim),
-        }, data)
-        self.key = jax.random.key(seed + 1)
+        }, parallel.batch_sharded(mesh))
         lowered = self.step_fn.lower(self.state, self.batch, self.key)
         lowered.compile()
         # FLOPs of the lowered program, not the compiled one: on GPUs the compiled module's cost
@@ -134,12 +127,11 @@ def benchmark_training(config, mesh, peer: str | None, repeats: int, steps: int,
 
 def benchmark_sampling(config, mesh, peer: str | None, batch_size: int, log) -> dict[str, Any]:
     """Images/s of each sampler at its default steps (guidance 1), jaxdiff and the peer."""
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+    built = factory.build(config, mesh)
     size = config.data.image_size
-    params = jax.jit(lambda k: create_train_state(config, model, k).params,
-                     out_shardings=parallel.replicated(mesh))(jax.random.key(0))
-    image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction, (size, size, 3), mesh)
+    params = built.state.params
+    image_sampler = sampling.ImageSampler(built.model, built.schedule, config.diffusion.prediction, (size, size, 3),
+                                          mesh)
     cond = conditioning.random_conditions(np.random.default_rng(0), batch_size, config.embed.dim)
     peer_model = None
     if peer == "diffusers":
@@ -226,7 +218,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    flags = configuration.parse(argv, define_flags)
+    flags = configuration.parse(argv, define_flags, doc=__doc__)
     if flags.peer == "diffusers":
         try:
             import diffusers  # noqa: F401

@@ -1,6 +1,7 @@
 """An accelerator's check-up in one command: correctness against the CPU, throughput, memory, a short training.
 
     python -m jaxdiff.device_check --out DIR [--config configs/base_h100.py] [--steps 2000] [--budget 480]
+        [--skip STAGE,...] [--memory-batches 64,256]
 
 Made for a GPU or TPU host on which time is short. Stages run in order of importance and each is
 skipped, with the reason recorded, once the time budget would not cover it; DIR/device_check.json
@@ -13,10 +14,11 @@ is rewritten after every stage, so a run cut off early still leaves what it meas
 3. `benchmark`: jaxdiff.benchmark's interleaved training measurement for --config (and
    configs/toy.py), with the diffusers peer eager and compiled where torch and diffusers import;
    images/s, step time, XLA FLOPs, MFU against the bf16 peak, and the peak device memory in use.
-4. `training`: --steps steps of --config on portraits rendered in memory at the config's image
-   size (no TensorFlow needed), a checkpoint written halfway and restored bit for bit, then the
-   loss curve, the time per step and an EMA sample grid (DIR/samples.png).
-   (The checkpoint is taken at min(steps / 2, 200), so that a cut-short run still checks it.)
+4. `training`: --steps steps of --config through jaxdiff.train's own loop and step, on portraits
+   rendered in memory at the config's image size (no TensorFlow needed; TensorBoard files are
+   skipped without it); checkpoints every min(steps / 2, 200) steps and at the end, the last one
+   restored and compared bit for bit; the loss curve, the time per step and an EMA sample grid
+   (DIR/samples.png).
 5. `memory`: XLA's memory analysis of the compiled step at two batch sizes, with and without
    `model.remat`, and from their straight line the largest batch that fits the device.
 
@@ -25,9 +27,9 @@ the real input pipeline is measured by jaxdiff.benchmark where TensorFlow is ins
 """
 
 
-import functools
 import importlib
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -36,15 +38,15 @@ from typing import Any, Callable, Sequence
 import jax
 import ml_collections
 import numpy as np
+from absl import flags as absl_flags
 
-from jaxdiff.common import files
-from jaxdiff.core import conditioning, diffusion, models, parallel, sampling
+from jaxdiff.common import cli, files
+from jaxdiff.core import conditioning, parallel
 from jaxdiff.data import embed, portraits, vectors
-from jaxdiff.training import train
+from jaxdiff.training import factory, logs, train
 from jaxdiff.training.checkpoints import Checkpoints, state_dict
 from jaxdiff.data.classes import CLASSES
-from jaxdiff.common.cli import ArgumentParser
-from jaxdiff.core.state import create_train_state
+from jaxdiff.common.errors import UserError
 
 TOY_CONFIG = "configs/toy.py"
 
@@ -72,15 +74,6 @@ def environment() -> dict[str, Any]:
             "num_devices": jax.device_count(), "bytes_limit": stats.get("bytes_limit")}
 
 
-def _state_and_step(config: ml_collections.ConfigDict, devices: Sequence[jax.Device]):
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    mesh = parallel.make_mesh(devices)
-    state = jax.jit(functools.partial(create_train_state, config, model),
-                    out_shardings=parallel.replicated(mesh))(jax.random.key(config.seed))
-    return mesh, state, train.jit_train_step(config, model, schedule, mesh, donate=False)
-
-
 def synthetic_batch(config: ml_collections.ConfigDict, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Images uniform in [-1, 1] and conditions at the projected vectors' scale."""
     rng = np.random.default_rng(seed)
@@ -91,8 +84,9 @@ def synthetic_batch(config: ml_collections.ConfigDict, batch_size: int, seed: in
 
 def _one_step(config: ml_collections.ConfigDict, devices: Sequence[jax.Device], batch: dict, precision: str) -> dict:
     with jax.default_matmul_precision(precision):
-        mesh, state, step_fn = _state_and_step(config, devices)
-        new_state, metrics = step_fn(state, parallel.to_global(batch, parallel.batch_sharded(mesh)), jax.random.key(1))
+        built = factory.build(config, parallel.make_mesh(devices), donate=False)
+        new_state, metrics = built.step(built.state, parallel.to_global(batch, parallel.batch_sharded(built.mesh)),
+                                        built.base_key)
         return parallel.fetch({"params": new_state.params, "loss": metrics["loss"], "grad_norm": metrics["grad_norm"]})
 
 
@@ -150,79 +144,60 @@ def in_memory_portraits(config: ml_collections.ConfigDict, table: embed.Embeddin
 
 def short_training(config: ml_collections.ConfigDict, steps: int, per_class: int, out_dir: str,
                    deadline: Deadline, log: Callable) -> dict[str, Any]:
-    """`steps` steps of the real training step; checkpoint halfway, restore it, compare, finish, sample."""
+    """`steps` steps of jaxdiff.train's loop on in-memory portraits; a checkpoint's round trip; the samples."""
     table = embed.build_table(vectors.load_source(config.embed.source, config.embed.vectors_path or None),
                               config.embed.dim, config.embed.seed)
     data = in_memory_portraits(config, table, per_class)
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    mesh = parallel.make_mesh()
-    repl, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    init_key, base_key = jax.random.split(jax.random.key(config.seed))
-    state = jax.jit(functools.partial(create_train_state, config, model), out_shardings=repl)(init_key)
-    step_fn = train.jit_train_step(config, model, schedule, mesh)
-    order = np.random.default_rng(config.seed)
-    batch_size = config.train.batch_size
-    workdir = tempfile.mkdtemp(prefix="jaxdiff-device-check-")  # checkpoints stay off DIR
-    checkpoints = Checkpoints(workdir, config.train)
-    losses, window_times, restored_equal = [], [], None
-    log_every = 100
+    config = ml_collections.ConfigDict(config.to_dict())
+    t = config.train
+    t.num_steps, t.log_every, t.eval_every, t.sample_every = steps, min(steps, 100), steps, steps
+    t.checkpoint_every = max(1, min(steps // 2, 200))  # a cut-short run still writes one before its end
+    t.val_examples = jax.device_count() * max(1, 8 // jax.device_count())  # a few, split evenly over the devices
+
+    def batches(mesh: jax.sharding.Mesh, start_example: int):
+        order, sharded = np.random.default_rng((config.seed, start_example)), parallel.batch_sharded(mesh)
+        while True:
+            index = order.integers(0, len(data["image"]), t.batch_size)
+            yield parallel.to_global({k: v[index] for k, v in data.items()}, sharded)
+
+    workdir = tempfile.mkdtemp(prefix="jaxdiff-device-check-")  # checkpoints and logs stay off DIR
     start = time.perf_counter()
-    window, window_step = time.perf_counter(), 0
-    step = 0
-    while step < steps:
-        index = order.integers(0, len(data["image"]), batch_size)
-        batch = parallel.to_global({k: v[index] for k, v in data.items()}, sharded)
-        state, metrics = step_fn(state, batch, base_key)
-        step += 1
-        if step == 1 or step % log_every == 0:
-            loss = float(parallel.fetch(metrics["loss"]))
-            now = time.perf_counter()
-            window_times.append((now - window) / (step - window_step))
-            window_step = step
-            window = now
-            losses.append({"step": step, "loss": loss})
-            log(f"training step {step}: loss {loss:.4f}, {1000 * window_times[-1]:.1f} ms/step")
-        if step == min(steps // 2, 200):
-            checkpoints.save(state, step * batch_size)
-            checkpoints.wait()
-            before = parallel.fetch(state_dict(state))
-            state, _ = checkpoints.restore(state, repl)
-            after = parallel.fetch(state_dict(state))
-            restored_equal = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
-            log(f"checkpoint at step {step} restored; identical: {restored_equal}")
-            window, window_step = time.perf_counter(), step
-        if deadline.left() < 20:
-            log(f"training stopped at step {step}: the time budget is spent")
-            break
-    checkpoints.close()
+    state, _ = train.train_in(config, workdir, table, batches=batches,
+                              validation={k: v[:t.val_examples] for k, v in data.items()},
+                              should_stop=lambda: deadline.left() < 20)
     total = time.perf_counter() - start
-    image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction,
-                                          (config.data.image_size,) * 2 + (3,), mesh)
-    grid = train.sample_grid(image_sampler, state.ema_params, table, config, seed=config.seed)
-    files.save_png(os.path.join(out_dir, "samples.png"), grid, scale=2)
-    steady = window_times[2:] or window_times  # past the first step (compilation) and the first window
-    return {"steps": step, "batch_size": batch_size, "dataset_images": len(data["image"]) // len(config.data.cond_kinds),
+    step = int(parallel.fetch(state.step))
+    if step < steps:
+        log(f"training stopped at step {step}: the time budget is spent")
+    # The run ended with a checkpoint of its last state: restored, it must be that state bit for bit.
+    checkpoints = Checkpoints(workdir, t)
+    restored, _ = checkpoints.restore(state, parallel.replicated(parallel.make_mesh()))
+    checkpoints.close()
+    restored_equal = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(parallel.fetch(state_dict(state))),
+                                                               jax.tree.leaves(parallel.fetch(state_dict(restored)))))
+    log(f"checkpoint at step {step} restored; identical: {restored_equal}")
+    shutil.copyfile(os.path.join(workdir, "samples", f"step_{step:07d}.png"), os.path.join(out_dir, "samples.png"))
+    logged = [m for m in logs.read_metrics(workdir) if "train/loss" in m]
+    losses = [{"step": m["step"], "loss": m["train/loss"]} for m in logged]
+    # Past the first window, which holds the compilation.
+    steady = [1000 * t.batch_size / m["train/images_per_s"] for m in logged[1:] or logged]
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {"steps": step, "batch_size": t.batch_size, "dataset_images": len(data["image"]) // len(config.data.cond_kinds),
             "losses": losses, "first_loss": losses[0]["loss"] if losses else None,
             "last_loss": losses[-1]["loss"] if losses else None,
-            "step_ms_median": 1000 * statistics.median(steady) if steady else None,
+            "step_ms_median": statistics.median(steady) if steady else None,
             "seconds_total": total, "checkpoint_restored_identical": restored_equal,
             "sample_grid": os.path.join(out_dir, "samples.png")}
 
 
 def step_memory_bytes(config: ml_collections.ConfigDict, batch_size: int) -> int:
     """XLA's memory analysis of the compiled, donated step: arguments + outputs - aliased + temporaries."""
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    mesh = parallel.make_mesh()
-    repl, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    state = jax.eval_shape(functools.partial(create_train_state, config, model), jax.random.key(0))
-    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), state)
+    built = factory.build(config, parallel.make_mesh(), abstract=True)
+    sharded = parallel.batch_sharded(built.mesh)
     size = config.data.image_size
     batch = {"image": jax.ShapeDtypeStruct((batch_size, size, size, 3), np.float32, sharding=sharded),
              "cond": jax.ShapeDtypeStruct((batch_size, config.embed.dim), np.float32, sharding=sharded)}
-    key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=repl)
-    analysis = train.jit_train_step(config, model, schedule, mesh).lower(state, batch, key).compile().memory_analysis()
+    analysis = built.step.lower(built.state, batch, built.base_key).compile().memory_analysis()
     return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes - analysis.alias_size_in_bytes
                + analysis.temp_size_in_bytes)
 
@@ -253,21 +228,37 @@ def _peer_available() -> str | None:
         return None
 
 
+STAGES = ("environment", "step_vs_cpu", "benchmark", "training", "memory", "benchmark_toy")
+
+
+def define_flags(values: absl_flags.FlagValues) -> None:
+    """The flags of `python -m jaxdiff.device_check`."""
+    absl_flags.DEFINE_string("out", None, "folder for device_check.json and samples.png", flag_values=values)
+    absl_flags.DEFINE_string("config", "configs/base_h100.py", "the config to benchmark and train", flag_values=values)
+    absl_flags.DEFINE_integer("steps", 2000, "training steps of the `training` stage", flag_values=values)
+    absl_flags.DEFINE_integer("per-class", 100, "portraits per class rendered for training", flag_values=values)
+    absl_flags.DEFINE_float("budget", 480, "seconds; stages that would not fit are skipped", flag_values=values)
+    absl_flags.DEFINE_integer("repeats", 3, "interleaved benchmark repeats", flag_values=values)
+    absl_flags.DEFINE_integer("bench-steps", 20, "timed steps per benchmark repeat", flag_values=values)
+    absl_flags.DEFINE_list("memory-batches", ["64", "256"], "the two batches of the memory line (comma-separated)",
+                           flag_values=values)
+    absl_flags.DEFINE_bool("compile-peer", False, "also time the torch.compile peer (its compilation takes minutes)",
+                           flag_values=values)
+    absl_flags.DEFINE_list("skip", [], f"stages not to run (comma-separated), of: {','.join(STAGES)}",
+                           flag_values=values)
+
+
 def main(argv: Sequence[str]) -> None:
-    parser = ArgumentParser(prog="python -m jaxdiff.device_check", description=__doc__.splitlines()[0],
-                            exit_on_error=False)
-    parser.add_argument("--out", required=True, help="folder for device_check.json and samples.png")
-    parser.add_argument("--config", default="configs/base_h100.py", help="the config to benchmark and train")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps of the `training` stage")
-    parser.add_argument("--per-class", type=int, default=100, help="portraits per class rendered for training")
-    parser.add_argument("--budget", type=float, default=480, help="seconds; stages that would not fit are skipped")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved benchmark repeats")
-    parser.add_argument("--bench-steps", type=int, default=20, help="timed steps per benchmark repeat")
-    parser.add_argument("--memory-batches", type=int, nargs=2, default=(64, 256), help="batches of the memory line")
-    parser.add_argument("--compile-peer", action="store_true",
-                        help="also time the torch.compile peer (its compilation took 175 s for base_h100 on an H100)")
-    parser.add_argument("--skip", nargs="*", default=(), help="stages not to run")
-    args = parser.parse_args(argv)
+    args = cli.parse_flags(argv, define_flags, required=["out"], doc=__doc__)
+    try:
+        memory_batches = tuple(int(b) for b in args.memory_batches)
+    except ValueError:
+        memory_batches = ()
+    if len(memory_batches) != 2:
+        raise UserError(f"--memory-batches {','.join(args.memory_batches)!r}: give two batch sizes, e.g. 64,256")
+    unknown = [name for name in args.skip if name not in STAGES]
+    if unknown:
+        raise UserError(f"--skip: unknown stage {unknown[0]!r}; choose from {','.join(STAGES)}")
     deadline = Deadline(args.budget)
     os.makedirs(args.out, exist_ok=True)
     report: dict[str, Any] = {"config": args.config, "stages": {}}
@@ -285,7 +276,7 @@ def main(argv: Sequence[str]) -> None:
         ("step_vs_cpu", 60, lambda: step_vs_cpu(toy)),
         ("benchmark", 150, lambda: benchmark(config, peer, args.repeats, args.bench_steps, log, args.compile_peer)),
         ("training", 90, lambda: short_training(config, args.steps, args.per_class, args.out, deadline, log)),
-        ("memory", 60, lambda: largest_batch(config, tuple(args.memory_batches), report["environment"]["bytes_limit"])),
+        ("memory", 60, lambda: largest_batch(config, memory_batches, report["environment"]["bytes_limit"])),
         ("benchmark_toy", 60, lambda: benchmark(toy, peer, args.repeats, args.bench_steps, log, args.compile_peer)),
     ]
     for name, needs_s, stage in stages:

@@ -15,8 +15,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxdiff.common import configuration
-from jaxdiff.core import models, parallel, state
+from jaxdiff.core import parallel
 from jaxdiff.common.errors import UserError, short_reason
+from jaxdiff.training import factory
 from jaxdiff.core.state import TrainState
 
 CHECKPOINT_DIR = "checkpoints"  # Orbax step directories: WORKDIR/checkpoints/<step>
@@ -137,8 +138,7 @@ def restore_params(workdir: str, which: str = "ema", step: int | None = None, lo
     directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     manager = ocp.CheckpointManager(directory, item_names=("state", "data"),
                                     options=ocp.CheckpointManagerOptions(create=False))
-    model = models.create_model(config)
-    template = jax.eval_shape(lambda: state.create_train_state(config, model, jax.random.key(0)))
+    template = factory.state_shapes(config)
     # Any topology can read it: ask for this process's first device, not the saved sharding.
     local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(template, local)))

@@ -3,12 +3,13 @@
     python -m jaxdiff.train --config=configs/toy.py --workdir=runs/toy [--config.train.num_steps=N]
 
 A rerun of the same command resumes from the last checkpoint in WORKDIR/checkpoints; SIGTERM
-saves one and exits. The step is `jax.jit` with NamedShardings over a one-axis ('data',) mesh of
-every device: the batch is split, the state replicated; each device differentiates the loss of its
-own rows and the gradients are averaged in one all-reduce (parallel.data_parallel_value_and_grad).
-Noise, timesteps and condition dropout come from the step's key folded with each example's global
-index, so without dropout (configs/toy.py) a step does not depend on how many devices share it;
-dropout masks (configs/base.py) are drawn per device.
+saves one and exits. The model, the initial state and the step come from jaxdiff/training/factory.py,
+as they do for the benchmark and the device check. The step is `jax.jit` with NamedShardings over
+a one-axis ('data',) mesh of every device: the batch is split, the state replicated; each device
+differentiates the loss of its own rows and the gradients are averaged in one all-reduce
+(parallel.data_parallel_value_and_grad). Noise, timesteps and condition dropout come from the
+step's key folded with each example's global index, so without dropout (configs/toy.py) a step
+does not depend on how many devices share it; dropout masks (configs/base.py) are drawn per device.
 """
 
 
@@ -18,24 +19,24 @@ import functools
 import os
 import signal
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import flags as absl_flags
 
 from jaxdiff.common import configuration, files
-from jaxdiff.core import conditioning, diffusion, models, parallel, sampling
+from jaxdiff.core import diffusion, models, parallel, sampling
 from jaxdiff.data import embed
+from jaxdiff.training import factory
 from jaxdiff.training.checkpoints import Checkpoints
 from jaxdiff.data.classes import TRAIN_WORDS
 from jaxdiff.common.cli import hide_accelerators_from_tensorflow
 from jaxdiff.common.errors import RunStopped, UserError
 from jaxdiff.training.logs import MetricWriter
-from jaxdiff.core.state import TrainState, create_train_state, ema_decay, ema_update, learning_rate_schedule
+from jaxdiff.core.state import TrainState
 from jaxdiff.training.workdirs import TABLE_IN_WORKDIR, check_workdir, training_lock
 
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a killed process reports; schedulers restart on it
@@ -58,69 +59,7 @@ class Preempted(RunStopped):
 
 
 # ---------------------------------------------------------------------------------------------
-# The step.
-
-
-def per_example_keys(key: jax.Array, batch_size: int, first_index: jax.Array | int = 0) -> jax.Array:
-    """One key per example: the key folded with the example's global index (`first_index` onwards)."""
-    return jax.vmap(lambda i: jax.random.fold_in(key, first_index + i))(jnp.arange(batch_size))
-
-
-def diffusion_loss(params: Any, batch: dict[str, jax.Array], key: jax.Array, *, model: models.UNet,
-                   schedule: diffusion.Schedule, config: ml_collections.ConfigDict, train: bool,
-                   first_index: jax.Array | int = 0, global_batch_size: int | None = None) -> jax.Array:
-    """Mean over the batch of the per-example MSE between the network output and its target.
-
-    `batch` may be one device's rows of a global batch of `global_batch_size` examples, starting at
-    global index `first_index`: each example's noise, timestep and condition dropout come from its
-    global index, so they do not depend on how the batch is split.
-    """
-    x0 = batch["image"]
-    B = x0.shape[0]
-    global_batch_size = global_batch_size or B
-    keys = per_example_keys(key, B, first_index)
-    t_B = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0, schedule.num_timesteps))(keys)
-    noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x0.shape[1:]))(keys)
-    cond = conditioning.drop_words(batch["cond"], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys),
-                                   config.cond.null_prob)
-    x_t = diffusion.q_sample(schedule, x0, t_B, noise)
-    # One dropout key per shard of the batch, distinct from every per-example key's stream.
-    dropout_key = jax.random.fold_in(key, global_batch_size + first_index // B)
-    out = model.apply({"params": params}, x_t, t_B, cond, train=train, rngs={"dropout": dropout_key})
-    target = diffusion.training_target(schedule, config.diffusion.prediction, x0, noise, t_B)
-    return jnp.mean(diffusion.mse_per_example(out, target))
-
-
-def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array, *, model: models.UNet,
-               schedule: diffusion.Schedule, config: ml_collections.ConfigDict,
-               mesh: jax.sharding.Mesh) -> tuple[TrainState, dict]:
-    """One AdamW step on the global batch, then the EMA update; returns the new state and metrics."""
-    step_key = jax.random.fold_in(base_key, state.step)
-
-    def shard_loss(params, rows, first_index):
-        return diffusion_loss(params, rows, step_key, model=model, schedule=schedule, config=config, train=True,
-                              first_index=first_index, global_batch_size=batch["image"].shape[0])
-
-    loss, grads = parallel.data_parallel_value_and_grad(shard_loss, mesh)(state.params, batch)
-    new_state = state.apply_gradients(grads=grads)
-    new_state = new_state.replace(
-        ema_params=ema_update(state.ema_params, new_state.params, ema_decay(state.step, config.train.ema_decay)))
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-               "learning_rate": learning_rate_schedule(config.train)(state.step)}
-    return new_state, metrics
-
-
-def jit_train_step(config: ml_collections.ConfigDict, model: models.UNet, schedule: diffusion.Schedule,
-                   mesh: jax.sharding.Mesh, donate: bool = True):
-    """`train_step` compiled for `mesh`: state and key replicated, the batch split over 'data'.
-
-    With `donate` the input state's buffers are reused for the output (the caller must not touch
-    the old state again); tests that compare against the initial state turn it off.
-    """
-    repl = parallel.replicated(mesh)
-    return jax.jit(functools.partial(train_step, model=model, schedule=schedule, config=config, mesh=mesh),
-                   in_shardings=(repl, parallel.batch_sharded(mesh), repl), out_shardings=(repl, repl),
-                   donate_argnums=(0,) if donate else ())
+# Validation.
 
 
 def validation_timesteps(num_timesteps: int, count: int) -> np.ndarray:
@@ -132,7 +71,7 @@ def validation_mse(params: Any, batch: dict[str, jax.Array], *, model: models.UN
                    config: ml_collections.ConfigDict) -> jax.Array:
     """MSE per grid timestep on fixed validation examples with fixed noise (a smooth curve)."""
     x0, cond = batch["image"], batch["cond"]
-    keys = per_example_keys(jax.random.key(config.seed + 7_777), x0.shape[0])
+    keys = factory.per_example_keys(jax.random.key(config.seed + 7_777), x0.shape[0])
 
     def at(j_and_t):
         j, t = j_and_t
@@ -214,24 +153,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if is_new:
                 table.save(os.path.join(workdir, TABLE_IN_WORKDIR))
             configuration.save(config, workdir)
-        return _train(config, workdir, table, devices)
+        return train_in(config, workdir, table, devices)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, table: embed.EmbeddingTable,
-           devices: Sequence[jax.Device] | None) -> tuple[TrainState, dict[str, float]]:
-    """train_and_evaluate once the workdir is checked, locked and written."""
-    from jaxdiff.data import input_pipeline
+Batches = Callable[[jax.sharding.Mesh, int], Iterator[dict[str, jax.Array]]]
 
+
+def train_in(config: ml_collections.ConfigDict, workdir: str, table: embed.EmbeddingTable,
+             devices: Sequence[jax.Device] | None = None, *, batches: Batches | None = None,
+             validation: dict[str, np.ndarray] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> tuple[TrainState, dict[str, float]]:
+    """The state and last metrics after training (or resuming) to config.train.num_steps in `workdir`.
+
+    By default the batches and validation examples come from the dataset (tf.data); `batches(mesh,
+    start_example)` and `validation` (this process's rows) replace them, as the device check does
+    where TensorFlow is absent. When `should_stop()` turns true the run ends at that step as if it
+    were the last: validation, samples and a checkpoint.
+    """
     mesh = parallel.make_mesh(devices)
     repl, data_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    model = models.create_model(config)
-    schedule = diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+    built = factory.build(config, mesh)
+    model, schedule, state, base_key = built.model, built.schedule, built.state, built.base_key
     num_steps = int(config.train.num_steps)
     main_process = parallel.is_main_process()
     log = print if main_process else (lambda *a, **k: None)
 
-    init_key, base_key = jax.random.split(jax.random.key(config.seed))
-    state = jax.jit(functools.partial(create_train_state, config, model), out_shardings=repl)(init_key)
     log(f"UNet: {models.count_params(state.params):,} parameters; {mesh.size} device(s) "
         f"({mesh.devices.flat[0].platform}), {jax.process_count()} process(es); workdir {workdir}")
 
@@ -251,17 +197,23 @@ def _train(config: ml_collections.ConfigDict, workdir: str, table: embed.Embeddi
         writer.close()
         return state, last
 
-    step_fn = jit_train_step(config, model, schedule, mesh)
+    step_fn = built.step
     val_fn = jax.jit(functools.partial(validation_mse, model=model, schedule=schedule, config=config),
                      in_shardings=(repl, data_sharding), out_shardings=repl)
-    val_local = input_pipeline.validation_examples(config, table, config.train.val_examples // jax.process_count(),
-                                                   process_index=jax.process_index(), process_count=jax.process_count())
+    if validation is None:
+        from jaxdiff.data import input_pipeline  # tf.data only where data is read: see train_and_evaluate
+
+        validation = input_pipeline.validation_examples(
+            config, table, config.train.val_examples // jax.process_count(), process_index=jax.process_index(),
+            process_count=jax.process_count())
     if config.train.val_examples % mesh.size:
         raise UserError(f"train.val_examples {config.train.val_examples} must be divisible by the {mesh.size} devices")
-    val_batch = parallel.to_global({"image": val_local["image"], "cond": val_local["cond"]}, data_sharding)
+    val_batch = parallel.to_global({"image": validation["image"], "cond": validation["cond"]}, data_sharding)
     image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction,
                                           (config.data.image_size,) * 2 + (3,), mesh)
-    batches = _device_batches(config, table, mesh, start_example=examples_seen // jax.process_count())
+    if batches is None:
+        batches = functools.partial(_device_batches, config, table)
+    batch_stream = batches(mesh, examples_seen // jax.process_count())
 
     stop = _Stop()
     previous_handler = _install_sigterm(stop)
@@ -289,14 +241,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str, table: embed.Embeddi
         window_start, window_steps = time.perf_counter(), 0
         step = start_step
         while step < num_steps:
-            batch = next(batches)
+            batch = next(batch_stream)
             state, metrics = step_fn(state, batch, base_key)
             pending.append(metrics)
             step += 1
             window_steps += 1
             examples_seen += global_batch
             progress.update(1)
-            at_end = step == num_steps
+            at_end = step == num_steps or (should_stop is not None and should_stop())
             if step % config.train.log_every == 0 or at_end or stop.requested:
                 values = check_finite(step)
                 elapsed = time.perf_counter() - window_start
@@ -332,8 +284,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, table: embed.Embeddi
             if stop.requested:
                 raise Preempted(f"received SIGTERM: saved a checkpoint at step {step} in {checkpoints.directory}; "
                                 f"rerun the same command to resume")
+            if at_end:
+                break
         progress.close()
-        log(f"done: step {num_steps}, train loss {last.get('train/loss', float('nan')):.4f}, "
+        log(f"done: step {step}, train loss {last.get('train/loss', float('nan')):.4f}, "
             f"val MSE {last.get('val/mse', float('nan')):.4f} (EMA {last.get('val/mse_ema', float('nan')):.4f})")
         return state, last
     finally:
@@ -360,7 +314,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    flags = configuration.parse(argv, define_flags)
+    flags = configuration.parse(argv, define_flags, doc=__doc__)
     parallel.maybe_initialize_distributed(flags.coordinator_address, flags.num_processes, flags.process_id,
                                           auto=flags.distributed)
     train_and_evaluate(flags.config, flags.workdir or flags.config.workdir)

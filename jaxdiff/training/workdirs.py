@@ -14,7 +14,7 @@ import ml_collections
 from jaxdiff.common import configuration
 from jaxdiff.core import diffusion, models, parallel, sampling
 from jaxdiff.data import embed, vectors
-from jaxdiff.training import checkpoints
+from jaxdiff.training import checkpoints, factory
 from jaxdiff.common.errors import UserError
 
 RUNS_ROOT = "runs"
@@ -143,8 +143,7 @@ class TrainedRun:
             raise UserError(f"--params must be 'ema' or 'raw', got {which!r}")
         config = configuration.load(workdir)
         table = embed.EmbeddingTable.load(os.path.join(workdir, TABLE_IN_WORKDIR))
-        return cls(workdir, config, table, models.create_model(config),
-                   diffusion.make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps), which, at_step)
+        return cls(workdir, config, table, *factory.model_and_schedule(config), which, at_step)
 
     @functools.cached_property
     def _restored(self) -> tuple[Any, int]:
