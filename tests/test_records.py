@@ -208,8 +208,10 @@ def _committed_records() -> dict[str, list[str]]:
 
 def test_every_committed_record_loads_with_its_published_numbers():
     found = _committed_records()
-    assert {k: len(v) for k, v in found.items()} == {records.SWEEP_MEMBER: 16, records.ARMS_MEMBER: 3,
-                                                      records.FRONTIER_ROUND: 16 * 2 * 12}
+    counts = {k: len(v) for k, v in found.items()}
+    # The finished studies' records are fixed; the arms study's grow a member at a time while it runs (23 planned).
+    assert counts[records.SWEEP_MEMBER] == 16 and counts[records.FRONTIER_ROUND] == 16 * 2 * 12
+    assert 4 <= counts[records.ARMS_MEMBER] <= 23
     loaded = {}
     for kind, paths in found.items():
         for path in paths:
