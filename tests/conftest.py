@@ -29,8 +29,17 @@ from helpers import tiny_config  # noqa: E402
 def pytest_configure(config: pytest.Config) -> None:
     """Registers the `slow` marker here, since the repository's fixed top level has no pytest.ini."""
     config.addinivalue_line(
-        "markers", "slow: starts subprocesses or several processes, or runs data_gen or the benchmark; "
-        "`pytest -m 'not slow' tests` is the fast tier (docs/testing.md)")
+        "markers", "slow: starts subprocesses or several processes, runs data_gen or the benchmark, needs the "
+        "trained 2-member sweep, or runs a full-length sampler chain; `pytest -m 'not slow' tests` is the fast "
+        "tier (docs/testing.md)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test of the trained sweep (the `finished_sweep` fixture: two members trained, evaluated and
+    probed) is slow: the fixture alone costs more than a fast tier should."""
+    for item in items:
+        if "finished_sweep" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

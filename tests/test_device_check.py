@@ -4,10 +4,12 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from jaxdiff.tools import device_check
 
 
+@pytest.mark.slow  # trains on 8 devices and draws a sample grid
 def test_training_stage_round_trips_a_checkpoint_and_writes_samples(tmp_path):
     out = str(tmp_path / "check")
     device_check.main(["--out", out, "--config", "configs/tiny.py", "--steps", "4", "--per-class", "2",

@@ -85,6 +85,7 @@ def test_ema_update_matches_its_formula():
     np.testing.assert_allclose(new["w"], 0.75 * np.array([1.0, 2.0]) + 0.25 * np.array([3.0, -2.0]))
 
 
+@pytest.mark.slow  # compiles the UNet's gradient twice
 def test_remat_gives_the_same_parameters_and_gradients(tiny_dataset):
     """model.remat trades compute for memory only: same parameter tree (checkpoints interchange), same gradients."""
     grads, names = [], []

@@ -73,10 +73,11 @@ def cosine():
 
 
 @pytest.mark.parametrize("schedule_name", ["cosine", "linear"])
-@pytest.mark.parametrize("sampler, steps, tol", [("ddpm", 1000, 0.004), ("ddim", 1000, 0.003),
-                                                 ("dpmpp2m", 20, 0.012), ("ddim", 50, 0.03),
-                                                 ("ddpm", 250, 0.03), ("dpmpp2m_sde", 50, 0.008),
-                                                 ("dpmpp2m_sde", 100, 0.004)])
+# DDPM's cases draw 400,000 scalars through every step of its chain: the slow tier.
+@pytest.mark.parametrize("sampler, steps, tol", [pytest.param("ddpm", 1000, 0.004, marks=pytest.mark.slow),
+                                                 ("ddim", 1000, 0.003), ("dpmpp2m", 20, 0.012), ("ddim", 50, 0.03),
+                                                 pytest.param("ddpm", 250, 0.03, marks=pytest.mark.slow),
+                                                 ("dpmpp2m_sde", 50, 0.008), ("dpmpp2m_sde", 100, 0.004)])
 def test_samplers_reproduce_a_gaussian(schedule_name, sampler, steps, tol):
     """Tolerances: sampling error (DDPM) plus discretisation error, which first-order samplers with
     few steps show as a shrunken variance (DDIM 50 steps: std 0.485 for 0.5 on the cosine schedule)."""
@@ -85,6 +86,7 @@ def test_samplers_reproduce_a_gaussian(schedule_name, sampler, steps, tol):
     assert abs(mean - MU) < tol and abs(std - S) < tol, (mean, std)
 
 
+@pytest.mark.slow  # full-length DDPM
 def test_dpm_solver_20_steps_is_as_close_as_full_ddpm(cosine):
     denoise = gaussian_denoiser(MU, S)
     error = {}
@@ -102,6 +104,7 @@ def test_uniform_spacing_is_worse_for_dpm_solver(cosine):
     assert abs(quadratic - S) < 0.005 and abs(uniform - S) > 0.03
 
 
+@pytest.mark.slow  # full-length DDPM
 def test_the_sde_solver_at_50_steps_is_as_close_as_full_ddpm_where_ddpm_at_50_is_not(cosine):
     """Why it is offered: a stochastic sampler (like DDPM, fresh noise each step) at a twentieth of DDPM's cost."""
     denoise = gaussian_denoiser(MU, S)
@@ -122,7 +125,8 @@ def test_the_sde_solver_draws_fresh_noise_per_key(cosine):
     np.testing.assert_array_equal(a, draw(denoise, cosine, "dpmpp2m_sde", 20, seed=0, n=64))  # same seed, same images
 
 
-@pytest.mark.parametrize("sampler, steps", [("ddpm", 1000), ("dpmpp2m", 20), ("dpmpp2m_sde", 50)])
+@pytest.mark.parametrize("sampler, steps", [pytest.param("ddpm", 1000, marks=pytest.mark.slow), ("dpmpp2m", 20),
+                                            ("dpmpp2m_sde", 50)])
 def test_samplers_recover_a_two_mode_mixture(cosine, sampler, steps):
     x = draw(mixture_denoiser([-0.6, 0.6], 0.15), cosine, sampler, steps)
     right = x > 0
