@@ -48,6 +48,13 @@ def get_config():
     config.train.sample_every = 500
     config.train.checkpoint_every = 500
 
+    # The main job's images: a single run cannot decide the question (the arms study does), so it
+    # draws fewer where its report only checks: man and woman for the conditioning check (the arms
+    # study's count), unseen professions and controls for a first look at the dose-response (the
+    # sweep's probes measure it). The three SEED words keep base.py's 400.
+    config.evaluate.num_samples_man_woman = 100
+    config.evaluate.num_samples_unseen = 50
+
     config.classifier.channels = (16, 32, 64)
     config.classifier.dense = 64
     config.classifier.num_steps = 500

@@ -134,3 +134,23 @@ def test_sampling_does_not_depend_on_batching_or_devices(tiny_run):
     c = single.sample(trained.params, cond[:4], 0, sampler="ddpm", steps=5, batch_size=2)
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(a[:4], c, atol=1e-5)
+
+
+def test_drawing_in_pieces_padded_to_one_shape_compiles_once(tiny_run):
+    """The evaluation draws chunk by chunk (for its progress bar): a shorter last chunk, padded to the
+    chunk's rows, reuses the compiled sampler and gives the images of one call."""
+    from jaxdiff.core import parallel
+    from jaxdiff.training import workdirs
+
+    trained = workdirs.TrainedRun.load(tiny_run)
+    cond = np.repeat(trained.table.projected_vector("nurse")[None], 6, axis=0)
+    drawer = sampling.ImageSampler(trained.model, trained.schedule, trained.config.diffusion.prediction, (16, 16, 3),
+                                   parallel.make_mesh(jax.devices()[:1]))
+    whole = drawer.sample(trained.params, cond, 0, sampler="ddpm", steps=3, batch_size=8)
+    pieces = [drawer.sample(trained.params, cond[start:start + 4], 0, sampler="ddpm", steps=3, batch_size=4,
+                            first_index=start, pad_to=4) for start in (0, 4)]
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-5)
+    compiled = drawer._fn("ddpm", 3, "quadratic", 1.0, 0.0, True)
+    assert compiled._cache_size() == 2  # the whole (6 rows) and the pieces (4 rows, the last padded): two shapes
+    drawer.sample(trained.params, cond[:2], 0, sampler="ddpm", steps=3, batch_size=4)  # unpadded: a third shape
+    assert compiled._cache_size() == 3

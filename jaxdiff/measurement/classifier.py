@@ -9,7 +9,7 @@ classifier that counts them, so evaluation refuses to report when either head is
 import functools
 import hashlib
 import os
-from typing import Any
+from typing import Any, Callable
 
 import flax
 from flax.serialization import msgpack_restore
@@ -23,6 +23,7 @@ import optax
 from jaxdiff.common import files
 from jaxdiff.data import input_pipeline
 from jaxdiff.data.classes import GENDER_WORDS, PROFESSION_WORDS
+from jaxdiff.training import factory
 from jaxdiff.common.errors import UserError
 
 PARAMS_FILE = "classifier.msgpack"
@@ -112,20 +113,12 @@ def _loss(params, batch, key, model, noise_std):
             + optax.softmax_cross_entropy_with_integer_labels(profession_logits, batch["profession"]).mean())
 
 
-def train(config: ml_collections.ConfigDict, log=print) -> tuple[Any, dict[str, float]]:
-    """Trains on the dataset's train split; returns parameters and validation accuracy per head."""
-    from tqdm import tqdm
-
+def _training(config: ml_collections.ConfigDict) -> tuple[nn.Module, optax.GradientTransformation, Callable]:
+    """The classifier, its optimiser and its jitted step(params, opt_state, batch, key)."""
     c = config.classifier
     model = create(config)
-    size = config.data.image_size
-    ds = input_pipeline.labelled_images(config.data.dir, "train", size, hint=input_pipeline.how_to_make(config.data))
-    ds = ds.cache().repeat().shuffle(8192, seed=config.seed).batch(c.batch_size, drop_remainder=True).prefetch(2)
-    key = jax.random.key(config.seed + 1)
-    params = model.init(key, jnp.zeros((1, size, size, 3)))["params"]
     schedule = optax.warmup_cosine_decay_schedule(0.0, c.learning_rate, max(1, c.num_steps // 20), c.num_steps)
     tx = optax.adamw(schedule, weight_decay=1e-4)
-    opt_state = tx.init(params)
 
     @jax.jit
     def step(params, opt_state, batch, key):
@@ -133,6 +126,31 @@ def train(config: ml_collections.ConfigDict, log=print) -> tuple[Any, dict[str, 
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
+    return model, tx, step
+
+
+def training_step_flops(config: ml_collections.ConfigDict) -> float | None:
+    """XLA's FLOP count of one classifier training step (lowered from shapes: nothing is computed)."""
+    model, tx, step = _training(config)
+    size, B = config.data.image_size, config.classifier.batch_size
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])
+    batch = {"image": jax.ShapeDtypeStruct((B, size, size, 3), jnp.float32),
+             "gender": jax.ShapeDtypeStruct((B,), jnp.int32), "profession": jax.ShapeDtypeStruct((B,), jnp.int32)}
+    return factory.lowered_flops(step.lower(params, jax.eval_shape(tx.init, params), batch, jax.random.key(0)))
+
+
+def train(config: ml_collections.ConfigDict, log=print) -> tuple[Any, dict[str, float]]:
+    """Trains on the dataset's train split; returns parameters and validation accuracy per head."""
+    from tqdm import tqdm
+
+    c = config.classifier
+    model, tx, step = _training(config)
+    size = config.data.image_size
+    ds = input_pipeline.labelled_images(config.data.dir, "train", size, hint=input_pipeline.how_to_make(config.data))
+    ds = ds.cache().repeat().shuffle(8192, seed=config.seed).batch(c.batch_size, drop_remainder=True).prefetch(2)
+    key = jax.random.key(config.seed + 1)
+    params = model.init(key, jnp.zeros((1, size, size, 3)))["params"]
+    opt_state = tx.init(params)
     batches = input_pipeline.numpy_batches(ds, config.data.dir)
     for i in tqdm(range(c.num_steps), desc="classifier", unit="step", dynamic_ncols=True):
         batch = next(batches)

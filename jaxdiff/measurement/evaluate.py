@@ -155,8 +155,10 @@ def _sample_with_progress(trained: workdirs.TrainedRun, cond_NK: np.ndarray, e: 
     chunk = s.batch_size
     out = []
     for start in tqdm(range(0, len(cond_NK), chunk), desc="sampling", unit="batch", dynamic_ncols=True):
+        # Every chunk padded to one shape: a shorter last chunk would compile the sampler again.
         out.append(image_sampler.sample_as_configured(params, cond_NK[start:start + chunk], e.seed, s, sampler=e.sampler,
-                                                      steps=e.steps, guidance=e.guidance, first_index=start))
+                                                      steps=e.steps, guidance=e.guidance, first_index=start,
+                                                      pad_to=min(chunk, len(cond_NK))))
     return np.concatenate(out)
 
 

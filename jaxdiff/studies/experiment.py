@@ -21,6 +21,7 @@ from jaxdiff.data import input_pipeline
 from jaxdiff.measurement import evaluate, records
 from jaxdiff.training import checkpoints, train
 from jaxdiff.measurement import report as report_files
+from jaxdiff.studies import stage_times
 
 STAGES = ("dataset", "training", "classifier + evaluation")
 TIMINGS_FILE = "experiment_timings.json"
@@ -53,7 +54,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
         log(f"[2/3] {STAGES[1]}: done (step {steps[-1]} in {workdir})")
     else:
         log(f"[2/3] {STAGES[1]}: {config.train.num_steps} steps into {workdir}")
-        train.train_and_evaluate(config, workdir)
+        train.train_and_evaluate(config, workdir,
+                                 on_speed=lambda speed: log(stage_times.describe(speed, stage_times.work_of(config, workdir))))
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

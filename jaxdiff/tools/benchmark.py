@@ -64,12 +64,7 @@ class JaxdiffTrainer:
         }, parallel.batch_sharded(mesh))
         lowered = self.step_fn.lower(self.state, self.batch, self.key)
         lowered.compile()
-        # FLOPs of the lowered program, not the compiled one: on GPUs the compiled module's cost
-        # analysis leaves out convolutions that run as cuDNN calls (docs/gpu.md has the H100's
-        # figures; on the CPU the two counts agree). The step runs under shard_map, so it is one
-        # device's share: scale it.
-        cost = lowered.cost_analysis()
-        self.flops_per_step = float(cost.get("flops", 0.0)) * mesh.size if cost else None
+        self.flops_per_step = factory.training_step_flops(config, mesh, lowered)
         self.params = models.count_params(self.state.params)
 
     def time(self, steps: int) -> float:

@@ -111,3 +111,44 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, donate:
                    in_shardings=(repl, parallel.batch_sharded(mesh), repl), out_shardings=(repl, repl),
                    donate_argnums=(0,) if donate else ())
     return Training(config, mesh, model, schedule, state, base_key, step)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the programs cost. FLOPs of the lowered programs, not the compiled ones: on GPUs the
+# compiled module's cost analysis leaves out convolutions that run as cuDNN calls (docs/gpu.md has
+# the H100's figures); on the CPU the two counts agree. Lowering traces but compiles nothing.
+
+
+def lowered_flops(lowered: Any) -> float | None:
+    """XLA's FLOP count of a lowered program, None where the backend gives none."""
+    cost = lowered.cost_analysis()
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes of one global training batch, split over the mesh's 'data' axis."""
+    sharding, size, B = parallel.batch_sharded(mesh), config.data.image_size, config.train.batch_size
+    return {"image": jax.ShapeDtypeStruct((B, size, size, 3), jnp.float32, sharding=sharding),
+            "cond": jax.ShapeDtypeStruct((B, config.embed.dim), jnp.float32, sharding=sharding)}
+
+
+def training_step_flops(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                        lowered: Any = None) -> float | None:
+    """FLOPs of one training step on the global batch (`lowered`: the step already lowered, if at hand)."""
+    if lowered is None:
+        built = build(config, mesh, abstract=True)
+        lowered = built.step.lower(built.state, abstract_batch(config, mesh), built.base_key)
+    flops = lowered_flops(lowered)
+    # The step runs under shard_map, so the count is one device's share.
+    return None if flops is None else flops * mesh.size
+
+
+def forward_flops_per_image(config: ml_collections.ConfigDict) -> float | None:
+    """FLOPs of one network evaluation on one image, as every sampler's step makes (inference mode)."""
+    model, _ = model_and_schedule(config)
+    size = config.data.image_size
+    params = state_shapes(config).ema_params
+    apply = jax.jit(lambda p, x, t, w: model.apply({"params": p}, x, t, w, train=False))
+    return lowered_flops(apply.lower(params, jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
+                                     jax.ShapeDtypeStruct((1,), jnp.float32),
+                                     jax.ShapeDtypeStruct((1, config.embed.dim), jnp.float32)))

@@ -127,9 +127,23 @@ def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.
     return files.image_grid(files.to_uint8(images), ncols=n)
 
 
+@dataclasses.dataclass(frozen=True)
+class MeasuredSpeed:
+    """Training's speed, measured over its first log window after the compiling step."""
+
+    step: int  # the step at the window's end
+    steps_left: int  # to train.num_steps
+    steps_per_s: float
+    flops_per_step: float | None  # XLA's count for the global batch (None where the backend gives none)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       devices: Sequence[jax.Device] | None = None) -> tuple[TrainState, dict[str, float]]:
-    """Trains (or resumes) to config.train.num_steps in `workdir`; returns the state and last metrics."""
+                       devices: Sequence[jax.Device] | None = None,
+                       on_speed: Callable[[MeasuredSpeed], None] | None = None) -> tuple[TrainState, dict[str, float]]:
+    """Trains (or resumes) to config.train.num_steps in `workdir`; returns the state and last metrics.
+
+    `on_speed`, called once in the main process, gets the measured speed (jaxdiff.experiment turns
+    it into every stage's time)."""
     # TensorFlow (tf.data) is imported here and not at the top: the state, step and checkpoint
     # code above runs where TensorFlow is not installed (accelerator images often lack it).
     from jaxdiff.data import input_pipeline
@@ -153,7 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if is_new:
                 table.save(os.path.join(workdir, TABLE_IN_WORKDIR))
             configuration.save(config, workdir)
-        return train_in(config, workdir, table, devices)
+        return train_in(config, workdir, table, devices, on_speed=on_speed)
 
 
 Batches = Callable[[jax.sharding.Mesh, int], Iterator[dict[str, jax.Array]]]
@@ -162,13 +176,14 @@ Batches = Callable[[jax.sharding.Mesh, int], Iterator[dict[str, jax.Array]]]
 def train_in(config: ml_collections.ConfigDict, workdir: str, table: embed.EmbeddingTable,
              devices: Sequence[jax.Device] | None = None, *, batches: Batches | None = None,
              validation: dict[str, np.ndarray] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> tuple[TrainState, dict[str, float]]:
+             should_stop: Callable[[], bool] | None = None,
+             on_speed: Callable[[MeasuredSpeed], None] | None = None) -> tuple[TrainState, dict[str, float]]:
     """The state and last metrics after training (or resuming) to config.train.num_steps in `workdir`.
 
     By default the batches and validation examples come from the dataset (tf.data); `batches(mesh,
     start_example)` and `validation` (this process's rows) replace them, as the device check does
     where TensorFlow is absent. When `should_stop()` turns true the run ends at that step as if it
-    were the last: validation, samples and a checkpoint.
+    were the last: validation, samples and a checkpoint. `on_speed` is as in `train_and_evaluate`.
     """
     mesh = parallel.make_mesh(devices)
     repl, data_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
@@ -239,6 +254,7 @@ def train_in(config: ml_collections.ConfigDict, workdir: str, table: embed.Embed
         progress = tqdm(total=num_steps, initial=start_step, disable=not main_process, unit="step",
                         dynamic_ncols=True, desc="train")
         window_start, window_steps = time.perf_counter(), 0
+        speed_pending = on_speed is not None and main_process  # said once, after the window with the compile
         step = start_step
         while step < num_steps:
             batch = next(batch_stream)
@@ -259,6 +275,11 @@ def train_in(config: ml_collections.ConfigDict, workdir: str, table: embed.Embed
                         "train/images_per_s": throughput}
                 writer.scalars(step, last)
                 progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{throughput:.0f}")
+                if speed_pending and step - window_steps > start_step and not at_end:
+                    speed_pending = False
+                    flops = factory.training_step_flops(config, mesh, step_fn.lower(state, batch, base_key))
+                    with progress.external_write_mode():  # the caller's lines above the bar, not through it
+                        on_speed(MeasuredSpeed(step, num_steps - step, window_steps / max(elapsed, 1e-9), flops))
                 window_start, window_steps = time.perf_counter(), 0
             if step % config.train.eval_every == 0 or at_end:
                 check_finite(step)
