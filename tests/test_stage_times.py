@@ -11,7 +11,7 @@ from jaxdiff.training import factory, train
 from jaxdiff.training.train import MeasuredSpeed
 
 # Fabricated: 2 steps/s of 1 GFLOP, so training achieves 2 GFLOP/s.
-SPEED = MeasuredSpeed(step=50, steps_left=100, steps_per_s=2.0, flops_per_step=1e9)
+SPEED = MeasuredSpeed(step=50, measured_steps=25, steps_left=100, steps_per_s=2.0, flops_per_step=1e9)
 WORK = stage_times.Work(classifier_steps=10, classifier_step_flops=4e9, images=6, sampler="ddpm", sampler_steps=5,
                         evaluations_per_image=5, forward_flops=2e9)
 
@@ -23,15 +23,15 @@ def test_each_stage_from_the_measured_rate():
     assert times.sampling_s == pytest.approx(30.0)  # 6 images x 5 evaluations x 2 GFLOP at 2 GFLOP/s
     line = stage_times.describe(SPEED, WORK)
     assert "training 0.8 min more" in line and "classifier 0.3 min" in line
-    assert "sampling 6 images (ddpm 5) 0.5 min" in line and "about 2 min in all" in line
-    assert "2.00 steps/s, 2 GFLOP/s" in line
+    assert "sampling 6 images (ddpm 5) 0.5 min" in line and "about 2 min from now" in line
+    assert "2.00 steps/s, 2 GFLOP/s over steps 26-50" in line
 
 
 def test_a_trained_classifier_costs_nothing_and_unknown_flops_are_said():
     trained = stage_times.Work(**{**WORK.__dict__, "classifier_steps": 0, "classifier_step_flops": None})
     assert stage_times.estimate(SPEED, trained).classifier_s == 0.0
     assert "classifier already trained" in stage_times.describe(SPEED, trained)
-    blind = MeasuredSpeed(step=50, steps_left=100, steps_per_s=2.0, flops_per_step=None)
+    blind = MeasuredSpeed(step=50, measured_steps=25, steps_left=100, steps_per_s=2.0, flops_per_step=None)
     times = stage_times.estimate(blind, WORK)
     assert times.training_s == pytest.approx(50.0) and times.classifier_s is None and times.sampling_s is None
     assert "sampling 6 images (ddpm 5) unknown" in stage_times.describe(blind, WORK)
@@ -44,14 +44,16 @@ def test_guidance_doubles_the_network_evaluations():
 
 def test_training_reports_its_speed_once_and_the_work_left_is_counted(tiny_dataset, tmp_path):
     """The real path: tiny training calls back once, after the window with the compiling step."""
-    config = tiny_config(tiny_dataset, train__sample_every=0, evaluate__guidance=2.0)
+    config = tiny_config(tiny_dataset, train__num_steps=30, train__checkpoint_every=30, train__eval_every=30,
+                         train__sample_every=0, evaluate__guidance=2.0)
     speeds = []
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir, devices=jax.devices()[:1], on_speed=speeds.append)
     assert len(speeds) == 1
     speed = speeds[0]
-    # log_every 2 of 6 steps: the window ending at step 2 holds the compile; the next one is measured.
-    assert (speed.step, speed.steps_left) == (4, 2) and speed.steps_per_s > 0
+    # log_every 2: the window ending at step 2 holds the compile; a run this short is measured over a
+    # tenth of its steps (3), so over whole windows from step 3 to step 6.
+    assert (speed.step, speed.measured_steps, speed.steps_left) == (6, 4, 24) and speed.steps_per_s > 0
     mesh = parallel.make_mesh(jax.devices()[:1])
     assert speed.flops_per_step == pytest.approx(factory.training_step_flops(config, mesh)) and speed.flops_per_step > 0
     work = stage_times.work_of(config, workdir)

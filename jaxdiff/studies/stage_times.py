@@ -79,5 +79,6 @@ def describe(speed: MeasuredSpeed, work: Work) -> str:
              f"classifier {minutes(times.classifier_s)}" if work.classifier_steps else "classifier already trained",
              f"sampling {work.images:,} images ({work.sampler} {work.sampler_steps}) {minutes(times.sampling_s)}"]
     known = [t for t in (times.training_s, times.classifier_s, times.sampling_s) if t is not None]
-    total = f"about {sum(known) / 60:.0f} min in all" + ("" if len(known) == 3 else " that can be estimated")
-    return f"stage times on this machine (training measured at {rate} by step {speed.step}): {', '.join(parts)}; {total}"
+    total = f"about {sum(known) / 60:.0f} min from now" + ("" if len(known) == 3 else " for the stages estimated")
+    span = f"steps {speed.step - speed.measured_steps + 1}-{speed.step}"
+    return f"stage times on this machine (training measured at {rate} over {span}): {', '.join(parts)}; {total}"

@@ -127,11 +127,18 @@ def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.
     return files.image_grid(files.to_uint8(images), ncols=n)
 
 
+# Training's speed for the stage times is measured over this many steps after the window with the
+# compiling step (a tenth of a shorter run): during the first pass through the data the input
+# pipeline fills its cache and shuffle buffer on the same cores, and one toy epoch is 253 steps.
+SPEED_SPAN_STEPS = 250
+
+
 @dataclasses.dataclass(frozen=True)
 class MeasuredSpeed:
-    """Training's speed, measured over its first log window after the compiling step."""
+    """Training's speed, measured over whole log windows after the one with the compiling step."""
 
-    step: int  # the step at the window's end
+    step: int  # the step at the measurement's end
+    measured_steps: int  # the steps it spans
     steps_left: int  # to train.num_steps
     steps_per_s: float
     flops_per_step: float | None  # XLA's count for the global batch (None where the backend gives none)
@@ -254,7 +261,9 @@ def train_in(config: ml_collections.ConfigDict, workdir: str, table: embed.Embed
         progress = tqdm(total=num_steps, initial=start_step, disable=not main_process, unit="step",
                         dynamic_ncols=True, desc="train")
         window_start, window_steps = time.perf_counter(), 0
-        speed_pending = on_speed is not None and main_process  # said once, after the window with the compile
+        speed_pending = on_speed is not None and main_process  # said once, after the span below
+        speed_span = min(SPEED_SPAN_STEPS, (num_steps - start_step) // 10)
+        speed_steps, speed_seconds = 0, 0.0
         step = start_step
         while step < num_steps:
             batch = next(batch_stream)
@@ -275,11 +284,14 @@ def train_in(config: ml_collections.ConfigDict, workdir: str, table: embed.Embed
                         "train/images_per_s": throughput}
                 writer.scalars(step, last)
                 progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{throughput:.0f}")
-                if speed_pending and step - window_steps > start_step and not at_end:
-                    speed_pending = False
-                    flops = factory.training_step_flops(config, mesh, step_fn.lower(state, batch, base_key))
-                    with progress.external_write_mode():  # the caller's lines above the bar, not through it
-                        on_speed(MeasuredSpeed(step, num_steps - step, window_steps / max(elapsed, 1e-9), flops))
+                if speed_pending and step - window_steps > start_step and not at_end:  # not the compiling window
+                    speed_steps, speed_seconds = speed_steps + window_steps, speed_seconds + elapsed
+                    if speed_steps >= speed_span:
+                        speed_pending = False
+                        flops = factory.training_step_flops(config, mesh, step_fn.lower(state, batch, base_key))
+                        with progress.external_write_mode():  # the caller's lines above the bar, not through it
+                            on_speed(MeasuredSpeed(step, speed_steps, num_steps - step,
+                                                   speed_steps / max(speed_seconds, 1e-9), flops))
                 window_start, window_steps = time.perf_counter(), 0
             if step % config.train.eval_every == 0 or at_end:
                 check_finite(step)
