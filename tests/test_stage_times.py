@@ -64,3 +64,12 @@ def test_training_reports_its_speed_once_and_the_work_left_is_counted(tiny_datas
     assert work.classifier_step_flops == pytest.approx(classifier.training_step_flops(config)) and work.forward_flops > 0
     # The forward pass is a fraction of the training step's per-example cost (backward, optimiser).
     assert work.forward_flops < speed.flops_per_step / config.train.batch_size
+
+
+def test_the_main_job_says_an_estimate_it_cannot_make_and_goes_on(tmp_path):
+    """The experiment's callback: a workdir without its embedding table gives a line, not a stopped run."""
+    from jaxdiff.studies import experiment
+
+    said = []
+    experiment.stage_times_teller(tiny_config(str(tmp_path / "data")), str(tmp_path / "run"), said.append)(SPEED)
+    assert len(said) == 1 and said[0].startswith("stage times not estimated: embedding table") and "not found" in said[0]

@@ -10,12 +10,13 @@ stages run on the SD-2.1 dataset, which data_gen/ makes on GPUs beforehand.
 
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import ml_collections
 from absl import flags as absl_flags
 
 from jaxdiff.common import configuration, files
+from jaxdiff.common.errors import UserError
 from jaxdiff.core import parallel
 from jaxdiff.data import input_pipeline
 from jaxdiff.measurement import evaluate, records
@@ -54,8 +55,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
         log(f"[2/3] {STAGES[1]}: done (step {steps[-1]} in {workdir})")
     else:
         log(f"[2/3] {STAGES[1]}: {config.train.num_steps} steps into {workdir}")
-        train.train_and_evaluate(config, workdir,
-                                 on_speed=lambda speed: log(stage_times.describe(speed, stage_times.work_of(config, workdir))))
+        train.train_and_evaluate(config, workdir, on_speed=stage_times_teller(config, workdir, log))
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -69,6 +69,19 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
     if parallel.is_main_process():
         _record_timings(workdir, timings)
     return report
+
+
+def stage_times_teller(config: ml_collections.ConfigDict, workdir: str, log=print) -> Callable[[train.MeasuredSpeed], None]:
+    """What training calls with its measured speed: says every stage's time. An estimate that cannot be
+    made (the evaluation's config wrong, say) is said and training goes on; the stage itself then fails
+    with the same message."""
+    def tell(speed: train.MeasuredSpeed) -> None:
+        try:
+            log(stage_times.describe(speed, stage_times.work_of(config, workdir)))
+        except UserError as error:
+            log(f"stage times not estimated: {error}")
+
+    return tell
 
 
 def _record_timings(workdir: str, timings: dict) -> None:
