@@ -154,3 +154,8 @@ def test_drawing_in_pieces_padded_to_one_shape_compiles_once(tiny_run):
     assert compiled._cache_size() == 2  # the whole (6 rows) and the pieces (4 rows, the last padded): two shapes
     drawer.sample(trained.params, cond[:2], 0, sampler="ddpm", steps=3, batch_size=4)  # unpadded: a third shape
     assert compiled._cache_size() == 3
+    # pad_to never goes past the batch, nor cuts a chunk: both reuse shapes compiled above.
+    beyond = drawer.sample(trained.params, cond[:2], 0, sampler="ddpm", steps=3, batch_size=4, pad_to=64)
+    below = drawer.sample(trained.params, cond[:4], 0, sampler="ddpm", steps=3, batch_size=4, pad_to=1)
+    assert compiled._cache_size() == 3 and beyond.shape[0] == 2 and below.shape[0] == 4
+    np.testing.assert_allclose(np.concatenate([beyond, below]), np.concatenate([whole[:2], whole[:4]]), atol=1e-5)

@@ -73,3 +73,15 @@ def test_the_main_job_says_an_estimate_it_cannot_make_and_goes_on(tmp_path):
     said = []
     experiment.stage_times_teller(tiny_config(str(tmp_path / "data")), str(tmp_path / "run"), said.append)(SPEED)
     assert len(said) == 1 and said[0].startswith("stage times not estimated: embedding table") and "not found" in said[0]
+
+
+def test_an_unexpected_failure_of_the_estimate_is_said_too(tmp_path, monkeypatch):
+    from jaxdiff.studies import experiment
+
+    def broken(config, workdir):
+        raise RuntimeError("no cost analysis here")
+
+    monkeypatch.setattr(stage_times, "work_of", broken)
+    said = []
+    experiment.stage_times_teller(tiny_config(str(tmp_path / "data")), str(tmp_path / "run"), said.append)(SPEED)
+    assert said == ["stage times not estimated: RuntimeError: no cost analysis here"]

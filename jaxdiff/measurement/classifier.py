@@ -23,8 +23,8 @@ import optax
 from jaxdiff.common import files
 from jaxdiff.data import input_pipeline
 from jaxdiff.data.classes import GENDER_WORDS, PROFESSION_WORDS
-from jaxdiff.training import factory
 from jaxdiff.common.errors import UserError
+from jaxdiff.training import factory
 
 PARAMS_FILE = "classifier.msgpack"
 METRICS_FILE = "classifier.json"

@@ -73,13 +73,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
 
 def stage_times_teller(config: ml_collections.ConfigDict, workdir: str, log=print) -> Callable[[train.MeasuredSpeed], None]:
     """What training calls with its measured speed: says every stage's time. An estimate that cannot be
-    made (the evaluation's config wrong, say) is said and training goes on; the stage itself then fails
-    with the same message."""
+    made (the evaluation's config wrong, say: that stage then fails with the same message) is said in
+    one line and training goes on: the estimate is a courtesy, never a reason to stop a run."""
     def tell(speed: train.MeasuredSpeed) -> None:
         try:
             log(stage_times.describe(speed, stage_times.work_of(config, workdir)))
-        except UserError as error:
-            log(f"stage times not estimated: {error}")
+        except Exception as error:  # noqa: BLE001
+            detail = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            log(f"stage times not estimated: {detail}")
 
     return tell
 

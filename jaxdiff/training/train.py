@@ -127,9 +127,9 @@ def sample_grid(image_sampler: sampling.ImageSampler, params: Any, table: embed.
     return files.image_grid(files.to_uint8(images), ncols=n)
 
 
-# Training's speed for the stage times is measured over this many steps after the window with the
-# compiling step (a tenth of a shorter run): during the first pass through the data the input
-# pipeline fills its cache and shuffle buffer on the same cores, and one toy epoch is 253 steps.
+# Training's speed for the stage times is measured over whole log windows spanning at least this many
+# steps after the window with the compiling step (a tenth of a shorter run): single windows vary with
+# the machine's other work and with the input pipeline's first pass through the data.
 SPEED_SPAN_STEPS = 250
 
 
@@ -288,7 +288,10 @@ def train_in(config: ml_collections.ConfigDict, workdir: str, table: embed.Embed
                     speed_steps, speed_seconds = speed_steps + window_steps, speed_seconds + elapsed
                     if speed_steps >= speed_span:
                         speed_pending = False
-                        flops = factory.training_step_flops(config, mesh, step_fn.lower(state, batch, base_key))
+                        try:  # the estimate is a courtesy: nothing in it may stop the run
+                            flops = factory.training_step_flops(config, mesh, step_fn.lower(state, batch, base_key))
+                        except Exception:  # noqa: BLE001 (a backend without cost analysis, say)
+                            flops = None
                         with progress.external_write_mode():  # the caller's lines above the bar, not through it
                             on_speed(MeasuredSpeed(step, speed_steps, num_steps - step,
                                                    speed_steps / max(speed_seconds, 1e-9), flops))
