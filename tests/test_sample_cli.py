@@ -136,9 +136,10 @@ def test_sampling_does_not_depend_on_batching_or_devices(tiny_run):
     np.testing.assert_allclose(a[:4], c, atol=1e-5)
 
 
-def test_drawing_in_pieces_padded_to_one_shape_compiles_once(tiny_run):
-    """The evaluation draws chunk by chunk (for its progress bar): a shorter last chunk, padded to the
-    chunk's rows, reuses the compiled sampler and gives the images of one call."""
+def test_drawing_in_chunks_reports_each_and_compiles_once(tiny_run):
+    """The evaluation draws in one call and follows it chunk by chunk (its progress bar): the last,
+    shorter chunk is padded to the others' shape, so one shape compiles, and the images are those of
+    one call at a larger batch."""
     from jaxdiff.core import parallel
     from jaxdiff.training import workdirs
 
@@ -147,15 +148,10 @@ def test_drawing_in_pieces_padded_to_one_shape_compiles_once(tiny_run):
     drawer = sampling.ImageSampler(trained.model, trained.schedule, trained.config.diffusion.prediction, (16, 16, 3),
                                    parallel.make_mesh(jax.devices()[:1]))
     whole = drawer.sample(trained.params, cond, 0, sampler="ddpm", steps=3, batch_size=8)
-    pieces = [drawer.sample(trained.params, cond[start:start + 4], 0, sampler="ddpm", steps=3, batch_size=4,
-                            first_index=start, pad_to=4) for start in (0, 4)]
-    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-5)
     compiled = drawer._fn("ddpm", 3, "quadratic", 1.0, 0.0, True)
-    assert compiled._cache_size() == 2  # the whole (6 rows) and the pieces (4 rows, the last padded): two shapes
-    drawer.sample(trained.params, cond[:2], 0, sampler="ddpm", steps=3, batch_size=4)  # unpadded: a third shape
-    assert compiled._cache_size() == 3
-    # pad_to never goes past the batch, nor cuts a chunk: both reuse shapes compiled above.
-    beyond = drawer.sample(trained.params, cond[:2], 0, sampler="ddpm", steps=3, batch_size=4, pad_to=64)
-    below = drawer.sample(trained.params, cond[:4], 0, sampler="ddpm", steps=3, batch_size=4, pad_to=1)
-    assert compiled._cache_size() == 3 and beyond.shape[0] == 2 and below.shape[0] == 4
-    np.testing.assert_allclose(np.concatenate([beyond, below]), np.concatenate([whole[:2], whole[:4]]), atol=1e-5)
+    assert compiled._cache_size() == 1  # the whole: 6 rows
+    reported = []
+    chunked = drawer.sample(trained.params, cond, 0, sampler="ddpm", steps=3, batch_size=4, on_chunk=reported.append)
+    assert reported == [4, 2] and chunked.shape[0] == 6
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    assert compiled._cache_size() == 2  # the chunks: 4 rows, the last padded to them

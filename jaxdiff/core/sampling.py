@@ -241,11 +241,11 @@ class ImageSampler:
 
     def sample(self, params: Any, cond_NK: np.ndarray, seed: int, *, sampler: str, steps: int,
                spacing: str = "quadratic", guidance: float = 1.0, eta: float = 0.0, clip_x0: bool = True,
-               batch_size: int = 256, first_index: int = 0, pad_to: int | None = None) -> np.ndarray:
+               batch_size: int = 256, first_index: int = 0,
+               on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
         """Images (N, H, W, 3) in [-1, 1] for N conditions; example j uses the key (seed, first_index + j).
 
-        `pad_to` fixes the rows of every call (at least N's chunk), so that a caller drawing in
-        pieces of at most that many compiles once."""
+        `on_chunk(rows)` is called after each chunk of at most batch_size rows (a progress bar, say)."""
         fn = self._fn(sampler, steps, spacing, guidance, eta, clip_x0)
         key = jax.random.key(seed)
         cond_NK = np.asarray(cond_NK, np.float32)
@@ -256,8 +256,6 @@ class ImageSampler:
         # One shape for every chunk (one compilation): the full batch when there are several chunks,
         # else the next multiple of the device count. Padding rows are dropped.
         padded = batch_size if n > batch_size else -(-n // multiple) * multiple
-        if pad_to is not None:
-            padded = max(padded, -(-min(pad_to, batch_size) // multiple) * multiple)
         for start in range(0, n, batch_size):
             chunk = cond_NK[start:start + batch_size]
             chunk = np.concatenate([chunk, np.zeros((padded - len(chunk), chunk.shape[1]), np.float32)])
@@ -265,15 +263,18 @@ class ImageSampler:
                 chunk = parallel.from_host(chunk, NamedSharding(self.mesh, P("data")))
             images = fn(params, chunk, key, jnp.int32(first_index + start))
             out.append(parallel.gather(images)[: min(batch_size, n - start)])
+            if on_chunk is not None:
+                on_chunk(len(out[-1]))
         return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
 
     def sample_as_configured(self, params: Any, cond_NK: np.ndarray, seed: int, sample_config: Any, *,
                              sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
-                             eta: float | None = None, first_index: int = 0, pad_to: int | None = None) -> np.ndarray:
+                             eta: float | None = None, first_index: int = 0,
+                             on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
         """`sample` with every setting not given here taken from a config's `sample` section."""
         sampler = sampler or sample_config.sampler
         return self.sample(params, cond_NK, seed, sampler=sampler, steps=steps or steps_for(sample_config, sampler),
                            spacing=sample_config.spacing,
                            guidance=sample_config.guidance if guidance is None else guidance,
                            eta=sample_config.ddim_eta if eta is None else eta, clip_x0=sample_config.clip_x0,
-                           batch_size=sample_config.batch_size, first_index=first_index, pad_to=pad_to)
+                           batch_size=sample_config.batch_size, first_index=first_index, on_chunk=on_chunk)

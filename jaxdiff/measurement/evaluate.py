@@ -152,14 +152,10 @@ def _sample_with_progress(trained: workdirs.TrainedRun, cond_NK: np.ndarray, e: 
 
     s = trained.config.sample
     image_sampler, params = trained.image_sampler(), trained.device_params()
-    chunk = s.batch_size
-    out = []
-    for start in tqdm(range(0, len(cond_NK), chunk), desc="sampling", unit="batch", dynamic_ncols=True):
-        # Every chunk padded to one shape: a shorter last chunk would compile the sampler again.
-        out.append(image_sampler.sample_as_configured(params, cond_NK[start:start + chunk], e.seed, s, sampler=e.sampler,
-                                                      steps=e.steps, guidance=e.guidance, first_index=start,
-                                                      pad_to=min(chunk, len(cond_NK))))
-    return np.concatenate(out)
+    # One call, so every chunk has one shape (one compilation); the bar moves as each chunk is drawn.
+    with tqdm(total=len(cond_NK), desc="sampling", unit="image", dynamic_ncols=True) as bar:
+        return image_sampler.sample_as_configured(params, cond_NK, e.seed, s, sampler=e.sampler, steps=e.steps,
+                                                  guidance=e.guidance, on_chunk=bar.update)
 
 
 def define_flags(values: absl_flags.FlagValues) -> None:
