@@ -129,11 +129,16 @@ def _training(config: ml_collections.ConfigDict) -> tuple[nn.Module, optax.Gradi
     return model, tx, step
 
 
+def _param_shapes(model: nn.Module, size: int) -> Any:
+    """The classifier's parameters as shapes and dtypes (nothing computed)."""
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])
+
+
 def training_step_flops(config: ml_collections.ConfigDict) -> float | None:
     """XLA's FLOP count of one classifier training step (lowered from shapes: nothing is computed)."""
     model, tx, step = _training(config)
     size, B = config.data.image_size, config.classifier.batch_size
-    params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])
+    params = _param_shapes(model, size)
     batch = {"image": jax.ShapeDtypeStruct((B, size, size, 3), jnp.float32),
              "gender": jax.ShapeDtypeStruct((B,), jnp.int32), "profession": jax.ShapeDtypeStruct((B,), jnp.int32)}
     return factory.lowered_flops(step.lower(params, jax.eval_shape(tx.init, params), batch, jax.random.key(0)))
@@ -211,8 +216,7 @@ def load(workdir: str, config: ml_collections.ConfigDict) -> tuple[AttributeClas
     if not (os.path.exists(params_path) and os.path.exists(metrics_path)):
         return None
     model = create(config)
-    size = config.data.image_size
-    template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])
+    template = _param_shapes(model, config.data.image_size)
     remedy = f"delete it and {METRICS_FILE} next to it, and rerun: evaluation trains the classifier again"
     with open(params_path, "rb") as f:
         raw = f.read()

@@ -193,10 +193,7 @@ def short_training(config: ml_collections.ConfigDict, steps: int, per_class: int
 def step_memory_bytes(config: ml_collections.ConfigDict, batch_size: int) -> int:
     """XLA's memory analysis of the compiled, donated step: arguments + outputs - aliased + temporaries."""
     built = factory.build(config, parallel.make_mesh(), abstract=True)
-    sharded = parallel.batch_sharded(built.mesh)
-    size = config.data.image_size
-    batch = {"image": jax.ShapeDtypeStruct((batch_size, size, size, 3), np.float32, sharding=sharded),
-             "cond": jax.ShapeDtypeStruct((batch_size, config.embed.dim), np.float32, sharding=sharded)}
+    batch = factory.abstract_batch(config, built.mesh, batch_size)
     analysis = built.step.lower(built.state, batch, built.base_key).compile().memory_analysis()
     return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes - analysis.alias_size_in_bytes
                + analysis.temp_size_in_bytes)

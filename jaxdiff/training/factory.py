@@ -125,9 +125,10 @@ def lowered_flops(lowered: Any) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict[str, jax.ShapeDtypeStruct]:
-    """The shapes of one global training batch, split over the mesh's 'data' axis."""
-    sharding, size, B = parallel.batch_sharded(mesh), config.data.image_size, config.train.batch_size
+def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                   batch_size: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes of one global training batch (train.batch_size unless given), split over the mesh's 'data' axis."""
+    sharding, size, B = parallel.batch_sharded(mesh), config.data.image_size, batch_size or config.train.batch_size
     return {"image": jax.ShapeDtypeStruct((B, size, size, 3), jnp.float32, sharding=sharding),
             "cond": jax.ShapeDtypeStruct((B, config.embed.dim), jnp.float32, sharding=sharding)}
 
