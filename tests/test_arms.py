@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -98,16 +99,107 @@ def test_the_estimand_recovers_known_leakage_and_systematic(tmp_path):
     assert "+2.0" in text and "interim" not in text.split("## Secondary")[0].lower()
 
 
-def test_fewer_pairs_than_planned_are_interim_with_no_verdict(tmp_path):
-    members = {(0, "real"): {"nurse": 0.5, "philosopher": 0.5}, (0, "flipped"): {"nurse": 0.5, "philosopher": 0.5}}
+def test_fewer_pairs_than_planned_are_interim_and_show_no_estimate(tmp_path):
+    members = {(0, "real"): {"nurse": 0.7, "philosopher": 0.3, "man": 0.02, "woman": 0.97},
+               (0, "flipped"): {"nurse": 0.3, "philosopher": 0.7, "man": 0.02, "woman": 0.97}}
     _fabricate_study(str(tmp_path), members, pairs=10)
     result = arms_analysis.analyse(str(tmp_path))
     assert result["interim"] and result["pairs_complete"] == 1
-    assert "INTERIM" in arms_analysis.headline(result) and "verdict:" not in arms_analysis.headline(result)
-    assert "interim: not read" in arms_analysis.render_markdown(result)
-    # No verdict anywhere in the result, not only in the table: the JSON a reader opens withholds them too.
-    assert result["leakage"]["verdict"] == result["leakage"]["stretch"]["verdict"] == arms_analysis.INTERIM_VERDICT
-    assert "undecided" not in json.dumps(result) and "no leakage" not in json.dumps(result)
+    assert result["members_complete"] == ["pair0-flipped", "pair0-real"]
+    # Nothing read from the professions' images: an estimate's interval and TOST p would be the verdict by another name.
+    for withheld in ("leakage", "systematic", "shares", "contrasts", "control", "slopes", "second_classifier_leakage"):
+        assert withheld not in result, withheld
+    assert result["conditioning"]["members"] == 2  # the pipeline's health check is shown
+    line = arms_analysis.headline(result)
+    assert line.startswith("arms study: INTERIM (2 members recorded, 1 of 10 pairs complete)") and "+" not in line
+    text = arms_analysis.render_markdown(result)
+    assert "withheld" in text and "+20" not in text and "70.0%" not in text and "verdict:" not in text.lower()
+
+
+def _study_of_identical_pairs(directory, pairs, images, nurse_real, philosopher_real, nurse_flipped, philosopher_flipped):
+    """Every pair reads the same shares: no spread between pairs, so the pooled figures have closed forms."""
+    members = {}
+    for pair in range(pairs):
+        members[pair, "real"] = {"nurse": nurse_real, "philosopher": philosopher_real}
+        members[pair, "flipped"] = {"nurse": nurse_flipped, "philosopher": philosopher_flipped}
+    _fabricate_study(directory, members, images=images, pairs=pairs)
+    return arms_analysis.analyse(directory)
+
+
+def test_the_primary_verdict_and_its_small_sample_check_on_a_known_answer(tmp_path):
+    from scipy import stats
+    from jaxdiff.statistics import pooling
+
+    # Ten identical pairs, every share 40 of 80: L = 0, tau = 0, and a pair's L has the variance of one share
+    # ((4 shares) / 4), so the pooled SE is sqrt(v / 10), about 1.76 points. 3 / SE = 1.71 lies between z's 1.645
+    # and t(9)'s 1.833: the planned z-based TOST at +-3 rejects both sides, its HKSJ check does not.
+    result = _study_of_identical_pairs(str(tmp_path), 10, 80, 0.5, 0.5, 0.5, 0.5)
+    leakage = result["leakage"]
+    se = float(np.sqrt(pooling.binomial_variance(40, 80) / 10))
+    assert not result["interim"] and leakage["k"] == 10 and leakage["estimate"] == pytest.approx(0.0, abs=1e-12)
+    assert leakage["se"] == pytest.approx(se) and leakage["tau"] == pytest.approx(0.0, abs=1e-9)
+    assert leakage["ci95"] == pytest.approx([-1.959964 * se, 1.959964 * se], rel=1e-5)
+    assert leakage["ci90"] == pytest.approx([-1.644854 * se, 1.644854 * se], rel=1e-5)
+    assert leakage["tost_p_value"] == pytest.approx(stats.norm.sf(0.03 / se)) and leakage["tost_p_value"] < 0.05
+    assert leakage["verdict"] == "no leakage" and leakage["margin"] == 0.03
+    assert leakage["hksj"]["df"] == 9 and leakage["hksj"]["tost_p_value"] == pytest.approx(stats.t(9).sf(0.03 / se))
+    assert leakage["hksj"]["verdict"] == "undecided"
+    # The stretch margin is its own test (+-2), not the primary's.
+    assert leakage["stretch"]["margin"] == 0.02
+    assert leakage["stretch"]["tost_p_value"] == pytest.approx(stats.norm.sf(0.02 / se))
+    assert leakage["stretch"]["verdict"] == "undecided" and leakage["half_width"] == pytest.approx(1.959964 * se, rel=1e-5)
+    text, line = arms_analysis.render_markdown(result), arms_analysis.headline(result)
+    for shown in (text, line):
+        assert "no leakage larger than 3 points" in shown
+        assert "does not survive the small-sample correction: under HKSJ (t on 9 df)" in shown
+    assert "goal of at most 2 is not met" in text and f"Stretch (the same TOST at +-2 points): p {stats.norm.sf(0.02 / se):.3g}" in text
+    assert result["roles"]["leakage"] == "primary" and result["roles"]["neutral"] == "exploratory"
+
+
+def test_a_verdict_that_survives_its_check_says_so_and_the_readme_answer_shows_it(tmp_path):
+    # Real nurse 55% and philosopher 45% women, flipped 45% and 55%: C_real +10, C_flipped -10, L = +10 points.
+    result = _study_of_identical_pairs(str(tmp_path), 10, 1000, 0.55, 0.45, 0.45, 0.55)
+    leakage = result["leakage"]
+    assert leakage["estimate"] == pytest.approx(0.10) and leakage["verdict"] == leakage["hksj"]["verdict"] == "leakage"
+    answer = arms_analysis.readme_answer(result)
+    first, table = answer.split("\n\n")
+    assert first.startswith("**Leakage of at least 3 points: the 95% interval of the leakage estimate lies above +3 "
+                            "points; the planned small-sample check (HKSJ, t on 9 df) reads the same** (pre-registered; "
+                            "10 pairs")
+    rows = table.strip().split("\n")
+    assert rows[0] == "| arm | philosopher | person | nurse | man | woman | C = nurse - philosopher |"
+    assert rows[2].startswith("| real | 45.0% [") and "| +10.0 [" in rows[2]
+    assert rows[3].startswith("| flipped (lean negated) | 55.0% [") and "| -10.0 [" in rows[3]
+    assert rows[4].startswith("| **leakage** (C_real - C_flipped) / 2 |") and "**+10.0 [" in rows[4]
+    assert rows[4].endswith(": leakage |") and len(rows) == 5
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda d: _edit_member(d, "pair1-real", seed=1005), "pair1-real was trained with seed 1005, not the plan's 1001"),
+    (lambda d: _edit_member(d, "pair1-real", pair=12), "pair1-real is pair 12's 'real' member, not one of the plan's 2"),
+    (lambda d: shutil.copytree(os.path.join(d, "pair0-real"), os.path.join(d, "pair0-real-again")),
+     "pair0-real and pair0-real-again are both pair 0's real member; keep one"),
+    (lambda d: _edit_images(d, "pair0-flipped", "nurse", step=500),
+     "pair0-flipped's nurse images were drawn at step 500, not the plan's"),
+    (lambda d: _edit_images(d, "pair0-flipped", "philosopher", p_woman_second=np.nan),
+     "pair0-flipped's philosopher images have no p_woman_second in 1000 rows"),
+])
+def test_records_that_are_not_the_plans_are_refused(tmp_path, spoil, message):
+    members = {(p, a): {"nurse": 0.5, "philosopher": 0.5} for p in range(2) for a in ("real", "flipped")}
+    _fabricate_study(str(tmp_path), members)
+    spoil(str(tmp_path))
+    with pytest.raises(UserError, match=re.escape(message)):
+        arms_analysis.analyse(str(tmp_path))
+
+
+def _edit_member(directory, member, **fields):
+    path = os.path.join(directory, member, arms_analysis.MEMBER_JSON)
+    files.write_json(path, {**files.read_json(path), **fields})
+
+
+def _edit_images(directory, member, word, **columns):
+    path = arms.images_csv(os.path.join(directory, member), word)
+    pd.read_csv(path).assign(**columns).to_csv(path, index=False)
 
 
 def test_a_reader_that_disagrees_is_reported(tmp_path):
@@ -248,5 +340,11 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
     assert len(counts) == 5 * len(members)
     result = arms_analysis.analyse(records)
     assert result["members_recorded"] == len(members)
-    # Fewer than the ten planned pairs: interim, and no verdict is read (the verdict test comes with the tenth pair).
-    assert result["interim"] and result["pairs_complete"] < 10
+    # The README's answer is the one computed from these records; until the tenth pair it reads none.
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    if result["interim"]:
+        assert result["pairs_complete"] < 10 and "leakage" not in result
+        assert "**Not read yet: the pre-registered study that answers it is being drawn.**" in readme
+    else:
+        assert arms_analysis.readme_answer(result) in readme

@@ -51,6 +51,10 @@ def test_small_sample_interval_is_hksj_with_t_on_k_minus_1_degrees_of_freedom():
     assert pooling.equivalence(0.0, 0.01, 0.05, df=3).ci95 == pytest.approx([-0.01 * 3.182446, 0.01 * 3.182446],
                                                                                rel=1e-5)
     assert pooling.random_effects([0.5], [0.01]).df is None
+    # The interval alone, as the arms study's positive control reports it beside its z-based one.
+    three = pooling.Pooled(0.2, 0.01, (0.18, 0.22), None, k=3, se_hksj=0.015, df=2)
+    assert pooling.hksj_interval(three) == pytest.approx([0.2 - 4.302653 * 0.015, 0.2 + 4.302653 * 0.015], rel=1e-6)
+    assert pooling.hksj_interval(pooling.random_effects([0.5], [0.01])) is None
 
 
 def test_less_spread_than_sampling_noise_gives_tau_zero_not_negative():
@@ -310,6 +314,8 @@ def test_a_gap_against_the_embeddings_lean_is_not_called_leakage():
     sentence = pooling.verdict_sentence("reverse gap", 0.05)
     assert sentence.startswith("no leakage, but a gap of at least 5 points against") and "below -5 points" in sentence
     assert "above +5 points" in pooling.verdict_sentence("leakage", 0.05)
+    assert "the 95% interval of the leakage estimate lies above +3" in pooling.verdict_sentence(
+        "leakage", 0.03, "the leakage estimate")
 
 
 def _crossed_grid(rng, seeds, train_sd, embed_sd, residual_sd, mean=0.5):

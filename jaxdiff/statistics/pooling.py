@@ -322,9 +322,9 @@ def estimate_at_tau(values: Sequence[float], variances: Sequence[float], tau: fl
 
 
 VERDICT_SENTENCES = {
-    "leakage": "leakage of at least {m} points: the 95% interval of the contrast lies above +{m} points",
+    "leakage": "leakage of at least {m} points: the 95% interval of {q} lies above +{m} points",
     "reverse gap": ("no leakage, but a gap of at least {m} points against the embedding's lean: the 95% interval "
-                    "of the contrast lies below -{m} points"),
+                    "of {q} lies below -{m} points"),
     "no leakage": ("no leakage larger than {m} points: the equivalence test (TOST) at +-{m} points rejects both "
                    "sides (its 90% interval lies within them)"),
     "undecided": ("undecided: neither does the 95% interval lie beyond +-{m} points nor the TOST's 90% interval "
@@ -332,9 +332,18 @@ VERDICT_SENTENCES = {
 }
 
 
-def verdict_sentence(verdict: str, margin: float) -> str:
-    """The one-sentence reading of an `equivalence` verdict."""
-    return VERDICT_SENTENCES[verdict].format(m=f"{100 * margin:g}")
+def verdict_sentence(verdict: str, margin: float, quantity: str = "the contrast") -> str:
+    """The one-sentence reading of an `equivalence` verdict on `quantity` (what was tested, as the sentence names it)."""
+    return VERDICT_SENTENCES[verdict].format(m=f"{100 * margin:g}", q=quantity)
+
+
+def hksj_interval(pooled: Pooled) -> tuple[float, float] | None:
+    """The 95% interval of a `random_effects` result with its HKSJ error and t on k - 1 degrees of freedom
+    (None for one member): the small-sample interval beside the z-based `ci95`."""
+    if not pooled.df:
+        return None
+    half = float(stats.t(pooled.df).ppf(0.5 + CONFIDENCE / 2)) * pooled.se_hksj
+    return pooled.estimate - half, pooled.estimate + half
 
 
 def variance_components(values: Sequence[float], sampling_variances: Sequence[float], train_seeds: Sequence[int],

@@ -7,7 +7,7 @@ HKSJ (t on pairs - 1 df) as the planned small-sample check, the stretch margin b
 systematic (C_real + C_flipped) / 2; the Rogan-Gladen corrected leakage with the calibration's
 uncertainty; the second classifier's reading; the positive control's sensitivity; the share of women
 per arm and word; each word's slope per unit of lean; the neutral arm where run. While fewer pairs than
-planned are recorded, every table is marked interim and no verdict is read.
+planned are recorded, the analysis is interim and shows the study's progress only: no estimate, no verdict.
 """
 
 import dataclasses
@@ -20,8 +20,8 @@ from jaxdiff.common import files
 from jaxdiff.measurement import calibration
 from jaxdiff.measurement import records as member_records
 from jaxdiff.statistics import pooling
-from jaxdiff.statistics.formatting import interval_text, points, share_with_interval
-from jaxdiff.data.classes import CONTRAST_WORDS, PROFESSION_WORDS
+from jaxdiff.statistics.formatting import interval_text, points, share_with_interval, tau_text
+from jaxdiff.data.classes import CONTRAST_WORDS
 from jaxdiff.common.errors import UserError
 
 RESULT_JSON, RESULT_MD = "arms.json", "arms.md"
@@ -174,8 +174,9 @@ def corrected_leakage(counts: Any, readings: Any, reader: str, margin: float, se
 
 
 def analyse(study_dir: str) -> dict[str, Any]:
-    """Every figure of the study from its records; see the module docstring."""
+    """Every figure of the study from its records; see the module docstring. While interim, only its progress."""
     plan, images, readings, records = load_records(study_dir)
+    check_records(plan, images, records)
     s = plan["study"]
     margin, stretch = float(s["margin"]), float(s["stretch_margin"])
     out: dict[str, Any] = {"plan": plan, "members_recorded": len(records), "pairs_planned": int(s["pairs"])}
@@ -186,46 +187,85 @@ def analyse(study_dir: str) -> dict[str, Any]:
     pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
     out["pairs_complete"] = len(pairs)
     out["interim"] = len(pairs) < int(s["pairs"])
+    out["members_complete"] = sorted(set(counts["member"]))
+    # What the pipeline's health needs while the study runs: the conditioning check reads man and woman only.
+    out["conditioning"] = _conditioning(counts)
+    out["timings"] = _timings(records)
+    if out["interim"]:
+        out["note"] = INTERIM_NOTE
+        return out
     pooled_leakage = _pooled(values, variances)
-    leakage = None
-    if pooled_leakage is not None:
-        leakage = {**_record(pooled_leakage), "pairs": pairs, **pooling.margin_tests(pooled_leakage, margin, stretch).as_record()}
-    out["leakage"] = leakage
+    out["leakage"] = {**_record(pooled_leakage), "pairs": pairs,
+                      **pooling.margin_tests(pooled_leakage, margin, stretch).as_record()}
     _, sys_values, sys_variances = paired(counts, "real", "flipped", "half_sum")
     out["systematic"] = _record(_pooled(sys_values, sys_variances))
-    if readings is not None and leakage is not None:
+    if readings is not None:
         out["calibration"] = {reader: calibration.confusion(readings, reader, THRESHOLD)
                               for reader in sorted(readings["classifier"].unique())}
         out["corrected_leakage"] = corrected_leakage(counts, readings, "primary", margin)
+    else:
+        out["corrected_leakage"] = {"note": f"not computed: {calibration.CALIBRATION_CSV} is missing from the records"}
     second_counts = member_counts(images, plan["images_per_word"], "second")
     _, v2, w2 = paired(second_counts, "real", "flipped", "half_difference")
     second = _record(_pooled(v2, w2))
-    if second is not None and leakage is not None:
-        gap = second["estimate"] - leakage["estimate"]
+    if second is not None:
+        gap = second["estimate"] - out["leakage"]["estimate"]
         second["minus_primary"] = gap
         second["agrees"] = bool(abs(gap) <= AGREEMENT_POINTS)
     out["second_classifier_leakage"] = second
     out["control"] = _control(counts, plan)
     out["neutral"] = _neutral(counts, out["systematic"])
     out["shares"] = _shares(counts)
-    out["conditioning"] = _conditioning(counts)
+    out["contrasts"] = _contrasts(counts)
     out["slopes"] = _slopes(counts, records)
-    out["timings"] = _timings(records)
     out["over_training"] = _over_training(study_dir, images)
-    return _withhold_verdicts(out) if out["interim"] else out
+    out["roles"] = ROLES
+    return out
 
 
-INTERIM_VERDICT = "interim: not read"
+# While fewer pairs than planned are recorded, nothing computed from the profession words' readings is shown,
+# not even an estimate: its interval and TOST p-value would be the verdict in all but name.
+INTERIM_NOTE = ("the study's estimates are withheld until the planned pairs are recorded; the verdict is "
+                "read once, at that size")
+# How docs/preregistration.md classes each reading of a final analysis (arms.json records it beside them).
+ROLES = {"leakage": "primary", "systematic": "secondary", "corrected_leakage": "secondary",
+         "second_classifier_leakage": "secondary", "control": "secondary", "shares": "secondary",
+         "contrasts": "secondary", "slopes": "secondary", "conditioning": "secondary", "neutral": "exploratory",
+         "over_training": "exploratory"}
 
 
-def _withhold_verdicts(tree: Any) -> Any:
-    """Every verdict of an interim analysis replaced by INTERIM_VERDICT: the estimates and intervals are there to
-    show the study's progress, the verdict is read once, at the planned number of pairs."""
-    if isinstance(tree, dict):
-        return {k: INTERIM_VERDICT if k == "verdict" else _withhold_verdicts(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_withhold_verdicts(v) for v in tree]
-    return tree
+def check_records(plan: dict[str, Any], images: Any, records: dict[str, dict[str, Any]]) -> None:
+    """Refuses records that are not the plan's: a member outside its pairs or with another seed, two members in one
+    pair's arm, image rows of no member or at another training step, unreadable p(woman)."""
+    s = plan["study"]
+    arms = {*s["arms"], *s.get("secondary_arms", ()), "control"}
+    seen: dict[tuple[int, str], str] = {}
+    for name, record in records.items():
+        pair, arm, seed = int(record["pair"]), record["arm"], int(record["seed"])
+        if not 0 <= pair < int(s["pairs"]) or arm not in arms:
+            raise UserError(f"{name} is pair {pair}'s {arm!r} member, not one of the plan's {s['pairs']} pairs of "
+                            f"{sorted(arms)}; remove it from the records")
+        if seed != int(s["first_seed"]) + pair:
+            raise UserError(f"{name} was trained with seed {seed}, not the plan's {int(s['first_seed']) + pair} for pair "
+                            f"{pair}; remove it and rerun the member")
+        if (pair, arm) in seen:
+            raise UserError(f"{seen[pair, arm]} and {name} are both pair {pair}'s {arm} member; keep one")
+        seen[pair, arm] = name
+    if images is None:
+        return
+    unknown = sorted(set(images["member"]) - set(records))
+    if unknown:
+        raise UserError(f"image records of {', '.join(unknown)}, which has no {MEMBER_JSON}; rerun the member")
+    wrong_step = images[images["step"] != int(plan["train_steps"])]
+    if not wrong_step.empty:
+        row = wrong_step.iloc[0]
+        raise UserError(f"{row['member']}'s {row['word']} images were drawn at step {row['step']}, not the plan's "
+                        f"{plan['train_steps']}; delete its images-{row['word']}.csv and rerun the member")
+    for column in ("p_woman_primary", "p_woman_second"):
+        bad = images[images[column].isna()]
+        if not bad.empty:
+            raise UserError(f"{bad.iloc[0]['member']}'s {bad.iloc[0]['word']} images have no {column} in "
+                            f"{len(bad)} rows; delete that images CSV and rerun the member")
 
 
 def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:
@@ -259,17 +299,25 @@ def _control(counts: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
     shares = plan["study"]["control_woman_share"]
     true = float(shares.get("nurse", 0.5) - shares.get("philosopher", 0.5))
     _, shift, shift_var = paired(counts, "control", "real", "difference")
-    pooled_shift = _record(_pooled(shift, shift_var))
-    if pooled_shift is None:
+    shift_pooled = _pooled(shift, shift_var)
+    if shift_pooled is None:
         return None
     read = [contrast(counts, m) for m in sorted(set(counts[counts["arm"] == "control"]["member"]))]
     read = [r for r in read if r is not None]
-    pooled_read = _record(_pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read])))
+    read_pooled = _pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read]))
+
+    def with_small_sample(pooled: pooling.Pooled) -> dict[str, Any]:
+        # Three members estimate tau poorly: the t interval on k - 1 df beside the z one.
+        hksj = pooling.hksj_interval(pooled)
+        return {**_record(pooled), "ci95_hksj": None if hksj is None else list(hksj)}
+
+    def over_true(pooled: dict[str, Any]) -> dict[str, Any]:
+        return {"estimate": pooled["estimate"] / true, "ci95": [c / true for c in pooled["ci95"]],
+                "ci95_hksj": None if pooled["ci95_hksj"] is None else [c / true for c in pooled["ci95_hksj"]]}
+
+    pooled_shift, pooled_read = with_small_sample(shift_pooled), with_small_sample(read_pooled)
     return {"true_contrast": true, "shift_from_real": pooled_shift, "read_contrast": pooled_read,
-            "sensitivity": {"estimate": pooled_shift["estimate"] / true,
-                            "ci95": [c / true for c in pooled_shift["ci95"]]},
-            "read_over_true": {"estimate": pooled_read["estimate"] / true,
-                               "ci95": [c / true for c in pooled_read["ci95"]]}}
+            "sensitivity": over_true(pooled_shift), "read_over_true": over_true(pooled_read)}
 
 
 def _neutral(counts: Any, systematic: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -306,13 +354,24 @@ def _shares(counts: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _contrasts(counts: Any) -> dict[str, dict[str, Any]]:
+    """Per arm, the contrast C = share(nurse) - share(philosopher) pooled over its members (random effects)."""
+    out = {}
+    for arm in sorted(set(counts["arm"])):
+        read = [r for r in (contrast(counts, m) for m in sorted(set(counts[counts["arm"] == arm]["member"])))
+                if r is not None]
+        if read:
+            out[arm] = _record(_pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read])))
+    return out
+
+
 def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per profession word: (share_real - share_flipped) / (lean_real - lean_flipped) per pair, pooled: how many
     share points a unit of she-he lean (raw space) moves the word's images."""
     out = {}
     by_pair = _members_by_pair(counts)
-    for word in (*CONTRAST, *(w for w in PROFESSION_WORDS if w not in CONTRAST)):  # nurse, philosopher, person
-        values, variances = [], []
+    for word in CONTRAST:  # the plan's two words: person's lean barely moves under the flip
+        values, variances, lean_gaps = [], [], []
         for pair, by_arm in sorted(by_pair.items()):
             if "real" not in by_arm or "flipped" not in by_arm:
                 continue
@@ -323,9 +382,10 @@ def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 continue
             values.append((a[0] - b[0]) / (lean_a - lean_b))
             variances.append((a[1] + b[1]) / (lean_a - lean_b) ** 2)
+            lean_gaps.append(lean_a - lean_b)
         pooled = _record(_pooled(np.array(values), np.array(variances)))
-        if pooled is not None:  # the raw lean is the same in every pair (one source, one direction): the last pair's
-            pooled["lean_real_minus_flipped"] = float(lean_a - lean_b)
+        if pooled is not None:  # the raw lean is the same in every pair (one source, one direction)
+            pooled["lean_real_minus_flipped"] = float(np.mean(lean_gaps))
         out[word] = pooled
     return out
 
@@ -344,19 +404,74 @@ def _timings(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "total_minutes": float(sum(training) + sum(drawing)), "devices": sorted(devices)}
 
 
+def _progress(result: dict[str, Any]) -> str:
+    return (f"{result['members_recorded']} members recorded, {result.get('pairs_complete', 0)} of "
+            f"{result['pairs_planned']} pairs complete")
+
+
+def verdict_text(leakage: dict[str, Any]) -> str:
+    """The primary verdict in a sentence, with what the planned small-sample check says of it."""
+    sentence = pooling.verdict_sentence(leakage["verdict"], leakage["margin"], "the leakage estimate")
+    hksj = leakage.get("hksj")
+    if hksj is None:
+        check = "no small-sample check (one pair)"
+    elif hksj["verdict"] == leakage["verdict"]:
+        check = f"the planned small-sample check (HKSJ, t on {hksj['df']} df) reads the same"
+    else:
+        check = (f"the verdict does not survive the small-sample correction: under HKSJ (t on {hksj['df']} df) it "
+                 f"reads {pooling.verdict_sentence(hksj['verdict'], leakage['margin'], 'the leakage estimate')}")
+    return f"{sentence}; {check}"
+
+
 def headline(result: dict[str, Any]) -> str:
-    """The answer in one line: the primary estimate, its interval and verdict (or that it is interim)."""
+    """The answer in one line: the primary estimate, its interval and verdict (while interim, the progress only)."""
     leakage = result.get("leakage")
-    if leakage is None:
-        return f"arms study: no complete pair yet ({result['members_recorded']} members recorded)"
-    state = (f"INTERIM ({result['pairs_complete']} of {result['pairs_planned']} pairs; no verdict is read)"
-             if result["interim"] else f"verdict: {leakage['verdict']}")
-    return (f"leakage (C_real - C_flipped) / 2: {points(leakage['estimate'])} points {interval_text(leakage['ci95'])}, TOST at "
-            f"+-{100 * leakage['margin']:g} p {leakage['tost_p_value']:.3g}; {state}")
+    if result.get("interim") or leakage is None:
+        return f"arms study: INTERIM ({_progress(result)}); estimates are withheld until all pairs are in"
+    stretch = leakage["stretch"]
+    return (f"leakage (C_real - C_flipped) / 2: {points(leakage['estimate'])} points {interval_text(leakage['ci95'])}, "
+            f"TOST at +-{100 * leakage['margin']:g} p {leakage['tost_p_value']:.3g}; verdict: {verdict_text(leakage)}. "
+            f"Stretch +-{100 * stretch['margin']:g}: TOST p {stretch['tost_p_value']:.3g}, {stretch['verdict']}")
+
+
+def _goal_text(leakage: dict[str, Any]) -> str:
+    stretch = leakage["stretch"]
+    met = "met" if leakage["half_width"] <= stretch["margin"] else "not met"
+    return (f"the 95% interval's half-width is {100 * leakage['half_width']:.1f} points: the goal of at most "
+            f"{100 * stretch['margin']:g} is {met}")
+
+
+def readme_answer(result: dict[str, Any]) -> str:
+    """The README's answer: one sentence, then one table (arm x word, the contrast, the leakage and its verdict).
+
+    A test holds README.md to this text computed from the committed records."""
+    leakage, s = result["leakage"], result["plan"]["study"]
+    verdict = verdict_text(leakage)
+    lines = [f"**{verdict[:1].upper()}{verdict[1:]}** (pre-registered; "
+             f"{leakage['k']} pairs of runs that differ only in the embedding's lean; {s['images']:,} images of "
+             f"nurse and philosopher per run; {_goal_text(leakage)}).", ""]
+    words = ["philosopher", "person", "nurse", "man", "woman"]
+    lines += ["| arm | " + " | ".join(words) + " | C = nurse - philosopher |", "|---|" + "---|" * (len(words) + 1)]
+    names = {"real": "real", "flipped": "flipped (lean negated)",
+             "control": f"positive control ({points(result['control']['true_contrast']) if result.get('control') else ''} "
+                        f"points in its images)"}
+    for arm in ("real", "flipped", "control", *sorted(set(result["shares"]) - {"real", "flipped", "control"})):
+        if arm not in result["shares"]:
+            continue
+        by_word = result["shares"][arm]
+        cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-"
+                 for w in words]
+        c = result["contrasts"].get(arm)
+        cells.append(f"{points(c['estimate'])} {interval_text(c['ci95'])}" if c else "-")
+        lines.append(f"| {names.get(arm, arm)} | " + " | ".join(cells) + " |")
+    lines.append(f"| **leakage** (C_real - C_flipped) / 2 | | | | | | **{points(leakage['estimate'])} "
+                 f"{interval_text(leakage['ci95'])}**, TOST at +-{100 * leakage['margin']:g} p "
+                 f"{leakage['tost_p_value']:.3g}: {leakage['verdict']} |")
+    return "\n".join(lines) + "\n"
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    """arms.md: the plan in brief, the primary answer, then the secondary readings, labelled."""
+    """arms.md: the plan in brief, the primary answer, then the secondary and exploratory readings, labelled."""
     plan, s = result["plan"], result["plan"]["study"]
     interim = " (interim)" if result.get("interim") else ""
     lines = [f"# The arms study{interim}", "",
@@ -364,43 +479,48 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"arms {', '.join(s['arms'])} along the {s['arm_direction']} direction, {plan['train_steps']} training "
              f"steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps, {s['images']} images of nurse and "
              f"philosopher per member; margin +-{100 * s['margin']:g} points (stretch +-{100 * s['stretch_margin']:g}). "
-             f"Recorded: {result['members_recorded']} members, {result.get('pairs_complete', 0)} complete pairs.", ""]
-    if result.get("interim"):
-        lines += ["**Interim**: fewer pairs than planned. The table is what the records hold so far; the verdict is "
-                  "read once, at the planned number of pairs.", ""]
-    leakage = result.get("leakage")
-    if leakage is None:
-        return "\n".join(lines + ["No complete pair yet."]) + "\n"
-    lines += ["## Primary: leakage", "",
-              "| estimate | 95% CI (z) | half-width | TOST p (z) | verdict | HKSJ 95% CI | HKSJ TOST p | pairs | tau |",
-              "|---|---|---|---|---|---|---|---|---|"]
+             f"Recorded: {_progress(result)}.", ""]
+    if result.get("interim") or result.get("leakage") is None:
+        lines += [f"**Interim**: {INTERIM_NOTE}.", ""]
+        if result.get("members_complete"):
+            lines += ["Members complete: " + ", ".join(result["members_complete"]) + ".", ""]
+        conditioning = result.get("conditioning")
+        if conditioning and conditioning["members"]:
+            lines += [_conditioning_line(conditioning), ""]
+        return "\n".join(lines + _cost_lines(result)) + "\n"
+    leakage = result["leakage"]
     hksj = leakage.get("hksj")
-    verdict = leakage["verdict"]
-    lines.append(f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
-                 f"{leakage['tost_p_value']:.3g} | {verdict} | {interval_text(hksj['ci95']) if hksj else '-'} | "
-                 f"{hksj['tost_p_value']:.3g} | {leakage['k']} | {100 * (leakage['tau'] or 0):.1f} |"
-                 if hksj else
-                 f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {100 * leakage['half_width']:.1f} | "
-                 f"{leakage['tost_p_value']:.3g} | {verdict} | - | - | {leakage['k']} | - |")
-    lines += ["", "Points of share of women; leakage = (C_real - C_flipped) / 2 per pair, C = share(nurse) - "
+    stretch = leakage["stretch"]
+    lines += ["## Primary: leakage", "",
+              "| estimate | 95% CI (z) | 90% CI (the TOST's) | TOST p (z) | verdict | HKSJ 95% CI | HKSJ TOST p | "
+              "HKSJ verdict | pairs | tau |",
+              "|---|---|---|---|---|---|---|---|---|---|",
+              f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {interval_text(leakage['ci90'])} | "
+              f"{leakage['tost_p_value']:.3g} | {leakage['verdict']} | {interval_text(hksj['ci95']) if hksj else '-'} | "
+              f"{format(hksj['tost_p_value'], '.3g') if hksj else '-'} | {hksj['verdict'] if hksj else '-'} | "
+              f"{leakage['k']} | {tau_text(leakage['tau'], 100, '{:.1f}')} |",
+              "", f"Verdict (z-based TOST at +-{100 * leakage['margin']:g} points, as planned): {verdict_text(leakage)}.",
+              "", f"Stretch (the same TOST at +-{100 * stretch['margin']:g} points): p {stretch['tost_p_value']:.3g}, "
+                  f"{pooling.verdict_sentence(stretch['verdict'], stretch['margin'], 'the leakage estimate')}; "
+                  f"{_goal_text(leakage)}.",
+              "", "Points of share of women; leakage = (C_real - C_flipped) / 2 per pair, C = share(nurse) - "
               "share(philosopher), pooled over pairs (random effects, Paule-Mandel tau). Positive: the contrast "
               "follows the embedding's lean.", ""]
     lines += ["## Secondary readings", ""]
     shares = result["shares"]
     words = ["philosopher", "person", "nurse", "man", "woman"]
-    lines += ["Share of women per arm and word (pooled over members, 95% CI):", "",
-              "| arm | " + " | ".join(words) + " |", "|---|" + "---|" * len(words)]
+    lines += ["Share of women per arm and word (pooled over members, 95% CI), and the contrast C:", "",
+              "| arm | " + " | ".join(words) + " | C |", "|---|" + "---|" * (len(words) + 1)]
     for arm, by_word in shares.items():
         cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-"
                  for w in words]
+        c = result["contrasts"].get(arm)
+        cells.append(f"{points(c['estimate'])} {interval_text(c['ci95'])}" if c else "-")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines.append("")
     conditioning = result.get("conditioning")
     if conditioning and conditioning["members"]:
-        failing = ", ".join(conditioning["failing"]) or "none"
-        lines.append(f"- Conditioning check (man and woman drawn as their own gender at least "
-                     f"{100 * conditioning['threshold']:.0f}% of the time): {conditioning['members']} members, failing: "
-                     f"{failing}.")
+        lines.append("- " + _conditioning_line(conditioning))
     systematic = result.get("systematic")
     if systematic:
         lines.append(f"- Systematic (C_real + C_flipped) / 2: {points(systematic['estimate'])} {interval_text(systematic['ci95'])}.")
@@ -418,23 +538,21 @@ def render_markdown(result: dict[str, Any]) -> str:
                      f"{100 * AGREEMENT_POINTS:g} point ({points(second['minus_primary'])}).")
     control = result.get("control")
     if control:
-        lines.append(f"- Positive control (true contrast {points(control['true_contrast'])}): reads "
-                     f"{points(control['read_contrast']['estimate'])} {interval_text(control['read_contrast']['ci95'])}; shift "
-                     f"from the same pairs' real member {points(control['shift_from_real']['estimate'])} "
-                     f"{interval_text(control['shift_from_real']['ci95'])}, sensitivity {control['sensitivity']['estimate']:.2f} "
-                     f"{interval_text(control['sensitivity']['ci95'], 1, '{:.2f}')}.")
-    neutral = result.get("neutral")
-    if neutral:
-        lines.append(f"- Neutral arm's contrast: {points(neutral['estimate'])} {interval_text(neutral['ci95'])}.")
+        read, shift = control["read_contrast"], control["shift_from_real"]
+
+        def both(pooled: dict[str, Any], fmt: str = "{:+.1f}", scale: float = 100) -> str:
+            return (f"{interval_text(pooled['ci95'], scale, fmt)} (z; HKSJ "
+                    f"{interval_text(pooled.get('ci95_hksj'), scale, fmt, missing='-')})")
+
+        lines.append(f"- Positive control ({read['k']} members; true contrast {points(control['true_contrast'])}): reads "
+                     f"{points(read['estimate'])} {both(read)}, read / true {control['read_over_true']['estimate']:.2f} "
+                     f"{both(control['read_over_true'], '{:.2f}', 1)}; shift from the same pairs' real member "
+                     f"{points(shift['estimate'])} {both(shift)}, sensitivity (shift / true) "
+                     f"{control['sensitivity']['estimate']:.2f} {both(control['sensitivity'], '{:.2f}', 1)}.")
     for word, slope in result.get("slopes", {}).items():
         if slope:
             lines.append(f"- {word}: {points(slope['estimate'])} points per unit of she-he lean "
                          f"{interval_text(slope['ci95'])} (real - flipped lean {slope['lean_real_minus_flipped']:+.3f}).")
-    curve = result.get("over_training")
-    if curve:
-        lines += ["", "Exploratory: leakage along training (images per word and checkpoint as the curve was drawn; "
-                  "pooled over the pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
-        lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |" for p in curve]
     calib = result.get("calibration")
     if calib:
         lines += ["", "Calibration (held-out portraits): P(reads woman | woman), P(reads woman | man) per profession:", ""]
@@ -442,9 +560,30 @@ def render_markdown(result: dict[str, Any]) -> str:
             parts = [f"{p} {100 * v['woman']['rate']:.1f}% / {100 * v['man']['rate']:.1f}% (n {v['woman']['n']}, "
                      f"{v['man']['n']})" for p, v in by_profession.items()]
             lines.append(f"- {reader}: " + "; ".join(parts))
-    t = result["timings"]
-    if t["training_minutes_median"] is not None:
-        lines += ["", f"Cost: training {t['training_minutes_median']:.1f} min a member (median), drawing "
-                  f"{t['drawing_minutes_median'] or 0:.1f} min; {t['total_minutes']:.0f} min in all; on "
-                  f"{'; '.join(t['devices'])}."]
-    return "\n".join(lines) + "\n"
+    neutral, curve = result.get("neutral"), result.get("over_training")
+    if neutral or curve:
+        lines += ["", "## Exploratory readings", ""]
+    if neutral:
+        gap = neutral.get("minus_systematic")
+        lines.append(f"- Neutral arm's contrast: {points(neutral['estimate'])} {interval_text(neutral['ci95'])}"
+                     + (f"; minus the systematic {points(gap)}." if gap is not None else "."))
+    if curve:
+        lines += ["", "Leakage along training (images per word and checkpoint as the curve was drawn; pooled over the "
+                  "pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
+        lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |" for p in curve]
+    return "\n".join(lines + _cost_lines(result)) + "\n"
+
+
+def _conditioning_line(conditioning: dict[str, Any]) -> str:
+    failing = ", ".join(conditioning["failing"]) or "none"
+    return (f"Conditioning check (man and woman drawn as their own gender at least "
+            f"{100 * conditioning['threshold']:.0f}% of the time): {conditioning['members']} members, failing: {failing}.")
+
+
+def _cost_lines(result: dict[str, Any]) -> list[str]:
+    t = result.get("timings")
+    if not t or t["training_minutes_median"] is None:
+        return []
+    return ["", f"Cost: training {t['training_minutes_median']:.1f} min a member (median), drawing "
+                f"{t['drawing_minutes_median'] or 0:.1f} min; {t['total_minutes']:.0f} min in all; on "
+                f"{'; '.join(t['devices'])}."]
