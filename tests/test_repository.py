@@ -145,6 +145,9 @@ def test_importing_a_floor_does_not_load_the_floors_above_it():
     assert imported(core, ("jaxdiff.common.cli", "jaxdiff.data.input_pipeline", "jaxdiff.training.train")) == []
     # data_gen/ (PyTorch) shares the classes: the data floor's __init__ loads none of its JAX modules
     assert imported("jaxdiff.data.classes", ("jax", "jaxdiff.data.portraits", "jaxdiff.data.embed")) == []
+    # The arms analysis reads records only: no TensorFlow, which accelerator images often lack (and which costs seconds).
+    studies = "jaxdiff.studies.arms_analysis, jaxdiff.measurement.records"
+    assert imported(studies, ("tensorflow", "jaxdiff.data.input_pipeline")) == []
 
 
 def test_only_the_factory_builds_the_model_the_state_and_the_step():

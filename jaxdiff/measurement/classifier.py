@@ -21,7 +21,6 @@ import numpy as np
 import optax
 
 from jaxdiff.common import files
-from jaxdiff.data import input_pipeline
 from jaxdiff.data.classes import GENDER_WORDS, PROFESSION_WORDS
 from jaxdiff.common.errors import UserError
 from jaxdiff.training import factory
@@ -148,6 +147,8 @@ def train(config: ml_collections.ConfigDict, log=print) -> tuple[Any, dict[str, 
     """Trains on the dataset's train split; returns parameters and validation accuracy per head."""
     from tqdm import tqdm
 
+    from jaxdiff.data import input_pipeline  # tf.data only where data is read: see jaxdiff.training.train
+
     c = config.classifier
     model, tx, step = _training(config)
     size = config.data.image_size
@@ -193,6 +194,8 @@ def p_woman_record(gender_probs: np.ndarray) -> list[float]:
 
 def validation_accuracy(model: AttributeClassifier, params: Any, config: ml_collections.ConfigDict) -> dict[str, float]:
     """Accuracy of each head on the dataset's validation split."""
+    from jaxdiff.data import input_pipeline  # tf.data only where data is read: see jaxdiff.training.train
+
     ds = input_pipeline.labelled_images(config.data.dir, "validation", config.data.image_size).batch(1024)
     correct_g = correct_p = total = 0
     for batch in input_pipeline.numpy_batches(ds, config.data.dir):
