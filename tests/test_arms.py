@@ -50,7 +50,8 @@ def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reade
     """A study directory whose members' images read as women with exactly the given shares per word."""
     config = tiny_config("data/x")
     config.study.images, config.study.images_person, config.study.images_man_woman = images, 0, images
-    config.study.pairs = pairs or len({p for p, _ in shares_by_member})
+    config.study.pairs = pairs or len({p for p, a in shares_by_member if a != "control"})
+    config.study.control_pairs = len({p for p, a in shares_by_member if a == "control"})
     files.write_json(os.path.join(directory, arms_analysis.PLAN_JSON), json.loads(json.dumps(arms.plan(config))))
     for (pair, arm), shares in shares_by_member.items():
         name = arms.member_name(pair, arm)
@@ -61,7 +62,7 @@ def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reade
             "pair": pair, "arm": arm, "seed": 1000 + pair, "primary": arm in ("real", "flipped"),
             "leans": {w: {"she_he_raw": sign * v} for w, v in leans.items()},
             "invocations": [{"device": "test", "training_s": 60.0, "drawing_s": {"nurse": 30.0}}]})
-        for word, share in shares.items():
+        for word, share in {"man": 0.02, "woman": 0.97, **shares}.items():  # the conditioning check's words too
             women = int(round(share * images))
             p = np.r_[np.full(women, 0.9), np.full(images - women, 0.1)]
             pd.DataFrame({"member": name, "pair": pair, "arm": arm, "seed": 1000 + pair, "word": word,
@@ -94,7 +95,7 @@ def test_the_estimand_recovers_known_leakage_and_systematic(tmp_path):
     # The share of nurse moves 2 points per 0.562 of lean: a slope of 0.0356 share per unit.
     assert result["slopes"]["nurse"]["estimate"] == pytest.approx(0.02 / 0.562)
     assert result["second_classifier_leakage"]["agrees"]
-    assert result["conditioning"] == {"threshold": 0.9, "members": 2, "failing": ["pair0-flipped"]}
+    assert result["conditioning"] == {"threshold": 0.9, "members": 9, "failing": ["pair0-flipped"]}
     text = arms_analysis.render_markdown(result)
     assert "+2.0" in text and "interim" not in text.split("## Secondary")[0].lower()
 
@@ -111,7 +112,8 @@ def test_fewer_pairs_than_planned_are_interim_and_show_no_estimate(tmp_path):
         assert withheld not in result, withheld
     assert result["conditioning"]["members"] == 2  # the pipeline's health check is shown
     line = arms_analysis.headline(result)
-    assert line.startswith("arms study: INTERIM (2 members recorded, 1 of 10 pairs complete)") and "+" not in line
+    assert line.startswith("arms study: INTERIM (2 of 20 planned members recorded, 1 of 10 pairs complete)")
+    assert "+" not in line
     text = arms_analysis.render_markdown(result)
     assert "withheld" in text and "+20" not in text and "70.0%" not in text and "verdict:" not in text.lower()
 
@@ -151,8 +153,10 @@ def test_the_primary_verdict_and_its_small_sample_check_on_a_known_answer(tmp_pa
     text, line = arms_analysis.render_markdown(result), arms_analysis.headline(result)
     for shown in (text, line):
         assert "no leakage larger than 3 points" in shown
-        assert "does not survive the small-sample correction: under HKSJ (t on 9 df)" in shown
-    assert "goal of at most 2 is not met" in text and f"Stretch (the same TOST at +-2 points): p {stats.norm.sf(0.02 / se):.3g}" in text
+        assert 'but the verdict does not survive the small-sample correction (HKSJ, t on 9 df), which reads "undecided"' in shown
+    # The README's row gives the primary verdict, not its check's.
+    assert arms_analysis.readme_answer(result).rstrip().endswith(": no leakage |")
+    assert "the planned half-width goal of 2 points is not met" in text and f"Stretch (the same TOST at +-2 points): p {stats.norm.sf(0.02 / se):.3g}" in text
     assert result["roles"]["leakage"] == "primary" and result["roles"]["neutral"] == "exploratory"
 
 
@@ -163,7 +167,7 @@ def test_a_verdict_that_survives_its_check_says_so_and_the_readme_answer_shows_i
     assert leakage["estimate"] == pytest.approx(0.10) and leakage["verdict"] == leakage["hksj"]["verdict"] == "leakage"
     answer = arms_analysis.readme_answer(result)
     first, table = answer.split("\n\n")
-    assert first.startswith("**Leakage of at least 3 points: the 95% interval of the leakage estimate lies above +3 "
+    assert first.startswith("**Leakage of at least 3 points: the 95% interval of the leakage estimate lies wholly above +3 "
                             "points; the planned small-sample check (HKSJ, t on 9 df) reads the same** (pre-registered; "
                             "10 pairs")
     rows = table.strip().split("\n")
@@ -174,9 +178,85 @@ def test_a_verdict_that_survives_its_check_says_so_and_the_readme_answer_shows_i
     assert rows[4].endswith(": leakage |") and len(rows) == 5
 
 
+def test_the_stretch_and_the_goal_are_tested_at_two_points_and_the_control_gets_a_t_interval(tmp_path):
+    from scipy import stats
+    from jaxdiff.statistics import pooling
+
+    # 80 of 160 in every share: SE = sqrt(v / 10), about 1.25 points, so the half-width (2.4) lies between the
+    # stretch margin and the primary one: TOST at +-3 passes (both ways), at +-2 it does not, the goal is not met.
+    members = {}
+    for pair in range(10):
+        members[pair, "real"] = members[pair, "flipped"] = {"nurse": 0.5, "philosopher": 0.5}
+    for pair in range(3):  # the control's images carry +20 points; it reads +20 (nurse 60%, philosopher 40%)
+        members[pair, "control"] = {"nurse": 0.6, "philosopher": 0.4}
+    _fabricate_study(str(tmp_path), members, images=160)
+    result = arms_analysis.analyse(str(tmp_path))
+    leakage, se = result["leakage"], float(np.sqrt(pooling.binomial_variance(80, 160) / 10))
+    assert 0.02 < leakage["half_width"] < 0.03 and leakage["verdict"] == leakage["hksj"]["verdict"] == "no leakage"
+    assert leakage["stretch"]["tost_p_value"] == pytest.approx(stats.norm.sf(0.02 / se))
+    assert leakage["stretch"]["verdict"] == "undecided"
+    text, line = arms_analysis.render_markdown(result), arms_analysis.headline(result)
+    assert "the planned half-width goal of 2 points is not met" in text
+    stretch_p = f"{stats.norm.sf(0.02 / se):.3g}"
+    assert (f"Stretch (the same TOST at +-2 points): p {stretch_p}, undecided: the 95% interval of the leakage "
+            "estimate lies neither wholly above +2") in text
+    assert line.endswith(f"Stretch +-2: TOST p {stretch_p}, undecided") and "verdict: no leakage larger than 3" in line
+    assert set(result["slopes"]) == {"nurse", "philosopher"}  # the plan's two words, not person
+    # The control: three identical members, so tau = 0 and its t interval on 2 df is z's widened by t / z.
+    control = result["control"]
+    read, widen = control["read_contrast"], stats.t(2).ppf(0.975) / stats.norm.ppf(0.975)
+    assert read["k"] == 3 and read["estimate"] == pytest.approx(0.20)
+    assert np.diff(read["ci95_hksj"])[0] == pytest.approx(np.diff(read["ci95"])[0] * widen)
+    assert control["read_over_true"]["ci95_hksj"] == pytest.approx([c / 0.2 for c in read["ci95_hksj"]])
+    shift = control["shift_from_real"]
+    assert control["sensitivity"]["ci95_hksj"] == pytest.approx([c / 0.2 for c in shift["ci95_hksj"]])
+    assert "Positive control (3 members; true contrast +20.0): reads +20.0" in text
+    assert "read / true 1.00 [" in text and "(z; HKSJ [" in text
+    answer = arms_analysis.readme_answer(result)
+    assert "| positive control (+20.0 points in its images) | 40.0% [" in answer
+
+
+def test_the_study_stays_interim_until_every_planned_member_is_whole(tmp_path):
+    members = {}
+    for pair in range(2):
+        members[pair, "real"] = members[pair, "flipped"] = {"nurse": 0.5, "philosopher": 0.5}
+    members[0, "control"] = {"nurse": 0.6, "philosopher": 0.4}
+    _fabricate_study(str(tmp_path), members)
+    assert not arms_analysis.analyse(str(tmp_path))["interim"]
+    # Both pairs hold their professions, but pair1-flipped has not drawn woman yet: still interim.
+    os.remove(arms.images_csv(str(tmp_path / "pair1-flipped"), "woman"))
+    result = arms_analysis.analyse(str(tmp_path))
+    assert result["interim"] and result["pairs_complete"] == 2 and "pair1-flipped" not in result["members_complete"]
+    assert "leakage" not in result
+    # So is a study whose control is missing.
+    shutil.rmtree(tmp_path / "pair1-flipped")
+    _fabricate_study(str(tmp_path / "again"), {k: v for k, v in members.items() if k[1] != "control"})
+    plan_path = os.path.join(tmp_path, "again", arms_analysis.PLAN_JSON)
+    plan = files.read_json(plan_path)
+    plan["study"]["control_pairs"] = 1
+    files.write_json(plan_path, plan)
+    assert arms_analysis.analyse(str(tmp_path / "again"))["interim"]
+
+
+def test_a_secondary_arm_drawn_after_the_read_is_exploratory_and_stays_out_of_the_answer(tmp_path):
+    members = {}
+    for pair in range(2):
+        members[pair, "real"] = {"nurse": 0.52, "philosopher": 0.48}
+        members[pair, "flipped"] = {"nurse": 0.48, "philosopher": 0.52}
+        members[pair, "neutral"] = {"nurse": 0.5, "philosopher": 0.5}
+    _fabricate_study(str(tmp_path), members)  # plan.json's secondary_arms stays as the study began: empty
+    result = arms_analysis.analyse(str(tmp_path))
+    assert result["neutral"]["estimate"] == pytest.approx(0.0) and result["roles"]["neutral"] == "exploratory"
+    assert "neutral" not in arms_analysis.readme_answer(result)
+    text = arms_analysis.render_markdown(result)
+    assert "## Exploratory readings" in text and text.index("Neutral arm's contrast: +0.0") > text.index("## Exploratory")
+
+
 @pytest.mark.parametrize("spoil, message", [
     (lambda d: _edit_member(d, "pair1-real", seed=1005), "pair1-real was trained with seed 1005, not the plan's 1001"),
-    (lambda d: _edit_member(d, "pair1-real", pair=12), "pair1-real is pair 12's 'real' member, not one of the plan's 2"),
+    (lambda d: _edit_member(d, "pair1-real", pair=12), "pair1-real is pair 12's 'real' member, outside the plan"),
+    (lambda d: _edit_member(d, "pair1-real", arm="control"), "pair1-real is pair 1's 'control' member, outside the plan"),
+    (lambda d: _edit_member(d, "pair1-real", arm="sideways"), "pair1-real is pair 1's 'sideways' member, outside"),
     (lambda d: shutil.copytree(os.path.join(d, "pair0-real"), os.path.join(d, "pair0-real-again")),
      "pair0-real and pair0-real-again are both pair 0's real member; keep one"),
     (lambda d: _edit_images(d, "pair0-flipped", "nurse", step=500),
@@ -347,4 +427,4 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
         assert result["pairs_complete"] < 10 and "leakage" not in result
         assert "**Not read yet: the pre-registered study that answers it is being drawn.**" in readme
     else:
-        assert arms_analysis.readme_answer(result) in readme
+        assert arms_analysis.readme_answer(result) in readme and "Not read yet" not in readme

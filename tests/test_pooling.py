@@ -312,9 +312,10 @@ def test_small_sample_equivalence_uses_t_on_k_minus_1_degrees_of_freedom():
 def test_a_gap_against_the_embeddings_lean_is_not_called_leakage():
     assert pooling.equivalence(-0.10, 0.01, margin=0.05).verdict == "reverse gap"
     sentence = pooling.verdict_sentence("reverse gap", 0.05)
-    assert sentence.startswith("no leakage, but a gap of at least 5 points against") and "below -5 points" in sentence
+    assert sentence.startswith("a reverse gap of at least 5 points: the contrast moves against the embedding's lean")
+    assert "wholly below -5 points" in sentence and sentence.endswith("which is not leakage")
     assert "above +5 points" in pooling.verdict_sentence("leakage", 0.05)
-    assert "the 95% interval of the leakage estimate lies above +3" in pooling.verdict_sentence(
+    assert "the 95% interval of the leakage estimate lies wholly above +3" in pooling.verdict_sentence(
         "leakage", 0.03, "the leakage estimate")
 
 

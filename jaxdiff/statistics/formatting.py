@@ -10,7 +10,9 @@ def percent(x: float | None) -> str:
 
 def points(x: float | None) -> str:
     """A difference of shares in signed points, '+1.2' ('-' when unknown)."""
-    return "-" if x is None else f"{100 * x:+.1f}"
+    if x is None:
+        return "-"
+    return "+0.0" if abs(100 * x) < 0.05 else f"{100 * x:+.1f}"  # never "-0.0": a sign that says nothing
 
 
 def interval_text(interval: Sequence[float | None] | None, scale: float = 100, fmt: str = "{:+.1f}",

@@ -322,13 +322,13 @@ def estimate_at_tau(values: Sequence[float], variances: Sequence[float], tau: fl
 
 
 VERDICT_SENTENCES = {
-    "leakage": "leakage of at least {m} points: the 95% interval of {q} lies above +{m} points",
-    "reverse gap": ("no leakage, but a gap of at least {m} points against the embedding's lean: the 95% interval "
-                    "of {q} lies below -{m} points"),
+    "leakage": "leakage of at least {m} points: the 95% interval of {q} lies wholly above +{m} points",
+    "reverse gap": ("a reverse gap of at least {m} points: {q} moves against the embedding's lean (its 95% "
+                    "interval lies wholly below -{m} points), which is not leakage"),
     "no leakage": ("no leakage larger than {m} points: the equivalence test (TOST) at +-{m} points rejects both "
                    "sides (its 90% interval lies within them)"),
-    "undecided": ("undecided: neither does the 95% interval lie beyond +-{m} points nor the TOST's 90% interval "
-                  "within them"),
+    "undecided": ("undecided: the 95% interval of {q} lies neither wholly above +{m} nor wholly below -{m} points, "
+                  "and the TOST's 90% interval does not lie within +-{m}"),
 }
 
 

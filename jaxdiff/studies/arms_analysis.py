@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff.common import files
+from jaxdiff.data import embed
 from jaxdiff.measurement import calibration
 from jaxdiff.measurement import records as member_records
 from jaxdiff.statistics import pooling
@@ -185,9 +186,12 @@ def analyse(study_dir: str) -> dict[str, Any]:
         return out
     counts = member_counts(images, plan["images_per_word"])
     pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
+    complete = complete_members(counts, plan, records)
     out["pairs_complete"] = len(pairs)
-    out["interim"] = len(pairs) < int(s["pairs"])
-    out["members_complete"] = sorted(set(counts["member"]))
+    out["members_complete"] = sorted(complete)
+    # Final only when every planned primary and control member holds every word at its planned size: a pair counts
+    # from its professions' draws, but the control and the conditioning check are part of the one read.
+    out["interim"] = bool(planned_members(plan) - {(int(records[m]["pair"]), records[m]["arm"]) for m in complete})
     # What the pipeline's health needs while the study runs: the conditioning check reads man and woman only.
     out["conditioning"] = _conditioning(counts)
     out["timings"] = _timings(records)
@@ -227,6 +231,20 @@ def analyse(study_dir: str) -> dict[str, Any]:
 # not even an estimate: its interval and TOST p-value would be the verdict in all but name.
 INTERIM_NOTE = ("the study's estimates are withheld until the planned pairs are recorded; the verdict is "
                 "read once, at that size")
+CONTROL_ARM = "control"  # the positive control's members (the real embedding on imbalanced images)
+
+
+def _known_arm(arm: str) -> bool:
+    """A primary arm, the control, or a secondary arm the embedding knows (neutral, scaled:L: added after the read)."""
+    if arm == CONTROL_ARM:
+        return True
+    try:
+        embed.arm_factor(arm)
+    except UserError:
+        return False
+    return True
+
+
 # How docs/preregistration.md classes each reading of a final analysis (arms.json records it beside them).
 ROLES = {"leakage": "primary", "systematic": "secondary", "corrected_leakage": "secondary",
          "second_classifier_leakage": "secondary", "control": "secondary", "shares": "secondary",
@@ -234,17 +252,32 @@ ROLES = {"leakage": "primary", "systematic": "secondary", "corrected_leakage": "
          "over_training": "exploratory"}
 
 
+def planned_members(plan: dict[str, Any]) -> set[tuple[int, str]]:
+    """(pair, arm) of every member the primary analysis and the positive control need."""
+    s = plan["study"]
+    return ({(pair, arm) for pair in range(int(s["pairs"])) for arm in s["arms"]}
+            | {(pair, CONTROL_ARM) for pair in range(int(s["control_pairs"]))})
+
+
+def complete_members(counts: Any, plan: dict[str, Any], records: dict[str, dict[str, Any]]) -> set[str]:
+    """The members holding every word the plan draws, each at its planned size (`counts` keeps only those)."""
+    words = {w for w, n in plan["images_per_word"].items() if n}
+    held = counts.groupby("member")["word"].agg(set)
+    return {m for m in records if m in held.index and words <= held[m]}
+
+
 def check_records(plan: dict[str, Any], images: Any, records: dict[str, dict[str, Any]]) -> None:
     """Refuses records that are not the plan's: a member outside its pairs or with another seed, two members in one
     pair's arm, image rows of no member or at another training step, unreadable p(woman)."""
     s = plan["study"]
-    arms = {*s["arms"], *s.get("secondary_arms", ()), "control"}
     seen: dict[tuple[int, str], str] = {}
     for name, record in records.items():
         pair, arm, seed = int(record["pair"]), record["arm"], int(record["seed"])
-        if not 0 <= pair < int(s["pairs"]) or arm not in arms:
-            raise UserError(f"{name} is pair {pair}'s {arm!r} member, not one of the plan's {s['pairs']} pairs of "
-                            f"{sorted(arms)}; remove it from the records")
+        pairs = int(s["control_pairs"]) if arm == CONTROL_ARM else int(s["pairs"])
+        if not 0 <= pair < pairs or not _known_arm(arm):
+            raise UserError(f"{name} is pair {pair}'s {arm!r} member, outside the plan ({s['pairs']} pairs of "
+                            f"{'/'.join(s['arms'])}, {s['control_pairs']} of {CONTROL_ARM}, secondary arms on the same "
+                            f"pairs); remove it from the records")
         if seed != int(s["first_seed"]) + pair:
             raise UserError(f"{name} was trained with seed {seed}, not the plan's {int(s['first_seed']) + pair} for pair "
                             f"{pair}; remove it and rerun the member")
@@ -405,8 +438,14 @@ def _timings(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _progress(result: dict[str, Any]) -> str:
-    return (f"{result['members_recorded']} members recorded, {result.get('pairs_complete', 0)} of "
+    members, planned = result["members_recorded"], len(planned_members(result["plan"]))
+    return (f"{members} of {planned} planned members recorded, {result.get('pairs_complete', 0)} of "
             f"{result['pairs_planned']} pairs complete")
+
+
+def _p(value: float) -> str:
+    """A p-value as reports print it: three significant digits, very small ones as '< 0.001'."""
+    return "< 0.001" if value < 0.001 else f"{value:.3g}"
 
 
 def verdict_text(leakage: dict[str, Any]) -> str:
@@ -418,8 +457,8 @@ def verdict_text(leakage: dict[str, Any]) -> str:
     elif hksj["verdict"] == leakage["verdict"]:
         check = f"the planned small-sample check (HKSJ, t on {hksj['df']} df) reads the same"
     else:
-        check = (f"the verdict does not survive the small-sample correction: under HKSJ (t on {hksj['df']} df) it "
-                 f"reads {pooling.verdict_sentence(hksj['verdict'], leakage['margin'], 'the leakage estimate')}")
+        check = (f"but the verdict does not survive the small-sample correction (HKSJ, t on {hksj['df']} df), which "
+                 f"reads \"{hksj['verdict']}\"")
     return f"{sentence}; {check}"
 
 
@@ -430,15 +469,15 @@ def headline(result: dict[str, Any]) -> str:
         return f"arms study: INTERIM ({_progress(result)}); estimates are withheld until all pairs are in"
     stretch = leakage["stretch"]
     return (f"leakage (C_real - C_flipped) / 2: {points(leakage['estimate'])} points {interval_text(leakage['ci95'])}, "
-            f"TOST at +-{100 * leakage['margin']:g} p {leakage['tost_p_value']:.3g}; verdict: {verdict_text(leakage)}. "
-            f"Stretch +-{100 * stretch['margin']:g}: TOST p {stretch['tost_p_value']:.3g}, {stretch['verdict']}")
+            f"TOST at +-{100 * leakage['margin']:g} p {_p(leakage['tost_p_value'])}; verdict: {verdict_text(leakage)}. "
+            f"Stretch +-{100 * stretch['margin']:g}: TOST p {_p(stretch['tost_p_value'])}, {stretch['verdict']}")
 
 
 def _goal_text(leakage: dict[str, Any]) -> str:
     stretch = leakage["stretch"]
     met = "met" if leakage["half_width"] <= stretch["margin"] else "not met"
-    return (f"the 95% interval's half-width is {100 * leakage['half_width']:.1f} points: the goal of at most "
-            f"{100 * stretch['margin']:g} is {met}")
+    return (f"the 95% interval's half-width is {100 * leakage['half_width']:.1f} points: the planned half-width goal "
+            f"of {100 * stretch['margin']:g} points is {met}")
 
 
 def readme_answer(result: dict[str, Any]) -> str:
@@ -448,14 +487,14 @@ def readme_answer(result: dict[str, Any]) -> str:
     leakage, s = result["leakage"], result["plan"]["study"]
     verdict = verdict_text(leakage)
     lines = [f"**{verdict[:1].upper()}{verdict[1:]}** (pre-registered; "
-             f"{leakage['k']} pairs of runs that differ only in the embedding's lean; {s['images']:,} images of "
+             f"{leakage['k']} pairs of runs that differ only in the embedding's lean; {s['images']:,} images each of "
              f"nurse and philosopher per run; {_goal_text(leakage)}).", ""]
     words = ["philosopher", "person", "nurse", "man", "woman"]
     lines += ["| arm | " + " | ".join(words) + " | C = nurse - philosopher |", "|---|" + "---|" * (len(words) + 1)]
+    true = s["control_woman_share"]["nurse"] - s["control_woman_share"]["philosopher"]
     names = {"real": "real", "flipped": "flipped (lean negated)",
-             "control": f"positive control ({points(result['control']['true_contrast']) if result.get('control') else ''} "
-                        f"points in its images)"}
-    for arm in ("real", "flipped", "control", *sorted(set(result["shares"]) - {"real", "flipped", "control"})):
+             CONTROL_ARM: f"positive control ({points(true)} points in its images)"}
+    for arm in names:  # the plan's arms only: a secondary arm added after the read is not the answer
         if arm not in result["shares"]:
             continue
         by_word = result["shares"][arm]
@@ -466,7 +505,7 @@ def readme_answer(result: dict[str, Any]) -> str:
         lines.append(f"| {names.get(arm, arm)} | " + " | ".join(cells) + " |")
     lines.append(f"| **leakage** (C_real - C_flipped) / 2 | | | | | | **{points(leakage['estimate'])} "
                  f"{interval_text(leakage['ci95'])}**, TOST at +-{100 * leakage['margin']:g} p "
-                 f"{leakage['tost_p_value']:.3g}: {leakage['verdict']} |")
+                 f"{_p(leakage['tost_p_value'])}: {leakage['verdict']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -496,11 +535,11 @@ def render_markdown(result: dict[str, Any]) -> str:
               "HKSJ verdict | pairs | tau |",
               "|---|---|---|---|---|---|---|---|---|---|",
               f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {interval_text(leakage['ci90'])} | "
-              f"{leakage['tost_p_value']:.3g} | {leakage['verdict']} | {interval_text(hksj['ci95']) if hksj else '-'} | "
-              f"{format(hksj['tost_p_value'], '.3g') if hksj else '-'} | {hksj['verdict'] if hksj else '-'} | "
+              f"{_p(leakage['tost_p_value'])} | {leakage['verdict']} | {interval_text(hksj['ci95']) if hksj else '-'} | "
+              f"{_p(hksj['tost_p_value']) if hksj else '-'} | {hksj['verdict'] if hksj else '-'} | "
               f"{leakage['k']} | {tau_text(leakage['tau'], 100, '{:.1f}')} |",
               "", f"Verdict (z-based TOST at +-{100 * leakage['margin']:g} points, as planned): {verdict_text(leakage)}.",
-              "", f"Stretch (the same TOST at +-{100 * stretch['margin']:g} points): p {stretch['tost_p_value']:.3g}, "
+              "", f"Stretch (the same TOST at +-{100 * stretch['margin']:g} points): p {_p(stretch['tost_p_value'])}, "
                   f"{pooling.verdict_sentence(stretch['verdict'], stretch['margin'], 'the leakage estimate')}; "
                   f"{_goal_text(leakage)}.",
               "", "Points of share of women; leakage = (C_real - C_flipped) / 2 per pair, C = share(nurse) - "
@@ -530,7 +569,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     elif corrected:
         lines.append(f"- Leakage of Rogan-Gladen corrected shares: {points(corrected['estimate'])} "
                      f"{interval_text(corrected['ci95'])} (calibration SE {100 * corrected['calibration_se']:.2f} points), "
-                     f"TOST p {corrected['tost_p_value']:.3g}.")
+                     f"TOST p {_p(corrected['tost_p_value'])}.")
     second = result.get("second_classifier_leakage")
     if second and "minus_primary" in second:
         lines.append(f"- Second classifier's leakage: {points(second['estimate'])} {interval_text(second['ci95'])}; "
