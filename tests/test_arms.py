@@ -12,7 +12,7 @@ import pytest
 from helpers import run_cli, tiny_config
 from jaxdiff.common import files
 from jaxdiff.measurement import calibration
-from jaxdiff.studies import arms, arms_analysis
+from jaxdiff.studies import arms, arms_analysis, arms_report
 from jaxdiff.common.errors import UserError
 
 
@@ -96,7 +96,7 @@ def test_the_estimand_recovers_known_leakage_and_systematic(tmp_path):
     assert result["slopes"]["nurse"]["estimate"] == pytest.approx(0.02 / 0.562)
     assert result["second_classifier_leakage"]["agrees"]
     assert result["conditioning"] == {"threshold": 0.9, "members": 9, "failing": ["pair0-flipped"]}
-    text = arms_analysis.render_markdown(result)
+    text = arms_report.render_markdown(result)
     assert "+2.0" in text and "interim" not in text.split("## Secondary")[0].lower()
 
 
@@ -111,10 +111,10 @@ def test_fewer_pairs_than_planned_are_interim_and_show_no_estimate(tmp_path):
     for withheld in ("leakage", "systematic", "shares", "contrasts", "control", "slopes", "second_classifier_leakage"):
         assert withheld not in result, withheld
     assert result["conditioning"]["members"] == 2  # the pipeline's health check is shown
-    line = arms_analysis.headline(result)
+    line = arms_report.headline(result)
     assert line.startswith("arms study: INTERIM (2 of 20 planned members recorded, 1 of 10 pairs complete)")
     assert "+" not in line
-    text = arms_analysis.render_markdown(result)
+    text = arms_report.render_markdown(result)
     assert "withheld" in text and "+20" not in text and "70.0%" not in text and "verdict:" not in text.lower()
 
 
@@ -150,12 +150,12 @@ def test_the_primary_verdict_and_its_small_sample_check_on_a_known_answer(tmp_pa
     assert leakage["stretch"]["margin"] == 0.02
     assert leakage["stretch"]["tost_p_value"] == pytest.approx(stats.norm.sf(0.02 / se))
     assert leakage["stretch"]["verdict"] == "undecided" and leakage["half_width"] == pytest.approx(1.959964 * se, rel=1e-5)
-    text, line = arms_analysis.render_markdown(result), arms_analysis.headline(result)
+    text, line = arms_report.render_markdown(result), arms_report.headline(result)
     for shown in (text, line):
         assert "no leakage larger than 3 points" in shown
         assert 'but the verdict does not survive the small-sample correction (HKSJ, t on 9 df), which reads "undecided"' in shown
     # The README's row gives the primary verdict, not its check's.
-    assert arms_analysis.readme_answer(result).rstrip().endswith(": no leakage |")
+    assert arms_report.readme_answer(result).rstrip().endswith(": no leakage |")
     assert "the planned half-width goal of 2 points is not met" in text and f"Stretch (the same TOST at +-2 points): p {stats.norm.sf(0.02 / se):.3g}" in text
     assert result["roles"]["leakage"] == "primary" and result["roles"]["neutral"] == "exploratory"
 
@@ -165,7 +165,7 @@ def test_a_verdict_that_survives_its_check_says_so_and_the_readme_answer_shows_i
     result = _study_of_identical_pairs(str(tmp_path), 10, 1000, 0.55, 0.45, 0.45, 0.55)
     leakage = result["leakage"]
     assert leakage["estimate"] == pytest.approx(0.10) and leakage["verdict"] == leakage["hksj"]["verdict"] == "leakage"
-    answer = arms_analysis.readme_answer(result)
+    answer = arms_report.readme_answer(result)
     first, table = answer.split("\n\n")
     assert first.startswith("**Leakage of at least 3 points: the 95% interval of the leakage estimate lies wholly above +3 "
                             "points; the planned small-sample check (HKSJ, t on 9 df) reads the same** (pre-registered; "
@@ -195,7 +195,7 @@ def test_the_stretch_and_the_goal_are_tested_at_two_points_and_the_control_gets_
     assert 0.02 < leakage["half_width"] < 0.03 and leakage["verdict"] == leakage["hksj"]["verdict"] == "no leakage"
     assert leakage["stretch"]["tost_p_value"] == pytest.approx(stats.norm.sf(0.02 / se))
     assert leakage["stretch"]["verdict"] == "undecided"
-    text, line = arms_analysis.render_markdown(result), arms_analysis.headline(result)
+    text, line = arms_report.render_markdown(result), arms_report.headline(result)
     assert "the planned half-width goal of 2 points is not met" in text
     stretch_p = f"{stats.norm.sf(0.02 / se):.3g}"
     assert (f"Stretch (the same TOST at +-2 points): p {stretch_p}, undecided: the 95% interval of the leakage "
@@ -212,7 +212,7 @@ def test_the_stretch_and_the_goal_are_tested_at_two_points_and_the_control_gets_
     assert control["sensitivity"]["ci95_hksj"] == pytest.approx([c / 0.2 for c in shift["ci95_hksj"]])
     assert "Positive control (3 members; true contrast +20.0): reads +20.0" in text
     assert "read / true 1.00 [" in text and "(z; HKSJ [" in text
-    answer = arms_analysis.readme_answer(result)
+    answer = arms_report.readme_answer(result)
     assert "| positive control (+20.0 points in its images) | 40.0% [" in answer
 
 
@@ -247,8 +247,8 @@ def test_a_secondary_arm_drawn_after_the_read_is_exploratory_and_stays_out_of_th
     _fabricate_study(str(tmp_path), members)  # plan.json's secondary_arms stays as the study began: empty
     result = arms_analysis.analyse(str(tmp_path))
     assert result["neutral"]["estimate"] == pytest.approx(0.0) and result["roles"]["neutral"] == "exploratory"
-    assert "neutral" not in arms_analysis.readme_answer(result)
-    text = arms_analysis.render_markdown(result)
+    assert "neutral" not in arms_report.readme_answer(result)
+    text = arms_report.render_markdown(result)
     assert "## Exploratory readings" in text and text.index("Neutral arm's contrast: +0.0") > text.index("## Exploratory")
 
 
@@ -294,7 +294,7 @@ def test_a_reader_that_disagrees_is_reported(tmp_path):
     frame.to_csv(arms.images_csv(str(tmp_path / "pair0-real"), "nurse"), index=False)
     result = arms_analysis.analyse(str(tmp_path))
     assert not result["second_classifier_leakage"]["agrees"]
-    assert "does NOT agree" in arms_analysis.render_markdown(result)
+    assert "does NOT agree" in arms_report.render_markdown(result)
 
 
 def test_corrected_leakage_divides_by_the_classifiers_separation_and_carries_its_uncertainty(tmp_path):
@@ -427,4 +427,4 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
         assert result["pairs_complete"] < 10 and "leakage" not in result
         assert "**Not read yet: the pre-registered study that answers it is being drawn.**" in readme
     else:
-        assert arms_analysis.readme_answer(result) in readme and "Not read yet" not in readme
+        assert arms_report.readme_answer(result) in readme and "Not read yet" not in readme

@@ -32,7 +32,7 @@ from jaxdiff.common import configuration, files
 from jaxdiff.core import parallel
 from jaxdiff.data import embed, portraits
 from jaxdiff.measurement import calibration, classifier, records
-from jaxdiff.studies import arms_analysis, sweep
+from jaxdiff.studies import arms_analysis, arms_report, sweep
 from jaxdiff.training import checkpoints, train, workdirs
 from jaxdiff.data.classes import TRAIN_WORDS
 from jaxdiff.common.errors import UserError
@@ -388,8 +388,8 @@ def aggregate(study_dir: str, log: Callable = print) -> dict[str, Any]:
     result = arms_analysis.analyse(study_dir)
     if parallel.is_main_process():
         files.write_json(os.path.join(study_dir, arms_analysis.RESULT_JSON), result)
-        files.write_text(os.path.join(study_dir, arms_analysis.RESULT_MD), arms_analysis.render_markdown(result))
-    log(arms_analysis.headline(result))
+        files.write_text(os.path.join(study_dir, arms_analysis.RESULT_MD), arms_report.render_markdown(result))
+    log(arms_report.headline(result))
     return result
 
 

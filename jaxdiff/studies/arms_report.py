@@ -1,0 +1,202 @@
+"""The arms study's analysis as text: the one-line headline, arms.md and the README's answer.
+
+Everything here formats a result of `arms_analysis.analyse`; nothing is computed from the records. While the
+study is interim, each shows its progress only.
+"""
+
+from typing import Any
+
+from jaxdiff.statistics import pooling
+from jaxdiff.statistics.formatting import interval_text, points, share_with_interval, tau_text
+from jaxdiff.studies.arms_analysis import AGREEMENT_POINTS, CONTROL_ARM, INTERIM_NOTE, planned_members
+
+
+def _progress(result: dict[str, Any]) -> str:
+    members, planned = result["members_recorded"], len(planned_members(result["plan"]))
+    return (f"{members} of {planned} planned members recorded, {result.get('pairs_complete', 0)} of "
+            f"{result['pairs_planned']} pairs complete")
+
+
+def _p(value: float) -> str:
+    """A p-value as reports print it: three significant digits, very small ones as '< 0.001'."""
+    return "< 0.001" if value < 0.001 else f"{value:.3g}"
+
+
+def verdict_text(leakage: dict[str, Any]) -> str:
+    """The primary verdict in a sentence, with what the planned small-sample check says of it."""
+    sentence = pooling.verdict_sentence(leakage["verdict"], leakage["margin"], "the leakage estimate")
+    hksj = leakage.get("hksj")
+    if hksj is None:
+        check = "no small-sample check (one pair)"
+    elif hksj["verdict"] == leakage["verdict"]:
+        check = f"the planned small-sample check (HKSJ, t on {hksj['df']} df) reads the same"
+    else:
+        check = (f"but the verdict does not survive the small-sample correction (HKSJ, t on {hksj['df']} df), which "
+                 f"reads \"{hksj['verdict']}\"")
+    return f"{sentence}; {check}"
+
+
+def headline(result: dict[str, Any]) -> str:
+    """The answer in one line: the primary estimate, its interval and verdict (while interim, the progress only)."""
+    leakage = result.get("leakage")
+    if result.get("interim") or leakage is None:
+        return f"arms study: INTERIM ({_progress(result)}); estimates are withheld until every planned member is in"
+    stretch = leakage["stretch"]
+    return (f"leakage (C_real - C_flipped) / 2: {points(leakage['estimate'])} points {interval_text(leakage['ci95'])}, "
+            f"TOST at +-{100 * leakage['margin']:g} p {_p(leakage['tost_p_value'])}; verdict: {verdict_text(leakage)}. "
+            f"Stretch +-{100 * stretch['margin']:g}: TOST p {_p(stretch['tost_p_value'])}, {stretch['verdict']}")
+
+
+def _goal_text(leakage: dict[str, Any]) -> str:
+    stretch = leakage["stretch"]
+    met = "met" if leakage["half_width"] <= stretch["margin"] else "not met"
+    return (f"the 95% interval's half-width is {100 * leakage['half_width']:.1f} points: the planned half-width goal "
+            f"of {100 * stretch['margin']:g} points is {met}")
+
+
+def readme_answer(result: dict[str, Any]) -> str:
+    """The README's answer: one sentence, then one table (arm x word, the contrast, the leakage and its verdict).
+
+    A test holds README.md to this text computed from the committed records."""
+    leakage, s = result["leakage"], result["plan"]["study"]
+    verdict = verdict_text(leakage)
+    lines = [f"**{verdict[:1].upper()}{verdict[1:]}** (pre-registered; "
+             f"{leakage['k']} pairs of runs that differ only in the embedding's lean; {s['images']:,} images each of "
+             f"nurse and philosopher per run; {_goal_text(leakage)}).", ""]
+    words = ["philosopher", "person", "nurse", "man", "woman"]
+    lines += ["| arm | " + " | ".join(words) + " | C = nurse - philosopher |", "|---|" + "---|" * (len(words) + 1)]
+    true = s["control_woman_share"]["nurse"] - s["control_woman_share"]["philosopher"]
+    names = {"real": "real", "flipped": "flipped (lean negated)",
+             CONTROL_ARM: f"positive control ({points(true)} points in its images)"}
+    for arm in names:  # the plan's arms only: a secondary arm added after the read is not the answer
+        if arm not in result["shares"]:
+            continue
+        by_word = result["shares"][arm]
+        cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-"
+                 for w in words]
+        c = result["contrasts"].get(arm)
+        cells.append(f"{points(c['estimate'])} {interval_text(c['ci95'])}" if c else "-")
+        lines.append(f"| {names.get(arm, arm)} | " + " | ".join(cells) + " |")
+    lines.append(f"| **leakage** (C_real - C_flipped) / 2 | | | | | | **{points(leakage['estimate'])} "
+                 f"{interval_text(leakage['ci95'])}**, TOST at +-{100 * leakage['margin']:g} p "
+                 f"{_p(leakage['tost_p_value'])}: {leakage['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """arms.md: the plan in brief, the primary answer, then the secondary and exploratory readings, labelled."""
+    plan, s = result["plan"], result["plan"]["study"]
+    interim = " (interim)" if result.get("interim") else ""
+    lines = [f"# The arms study{interim}", "",
+             f"Plan: docs/preregistration.md. {s['pairs']} pairs (seeds {s['first_seed']}..{s['first_seed'] + s['pairs'] - 1}), "
+             f"arms {', '.join(s['arms'])} along the {s['arm_direction']} direction, {plan['train_steps']} training "
+             f"steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps, {s['images']} images of nurse and "
+             f"philosopher per member; margin +-{100 * s['margin']:g} points (stretch +-{100 * s['stretch_margin']:g}). "
+             f"Recorded: {_progress(result)}.", ""]
+    if result.get("interim") or result.get("leakage") is None:
+        lines += [f"**Interim**: {INTERIM_NOTE}.", ""]
+        if result.get("members_complete"):
+            lines += ["Members complete: " + ", ".join(result["members_complete"]) + ".", ""]
+        conditioning = result.get("conditioning")
+        if conditioning and conditioning["members"]:
+            lines += [_conditioning_line(conditioning), ""]
+        return "\n".join(lines + _cost_lines(result)) + "\n"
+    leakage = result["leakage"]
+    hksj = leakage.get("hksj")
+    stretch = leakage["stretch"]
+    lines += ["## Primary: leakage", "",
+              "| estimate | 95% CI (z) | 90% CI (the TOST's) | TOST p (z) | verdict | HKSJ 95% CI | HKSJ TOST p | "
+              "HKSJ verdict | pairs | tau |",
+              "|---|---|---|---|---|---|---|---|---|---|",
+              f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {interval_text(leakage['ci90'])} | "
+              f"{_p(leakage['tost_p_value'])} | {leakage['verdict']} | {interval_text(hksj['ci95']) if hksj else '-'} | "
+              f"{_p(hksj['tost_p_value']) if hksj else '-'} | {hksj['verdict'] if hksj else '-'} | "
+              f"{leakage['k']} | {tau_text(leakage['tau'], 100, '{:.1f}')} |",
+              "", f"Verdict (z-based TOST at +-{100 * leakage['margin']:g} points, as planned): {verdict_text(leakage)}.",
+              "", f"Stretch (the same TOST at +-{100 * stretch['margin']:g} points): p {_p(stretch['tost_p_value'])}, "
+                  f"{pooling.verdict_sentence(stretch['verdict'], stretch['margin'], 'the leakage estimate')}; "
+                  f"{_goal_text(leakage)}.",
+              "", "Points of share of women; leakage = (C_real - C_flipped) / 2 per pair, C = share(nurse) - "
+              "share(philosopher), pooled over pairs (random effects, Paule-Mandel tau). Positive: the contrast "
+              "follows the embedding's lean.", ""]
+    lines += ["## Secondary readings", ""]
+    shares = result["shares"]
+    words = ["philosopher", "person", "nurse", "man", "woman"]
+    lines += ["Share of women per arm and word (pooled over members, 95% CI), and the contrast C:", "",
+              "| arm | " + " | ".join(words) + " | C |", "|---|" + "---|" * (len(words) + 1)]
+    for arm, by_word in shares.items():
+        cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-"
+                 for w in words]
+        c = result["contrasts"].get(arm)
+        cells.append(f"{points(c['estimate'])} {interval_text(c['ci95'])}" if c else "-")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines.append("")
+    conditioning = result.get("conditioning")
+    if conditioning and conditioning["members"]:
+        lines.append("- " + _conditioning_line(conditioning))
+    systematic = result.get("systematic")
+    if systematic:
+        lines.append(f"- Systematic (C_real + C_flipped) / 2: {points(systematic['estimate'])} {interval_text(systematic['ci95'])}.")
+    corrected = result.get("corrected_leakage")
+    if corrected and "note" in corrected:
+        lines.append(f"- Rogan-Gladen correction: {corrected['note']}.")
+    elif corrected:
+        lines.append(f"- Leakage of Rogan-Gladen corrected shares: {points(corrected['estimate'])} "
+                     f"{interval_text(corrected['ci95'])} (calibration SE {100 * corrected['calibration_se']:.2f} points), "
+                     f"TOST p {_p(corrected['tost_p_value'])}.")
+    second = result.get("second_classifier_leakage")
+    if second and "minus_primary" in second:
+        lines.append(f"- Second classifier's leakage: {points(second['estimate'])} {interval_text(second['ci95'])}; "
+                     f"{'agrees' if second['agrees'] else 'does NOT agree'} with the primary within "
+                     f"{100 * AGREEMENT_POINTS:g} point ({points(second['minus_primary'])}).")
+    control = result.get("control")
+    if control:
+        read, shift = control["read_contrast"], control["shift_from_real"]
+
+        def both(pooled: dict[str, Any], fmt: str = "{:+.1f}", scale: float = 100) -> str:
+            return (f"{interval_text(pooled['ci95'], scale, fmt)} (z; HKSJ "
+                    f"{interval_text(pooled.get('ci95_hksj'), scale, fmt, missing='-')})")
+
+        lines.append(f"- Positive control ({read['k']} members; true contrast {points(control['true_contrast'])}): reads "
+                     f"{points(read['estimate'])} {both(read)}, read / true {control['read_over_true']['estimate']:.2f} "
+                     f"{both(control['read_over_true'], '{:.2f}', 1)}; shift from the same pairs' real member "
+                     f"{points(shift['estimate'])} {both(shift)}, sensitivity (shift / true) "
+                     f"{control['sensitivity']['estimate']:.2f} {both(control['sensitivity'], '{:.2f}', 1)}.")
+    for word, slope in result.get("slopes", {}).items():
+        if slope:
+            lines.append(f"- {word}: {points(slope['estimate'])} points per unit of she-he lean "
+                         f"{interval_text(slope['ci95'])} (real - flipped lean {slope['lean_real_minus_flipped']:+.3f}).")
+    calib = result.get("calibration")
+    if calib:
+        lines += ["", "Calibration (held-out portraits): P(reads woman | woman), P(reads woman | man) per profession:", ""]
+        for reader, by_profession in calib.items():
+            parts = [f"{p} {100 * v['woman']['rate']:.1f}% / {100 * v['man']['rate']:.1f}% (n {v['woman']['n']}, "
+                     f"{v['man']['n']})" for p, v in by_profession.items()]
+            lines.append(f"- {reader}: " + "; ".join(parts))
+    neutral, curve = result.get("neutral"), result.get("over_training")
+    if neutral or curve:
+        lines += ["", "## Exploratory readings", ""]
+    if neutral:
+        gap = neutral.get("minus_systematic")
+        lines.append(f"- Neutral arm's contrast: {points(neutral['estimate'])} {interval_text(neutral['ci95'])}"
+                     + (f"; minus the systematic {points(gap)}." if gap is not None else "."))
+    if curve:
+        lines += ["", "Leakage along training (images per word and checkpoint as the curve was drawn; pooled over the "
+                  "pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
+        lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |" for p in curve]
+    return "\n".join(lines + _cost_lines(result)) + "\n"
+
+
+def _conditioning_line(conditioning: dict[str, Any]) -> str:
+    failing = ", ".join(conditioning["failing"]) or "none"
+    return (f"Conditioning check (man and woman drawn as their own gender at least "
+            f"{100 * conditioning['threshold']:.0f}% of the time): {conditioning['members']} members, failing: {failing}.")
+
+
+def _cost_lines(result: dict[str, Any]) -> list[str]:
+    t = result.get("timings")
+    if not t or t["training_minutes_median"] is None:
+        return []
+    return ["", f"Cost: training {t['training_minutes_median']:.1f} min a member (median), drawing "
+                f"{t['drawing_minutes_median'] or 0:.1f} min; {t['total_minutes']:.0f} min in all; on "
+                f"{'; '.join(t['devices'])}."]
