@@ -248,6 +248,7 @@ def test_a_secondary_arm_drawn_after_the_read_is_exploratory_and_stays_out_of_th
     result = arms_analysis.analyse(str(tmp_path))
     assert result["neutral"]["estimate"] == pytest.approx(0.0) and result["roles"]["neutral"] == "exploratory"
     assert "neutral" not in arms_report.readme_answer(result)
+    assert arms_report.readme_answer(result) in arms_report.render_markdown(result)  # arms.md carries it to copy
     text = arms_report.render_markdown(result)
     assert "## Exploratory readings" in text and text.index("Neutral arm's contrast: +0.0") > text.index("## Exploratory")
 

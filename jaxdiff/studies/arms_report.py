@@ -119,6 +119,8 @@ def render_markdown(result: dict[str, Any]) -> str:
               "", "Points of share of women; leakage = (C_real - C_flipped) / 2 per pair, C = share(nurse) - "
               "share(philosopher), pooled over pairs (random effects, Paule-Mandel tau). Positive: the contrast "
               "follows the embedding's lean.", ""]
+    lines += ["## The README's answer", "", "Copied into README.md verbatim (a test compares them):", "",
+              readme_answer(result)]
     lines += ["## Secondary readings", ""]
     shares = result["shares"]
     words = ["philosopher", "person", "nurse", "man", "woman"]
