@@ -90,9 +90,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"# The arms study{interim}", "",
              f"Plan: docs/preregistration.md. {s['pairs']} pairs (seeds {s['first_seed']}..{s['first_seed'] + s['pairs'] - 1}), "
              f"arms {', '.join(s['arms'])} along the {s['arm_direction']} direction, {plan['train_steps']} training "
-             f"steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps, {s['images']} images of nurse and "
-             f"philosopher per member; margin +-{100 * s['margin']:g} points (stretch +-{100 * s['stretch_margin']:g}). "
-             f"Recorded: {_progress(result)}.", ""]
+             f"steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps, {s['images']:,} images each of nurse "
+             f"and philosopher per member; margin +-{100 * s['margin']:g} points (stretch +-{100 * s['stretch_margin']:g}). "
+             f"Progress: {_progress(result)}.", ""]
     if result.get("interim") or result.get("leakage") is None:
         lines += [f"**Interim**: {INTERIM_NOTE}.", ""]
         if result.get("members_complete"):
