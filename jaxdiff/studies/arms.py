@@ -2,6 +2,7 @@
 
     python -m jaxdiff.arms --config=configs/toy.py [--workdir=runs/toy-arms] [--member=I --of=N]
     python -m jaxdiff.arms --config=configs/toy.py --aggregate [--workdir=docs/measurements/toy_arms_records]
+    python -m jaxdiff.arms --config=configs/toy.py --simulate=2000     # the analysis's coverage at the plan's size
 
 The plan (docs/preregistration.md) and the design (docs/arms.md): pair i trains one member per arm with
 training seed = projection seed = study.first_seed + i, so members of a pair differ only in how the
@@ -429,13 +430,20 @@ def define_flags(values: absl_flags.FlagValues) -> None:
                              flag_values=values)
     absl_flags.DEFINE_bool("over_training", False, "then draw the secondary curve along training for the finished "
                            "primary members", flag_values=values)
+    absl_flags.DEFINE_integer("simulate", 0, "only simulate this many studies of the config's plan per scenario and "
+                              "print the primary analysis's coverage and error rates (no records read or written)",
+                              flag_values=values)
 
 
 def main(argv: Sequence[str]) -> None:
     flags = configuration.parse(argv, define_flags, doc=__doc__)
     study_dir = flags.workdir or flags.config.study.workdir
     start = time.perf_counter()
-    if flags.export:
+    if flags.simulate:
+        study = flags.config.study.to_dict()
+        print(arms_report.simulation_table([arms_analysis.simulate(study, leakage, tau, flags.simulate)
+                                            for leakage, tau in arms_analysis.simulation_scenarios(study)]))
+    elif flags.export:
         export_records(study_dir, flags.export)
     elif flags.aggregate:
         aggregate(study_dir)

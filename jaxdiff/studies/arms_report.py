@@ -202,3 +202,22 @@ def _cost_lines(result: dict[str, Any]) -> list[str]:
     return ["", f"Cost: training {t['training_minutes_median']:.1f} min a member (median), drawing "
                 f"{t['drawing_minutes_median'] or 0:.1f} min; {t['total_minutes']:.0f} min in all; on "
                 f"{'; '.join(t['devices'])}."]
+
+
+def simulation_table(results: list[dict[str, Any]]) -> str:
+    """`arms_analysis.simulate` results as a markdown table: one row per (true leakage, tau)."""
+    first = results[0]
+    lines = [f"Simulated studies of {first['pairs']} pairs at {first['images']:,} images of nurse and philosopher per "
+             f"member, {first['sims']:,} each (rates with their Monte-Carlo 95% intervals):", "",
+             "| true leakage | tau | 95% CI covers (z) | 95% CI covers (HKSJ) | TOST at the margin rejects (z) | "
+             "(HKSJ) | TOST at the stretch rejects (z) | median half-width |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def rate(r: dict[str, Any]) -> str:
+        return f"{100 * r['rate']:.1f}% {interval_text(r['ci95'], 100, '{:.1f}')}"
+
+    for r in results:
+        lines.append(f"| {points(r['leakage'])} | {100 * r['tau']:.2f} | {rate(r['coverage_z'])} | "
+                     f"{rate(r['coverage_hksj'])} | {rate(r['tost_z'])} | {rate(r['tost_hksj'])} | "
+                     f"{rate(r['tost_stretch'])} | {100 * r['half_width_median']:.2f} |")
+    return "\n".join(lines) + "\n"
