@@ -229,7 +229,6 @@ def test_the_study_stays_interim_until_every_planned_member_is_whole(tmp_path):
     assert result["interim"] and result["pairs_complete"] == 2 and "pair1-flipped" not in result["members_complete"]
     assert "leakage" not in result
     # So is a study whose control is missing.
-    shutil.rmtree(tmp_path / "pair1-flipped")
     _fabricate_study(str(tmp_path / "again"), {k: v for k, v in members.items() if k[1] != "control"})
     plan_path = os.path.join(tmp_path, "again", arms_analysis.PLAN_JSON)
     plan = files.read_json(plan_path)
@@ -247,10 +246,13 @@ def test_a_secondary_arm_drawn_after_the_read_is_exploratory_and_stays_out_of_th
     _fabricate_study(str(tmp_path), members)  # plan.json's secondary_arms stays as the study began: empty
     result = arms_analysis.analyse(str(tmp_path))
     assert result["neutral"]["estimate"] == pytest.approx(0.0) and result["roles"]["neutral"] == "exploratory"
-    assert "neutral" not in arms_report.readme_answer(result)
+    assert "neutral" not in arms_report.readme_answer(result) and "neutral" not in result["shares"]
+    assert set(result["other_arms"]["shares"]) == {"neutral"} and result["roles"]["other_arms"] == "exploratory"
     assert arms_report.readme_answer(result) in arms_report.render_markdown(result)  # arms.md carries it to copy
     text = arms_report.render_markdown(result)
-    assert "## Exploratory readings" in text and text.index("Neutral arm's contrast: +0.0") > text.index("## Exploratory")
+    secondary, exploratory = text.split("## Secondary readings")[1].split("## Exploratory readings")
+    assert "neutral" not in secondary.lower() and "| neutral | 50.0% [" in exploratory
+    assert "Neutral arm's contrast: +0.0" in exploratory
 
 
 def test_a_simulated_study_carries_the_leakage_it_was_drawn_with():
@@ -262,20 +264,26 @@ def test_a_simulated_study_carries_the_leakage_it_was_drawn_with():
     assert values == pytest.approx([0.02] * 10, abs=0.003)
     _, systematic, _ = arms_analysis.paired(counts, "real", "flipped", "half_sum")
     assert np.mean(systematic) == pytest.approx(arms_analysis.SIMULATED_SYSTEMATIC, abs=0.02)  # plus the pairs' offsets
+    # With spread: 400 pairs' leakages scatter by tau about the truth (binomial noise is 0.07 points here).
+    many = {**study, "pairs": 400}
+    _, values, _ = arms_analysis.paired(arms_analysis.simulated_counts(np.random.default_rng(1), many, 0.02, 0.01),
+                                        "real", "flipped", "half_difference")
+    assert np.mean(values) == pytest.approx(0.02, abs=0.0015) and np.std(values) == pytest.approx(0.01, rel=0.1)
+    with pytest.raises(UserError, match="reach past 0 or 1"):  # never clipped: the truth would move
+        arms_analysis.simulated_counts(np.random.default_rng(0), study, leakage=0.6, tau=0.0)
 
 
 @pytest.mark.slow
 def test_the_primary_analysis_covers_and_keeps_its_error_rate_at_the_planned_size():
     """The plan's ten pairs at 1,200 images, between-pair SD as planned: the HKSJ interval covers the truth about 95%
     of the time, the z interval somewhat less (its tau is estimated from ten pairs), and at a true leakage on the
-    margin the small-sample TOST wrongly declares "no leakage" about 5% of the time. docs/arms.md has 2,000 a case."""
+    margin each TOST wrongly declares "no leakage" about 5% of the time. docs/arms.md has 2,000 studies a case."""
     study = {"pairs": 10, "images": 1200, "margin": 0.03, "stretch_margin": 0.02}
     null = arms_analysis.simulate(study, 0.0, arms_analysis.PLANNED_TAU, sims=300, seed=1)
-    assert 0.91 <= null["coverage_hksj"]["rate"] <= 0.99 and 0.86 <= null["coverage_z"]["rate"] <= 0.97
-    assert null["coverage_z"]["rate"] <= null["coverage_hksj"]["rate"]  # HKSJ's error is kept at least z's
-    assert null["tost_z"]["rate"] >= 0.95  # the planned power at L = 0: above 0.99
+    assert 0.92 <= null["coverage_hksj"]["rate"] <= 0.99 and 0.86 <= null["coverage_z"]["rate"] <= 0.97
+    assert null["tost_z"]["rate"] >= 0.97 and null["tost_hksj"]["rate"] >= 0.95  # the planned power: above 0.99
     edge = arms_analysis.simulate(study, 0.03, arms_analysis.PLANNED_TAU, sims=300, seed=2)
-    assert edge["tost_hksj"]["rate"] <= 0.09 and edge["tost_hksj"]["rate"] <= edge["tost_z"]["rate"]
+    assert 0.01 <= edge["tost_hksj"]["rate"] <= 0.09 and 0.01 <= edge["tost_z"]["rate"] <= 0.10
     table = arms_report.simulation_table([null, edge])
     assert table.count("\n| +") == 2 and "| +3.0 | 1.13 |" in table
 

@@ -340,10 +340,8 @@ def verdict_sentence(verdict: str, margin: float, quantity: str = "the contrast"
 def hksj_interval(pooled: Pooled) -> tuple[float, float] | None:
     """The 95% interval of a `random_effects` result with its HKSJ error and t on k - 1 degrees of freedom
     (None for one member): the small-sample interval beside the z-based `ci95`."""
-    if not pooled.df:
-        return None
-    half = float(stats.t(pooled.df).ppf(0.5 + CONFIDENCE / 2)) * pooled.se_hksj
-    return pooled.estimate - half, pooled.estimate + half
+    test = small_sample_equivalence(pooled, margin=0.0)  # the interval does not depend on a margin
+    return None if test is None else test.ci95
 
 
 def variance_components(values: Sequence[float], sampling_variances: Sequence[float], train_seeds: Sequence[int],

@@ -441,8 +441,9 @@ def main(argv: Sequence[str]) -> None:
     start = time.perf_counter()
     if flags.simulate:
         study = flags.config.study.to_dict()
-        print(arms_report.simulation_table([arms_analysis.simulate(study, leakage, tau, flags.simulate)
-                                            for leakage, tau in arms_analysis.simulation_scenarios(study)]))
+        print(arms_report.simulation_table([arms_analysis.simulate(study, leakage, tau, flags.simulate, seed=row)
+                                            for row, (leakage, tau)
+                                            in enumerate(arms_analysis.simulation_scenarios(study))]))
     elif flags.export:
         export_records(study_dir, flags.export)
     elif flags.aggregate:

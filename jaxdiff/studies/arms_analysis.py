@@ -220,8 +220,11 @@ def analyse(study_dir: str) -> dict[str, Any]:
     out["second_classifier_leakage"] = second
     out["control"] = _control(counts, plan)
     out["neutral"] = _neutral(counts, out["systematic"])
-    out["shares"] = _shares(counts)
-    out["contrasts"] = _contrasts(counts)
+    planned_arms = {*s["arms"], CONTROL_ARM}
+    planned_counts = counts[counts["arm"].isin(planned_arms)]
+    out["shares"], out["contrasts"] = _shares(planned_counts), _contrasts(planned_counts)
+    other = counts[~counts["arm"].isin(planned_arms)]  # secondary arms drawn after the read (neutral, scaled:L)
+    out["other_arms"] = {"shares": _shares(other), "contrasts": _contrasts(other)} if len(other) else None
     out["slopes"] = _slopes(counts, records)
     out["over_training"] = _over_training(study_dir, images)
     out["roles"] = ROLES
@@ -250,7 +253,7 @@ def _known_arm(arm: str) -> bool:
 ROLES = {"leakage": "primary", "systematic": "secondary", "corrected_leakage": "secondary",
          "second_classifier_leakage": "secondary", "control": "secondary", "shares": "secondary",
          "contrasts": "secondary", "slopes": "secondary", "conditioning": "secondary", "neutral": "exploratory",
-         "over_training": "exploratory"}
+         "other_arms": "exploratory", "over_training": "exploratory"}
 
 
 def planned_members(plan: dict[str, Any]) -> set[tuple[int, str]]:
@@ -442,8 +445,9 @@ def _timings(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # The primary analysis on simulated studies: its interval's coverage and its tests' error rates at the planned
 # size, where the answer is known.
 
-# The simulated pairs' nuisance: a systematic contrast (the -5 points of the earlier sweeps) and each pair's own
-# share offsets (its seeds' effect, 2 points per word), common to its two arms, which the estimand cancels.
+# The simulated pairs' nuisance, of the sizes the earlier sweeps saw (docs/results.md): a systematic contrast and
+# each pair's own share offsets (its seeds' effect), common to its two arms. The simulation assumes the plan's model
+# (the flip moves the contrast by -2L, pairs spread by tau), so it checks the pooling and the tests, not the estimand.
 SIMULATED_SYSTEMATIC, SIMULATED_PAIR_SD = -0.05, 0.02
 
 
@@ -457,10 +461,12 @@ def simulated_counts(rng: np.random.Generator, study: dict[str, Any], leakage: f
         pair_leakage = leakage + tau * rng.standard_normal()
         nurse, philosopher = 0.5 + SIMULATED_PAIR_SD * rng.standard_normal(2)
         for arm, sign in (("real", 1.0), ("flipped", -1.0)):
-            # C_arm = nurse - philosopher = systematic + sign * leakage, so (C_real - C_flipped) / 2 = leakage.
+            # C_arm = (nurse - philosopher) + systematic + sign * L_i, so (C_real - C_flipped) / 2 = L_i.
             for word, p in (("nurse", nurse + SIMULATED_SYSTEMATIC + sign * pair_leakage), ("philosopher", philosopher)):
+                if not 0 <= p <= 1:  # clipping would move the truth the coverage is counted against
+                    raise UserError(f"a simulated share of {p:.3f}: leakage {leakage} and tau {tau} reach past 0 or 1")
                 rows.append({"member": f"pair{pair}-{arm}", "pair": pair, "arm": arm, "word": word,
-                             "women": int(rng.binomial(n, float(np.clip(p, 0, 1)))), "n": n})
+                             "women": int(rng.binomial(n, p)), "n": n})
     return pd.DataFrame(rows)
 
 
@@ -470,6 +476,8 @@ def simulate(study: dict[str, Any], leakage: float, tau: float, sims: int, seed:
     the power), the median half-width; each rate with its Monte-Carlo 95% (Wilson) interval."""
     from jaxdiff.statistics import intervals
 
+    if int(study["pairs"]) < 2:
+        raise UserError(f"study.pairs={study['pairs']}: the simulation needs two pairs or more (HKSJ has k - 1 df)")
     rng = np.random.default_rng(seed)
     hits = {"coverage_z": 0, "coverage_hksj": 0, "tost_z": 0, "tost_hksj": 0, "tost_stretch": 0}
     half_widths = []
@@ -488,7 +496,8 @@ def simulate(study: dict[str, Any], leakage: float, tau: float, sims: int, seed:
             "half_width_median": float(np.median(half_widths))}
 
 
-# The between-pair SD of the leakage the plan was sized with (docs/preregistration.md: 1.13 points).
+# The between-pair SD of the leakage the plan was sized with (docs/preregistration.md, "Size"). Not a config field:
+# the study section is the running study's plan.json, which a new field would no longer match.
 PLANNED_TAU = 0.0113
 
 

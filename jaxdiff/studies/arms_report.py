@@ -17,6 +17,16 @@ def _progress(result: dict[str, Any]) -> str:
             f"{result['pairs_planned']} pairs complete")
 
 
+WORDS = ("philosopher", "person", "nurse", "man", "woman")  # the table's columns: the trained words
+
+
+def _share_cells(by_word: dict[str, Any], contrast: dict[str, Any] | None) -> str:
+    """One arm's row cells: each word's pooled share of women and interval, then its contrast C."""
+    cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-" for w in WORDS]
+    cells.append(f"{points(contrast['estimate'])} {interval_text(contrast['ci95'])}" if contrast else "-")
+    return " | ".join(cells)
+
+
 def _p(value: float) -> str:
     """A p-value as reports print it: three significant digits, very small ones as '< 0.001'."""
     return "< 0.001" if value < 0.001 else f"{value:.3g}"
@@ -63,20 +73,13 @@ def readme_answer(result: dict[str, Any]) -> str:
     lines = [f"**{verdict[:1].upper()}{verdict[1:]}** (pre-registered; "
              f"{leakage['k']} pairs of runs that differ only in the embedding's lean; {s['images']:,} images each of "
              f"nurse and philosopher per run; {_goal_text(leakage)}).", ""]
-    words = ["philosopher", "person", "nurse", "man", "woman"]
-    lines += ["| arm | " + " | ".join(words) + " | C = nurse - philosopher |", "|---|" + "---|" * (len(words) + 1)]
+    lines += ["| arm | " + " | ".join(WORDS) + " | C = nurse - philosopher |", "|---|" + "---|" * (len(WORDS) + 1)]
     true = s["control_woman_share"]["nurse"] - s["control_woman_share"]["philosopher"]
     names = {"real": "real", "flipped": "flipped (lean negated)",
              CONTROL_ARM: f"positive control ({points(true)} points in its images)"}
-    for arm in names:  # the plan's arms only: a secondary arm added after the read is not the answer
-        if arm not in result["shares"]:
-            continue
-        by_word = result["shares"][arm]
-        cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-"
-                 for w in words]
-        c = result["contrasts"].get(arm)
-        cells.append(f"{points(c['estimate'])} {interval_text(c['ci95'])}" if c else "-")
-        lines.append(f"| {names.get(arm, arm)} | " + " | ".join(cells) + " |")
+    for arm, name in names.items():  # the plan's arms (`shares` holds no other)
+        if arm in result["shares"]:
+            lines.append(f"| {name} | {_share_cells(result['shares'][arm], result['contrasts'].get(arm))} |")
     lines.append(f"| **leakage** (C_real - C_flipped) / 2 | | | | | | **{points(leakage['estimate'])} "
                  f"{interval_text(leakage['ci95'])}**, TOST at +-{100 * leakage['margin']:g} p "
                  f"{_p(leakage['tost_p_value'])}: {leakage['verdict']} |")
@@ -122,17 +125,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["## The README's answer", "", "Copied into README.md verbatim (a test compares them):", "",
               readme_answer(result)]
     lines += ["## Secondary readings", ""]
-    shares = result["shares"]
-    words = ["philosopher", "person", "nurse", "man", "woman"]
     lines += ["Share of women per arm and word (pooled over members, 95% CI), and the contrast C:", "",
-              "| arm | " + " | ".join(words) + " | C |", "|---|" + "---|" * (len(words) + 1)]
-    for arm, by_word in shares.items():
-        cells = [share_with_interval(by_word[w]["share_woman"], by_word[w]["ci95"]) if w in by_word else "-"
-                 for w in words]
-        c = result["contrasts"].get(arm)
-        cells.append(f"{points(c['estimate'])} {interval_text(c['ci95'])}" if c else "-")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    lines.append("")
+              *_share_table(result["shares"], result["contrasts"]), ""]
     conditioning = result.get("conditioning")
     if conditioning and conditioning["members"]:
         lines.append("- " + _conditioning_line(conditioning))
@@ -175,9 +169,12 @@ def render_markdown(result: dict[str, Any]) -> str:
             parts = [f"{p} {100 * v['woman']['rate']:.1f}% / {100 * v['man']['rate']:.1f}% (n {v['woman']['n']}, "
                      f"{v['man']['n']})" for p, v in by_profession.items()]
             lines.append(f"- {reader}: " + "; ".join(parts))
-    neutral, curve = result.get("neutral"), result.get("over_training")
-    if neutral or curve:
+    neutral, curve, other = result.get("neutral"), result.get("over_training"), result.get("other_arms")
+    if neutral or curve or other:
         lines += ["", "## Exploratory readings", ""]
+    if other:
+        lines += ["Arms drawn after the read, share of women per word and the contrast C:", "",
+                  *_share_table(other["shares"], other["contrasts"]), ""]
     if neutral:
         gap = neutral.get("minus_systematic")
         lines.append(f"- Neutral arm's contrast: {points(neutral['estimate'])} {interval_text(neutral['ci95'])}"
@@ -187,6 +184,11 @@ def render_markdown(result: dict[str, Any]) -> str:
                   "pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
         lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |" for p in curve]
     return "\n".join(lines + _cost_lines(result)) + "\n"
+
+
+def _share_table(shares: dict[str, Any], contrasts: dict[str, Any]) -> list[str]:
+    return (["| arm | " + " | ".join(WORDS) + " | C |", "|---|" + "---|" * (len(WORDS) + 1)]
+            + [f"| {arm} | {_share_cells(by_word, contrasts.get(arm))} |" for arm, by_word in shares.items()])
 
 
 def _conditioning_line(conditioning: dict[str, Any]) -> str:
