@@ -339,9 +339,7 @@ def _control(counts: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
     shift_pooled = _pooled(shift, shift_var)
     if shift_pooled is None:
         return None
-    read = [contrast(counts, m) for m in sorted(set(counts[counts["arm"] == "control"]["member"]))]
-    read = [r for r in read if r is not None]
-    read_pooled = _pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read]))
+    read_pooled = _arm_contrast(counts, CONTROL_ARM)
 
     def with_small_sample(pooled: pooling.Pooled) -> dict[str, Any]:
         # Three members estimate tau poorly: the t interval on k - 1 df beside the z one.
@@ -359,11 +357,9 @@ def _control(counts: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
 
 def _neutral(counts: Any, systematic: dict[str, Any] | None) -> dict[str, Any] | None:
     """The neutral arm's contrast, pooled, beside the systematic: with no lean left, the contrast should be it."""
-    members = sorted(set(counts[counts["arm"] == "neutral"]["member"]))
-    read = [r for r in (contrast(counts, m) for m in members) if r is not None]
-    if not read:
+    pooled = _record(_arm_contrast(counts, "neutral"))
+    if pooled is None:
         return None
-    pooled = _record(_pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read])))
     if systematic is not None:
         pooled["minus_systematic"] = pooled["estimate"] - systematic["estimate"]
     return pooled
@@ -391,15 +387,17 @@ def _shares(counts: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _arm_contrast(counts: Any, arm: str) -> pooling.Pooled | None:
+    """An arm's contrast C = share(nurse) - share(philosopher), pooled over its members (random effects)."""
+    read = [r for r in (contrast(counts, m) for m in sorted(set(counts[counts["arm"] == arm]["member"])))
+            if r is not None]
+    return _pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read]))
+
+
 def _contrasts(counts: Any) -> dict[str, dict[str, Any]]:
-    """Per arm, the contrast C = share(nurse) - share(philosopher) pooled over its members (random effects)."""
-    out = {}
-    for arm in sorted(set(counts["arm"])):
-        read = [r for r in (contrast(counts, m) for m in sorted(set(counts[counts["arm"] == arm]["member"])))
-                if r is not None]
-        if read:
-            out[arm] = _record(_pooled(np.array([r[0] for r in read]), np.array([r[1] for r in read])))
-    return out
+    """Per arm, its pooled contrast (arms with no member holding both professions left out)."""
+    pooled = {arm: _arm_contrast(counts, arm) for arm in sorted(set(counts["arm"]))}
+    return {arm: _record(p) for arm, p in pooled.items() if p is not None}
 
 
 def _slopes(counts: Any, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
