@@ -5,6 +5,8 @@ E[eps | x_t] = sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar s^2 + 1 - abar). A s
 this predictor should return N(mu, s^2); `output_moments` measures what it returns.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,6 +69,14 @@ def output_moments(denoise, schedule, sampler, steps, spacing="quadratic"):
     return float(y[0].mean()), float(np.abs(y[1] - y[0]).mean())
 
 
+@functools.cache
+def gaussian_moments(schedule_name: str, sampler: str, steps: int, spacing: str = "quadratic") -> tuple[float, float]:
+    """`output_moments` for N(MU, S^2) data, computed once per setting for the session: several tests compare
+    against full-length DDPM, whose 400,000 scalars through 1000 steps are the costliest draw here."""
+    schedule = diffusion.make_schedule(schedule_name, 1000)
+    return output_moments(gaussian_denoiser(MU, S), schedule, sampler, steps, spacing)
+
+
 @pytest.fixture(scope="module")
 def cosine():
     return diffusion.make_schedule("cosine", 1000)
@@ -81,36 +91,32 @@ def cosine():
 def test_samplers_reproduce_a_gaussian(schedule_name, sampler, steps, tol):
     """Tolerances: sampling error (DDPM) plus discretisation error, which first-order samplers with
     few steps show as a shrunken variance (DDIM 50 steps: std 0.485 for 0.5 on the cosine schedule)."""
-    schedule = diffusion.make_schedule(schedule_name, 1000)
-    mean, std = output_moments(gaussian_denoiser(MU, S), schedule, sampler, steps)
+    mean, std = gaussian_moments(schedule_name, sampler, steps)
     assert abs(mean - MU) < tol and abs(std - S) < tol, (mean, std)
 
 
 @pytest.mark.slow  # full-length DDPM
-def test_dpm_solver_20_steps_is_as_close_as_full_ddpm(cosine):
-    denoise = gaussian_denoiser(MU, S)
+def test_dpm_solver_20_steps_is_as_close_as_full_ddpm():
     error = {}
     for sampler, steps in (("ddpm", 1000), ("dpmpp2m", 20)):
-        mean, std = output_moments(denoise, cosine, sampler, steps)
+        mean, std = gaussian_moments("cosine", sampler, steps)
         error[sampler] = abs(mean - MU) + abs(std - S)
     assert error["dpmpp2m"] <= error["ddpm"] + 0.002, error  # 0.002: DDPM's own sampling error
 
 
-def test_uniform_spacing_is_worse_for_dpm_solver(cosine):
+def test_uniform_spacing_is_worse_for_dpm_solver():
     """Why quadratic is the default: uniform steps in t leave visible noise (std too high)."""
-    denoise = gaussian_denoiser(MU, S)
-    _, quadratic = output_moments(denoise, cosine, "dpmpp2m", 20, spacing="quadratic")
-    _, uniform = output_moments(denoise, cosine, "dpmpp2m", 20, spacing="uniform")
+    _, quadratic = gaussian_moments("cosine", "dpmpp2m", 20, spacing="quadratic")
+    _, uniform = gaussian_moments("cosine", "dpmpp2m", 20, spacing="uniform")
     assert abs(quadratic - S) < 0.005 and abs(uniform - S) > 0.03
 
 
 @pytest.mark.slow  # full-length DDPM
-def test_the_sde_solver_at_50_steps_is_as_close_as_full_ddpm_where_ddpm_at_50_is_not(cosine):
+def test_the_sde_solver_at_50_steps_is_as_close_as_full_ddpm_where_ddpm_at_50_is_not():
     """Why it is offered: a stochastic sampler (like DDPM, fresh noise each step) at a twentieth of DDPM's cost."""
-    denoise = gaussian_denoiser(MU, S)
     error = {}
     for sampler, steps in (("ddpm", 1000), ("dpmpp2m_sde", 50), ("ddpm", 50)):
-        mean, std = output_moments(denoise, cosine, sampler, steps)
+        mean, std = gaussian_moments("cosine", sampler, steps)
         error[sampler, steps] = abs(mean - MU) + abs(std - S)
     assert error["dpmpp2m_sde", 50] <= error["ddpm", 1000] + 0.003, error  # 0.003: both sampling errors
     assert error["ddpm", 50] > 5 * error["dpmpp2m_sde", 50], error  # DDPM's variance shrinks with few steps
