@@ -212,7 +212,7 @@ def test_killed_run_reruns_to_the_same_bytes(tiny_model, reference, tmp_path):
     out = str(tmp_path / "killed")
     env = {**os.environ, generate.KILL_AFTER_SHARDS_ENV: "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     proc = subprocess.run([sys.executable, "-m", "data_gen.generate", "--out", out, "--model", tiny_model, *FLAGS],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     # Killed part-way through its second shard: one complete shard, one partial under a temporary
     # name that no reader globs, and no metadata.

@@ -19,19 +19,23 @@ def _lock_note(host: str, pid: int) -> str:
 
 def test_a_waiting_process_enters_when_the_holder_releases(tmp_path):
     path, logs, order = str(tmp_path / "thing.lock"), [], []
-    holding = threading.Event()
+    holding, waiting = threading.Event(), threading.Event()
+
+    def log(message):
+        logs.append(message)
+        waiting.set()
 
     def holder():
-        with files.exclusive(path, "the thing", log=logs.append, poll_s=0.01):
+        with files.exclusive(path, "the thing", log=log, poll_s=0.01):
             holding.set()
-            time.sleep(0.3)
+            waiting.wait(10)  # released only once the waiter has found the lock held, however busy the machine
             order.append("holder done")
 
     thread = threading.Thread(target=holder)
     thread.start()
     holding.wait(5)
     assert f"pid={os.getpid()}" in open(path).read()  # the lock names its holder
-    with files.exclusive(path, "the thing", log=logs.append, poll_s=0.01):
+    with files.exclusive(path, "the thing", log=log, poll_s=0.01):
         order.append("waiter in")
     thread.join()
     assert order == ["holder done", "waiter in"]

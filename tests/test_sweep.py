@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import threading
-import time
 
 import jax
 import ml_collections
@@ -126,12 +125,12 @@ def test_invocations_started_together_train_the_classifier_once(tmp_path, tiny_d
     size = config.data.image_size
     params = model.init(jax.random.key(0), np.zeros((1, size, size, 3), np.float32))["params"]
     accuracy = {"gender_accuracy": 0.75, "profession_accuracy": 0.5, "validation_images": 4}
-    training, trainings = threading.Event(), []
+    training, waiting, trainings = threading.Event(), threading.Event(), []
 
     def slow_train(config, log=print):
         trainings.append(1)
         training.set()
-        time.sleep(0.5)
+        waiting.wait(10)  # trains until the second invocation has found it training, however busy the machine
         return params, accuracy
 
     monkeypatch.setattr(classifier, "train", slow_train)
@@ -140,7 +139,8 @@ def test_invocations_started_together_train_the_classifier_once(tmp_path, tiny_d
         config, sweep_dir, log=lambda *a: None, poll_s=0.02)))
     first.start()
     training.wait(10)
-    results["second"] = sweep.ensure_classifier(config, sweep_dir, log=logs.append, poll_s=0.02)
+    results["second"] = sweep.ensure_classifier(config, sweep_dir, log=lambda m: (logs.append(m), waiting.set()),
+                                                poll_s=0.02)
     first.join()
     assert trainings == [1] and results["first"] == results["second"] == accuracy
     assert logs[0].startswith("waiting for the sweep's attribute classifier")

@@ -226,7 +226,7 @@ def _train_until_logged_past(args: list[str], workdir: str, step: int) -> tuple[
     """Starts `jaxdiff.train args`, sends SIGTERM once it has logged a step after `step`; (exit status, output)."""
     proc = subprocess.Popen([sys.executable, "-m", "jaxdiff.train", *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.time() + 300
+    deadline = time.time() + 600  # compiling can take minutes beside another test process on a slow host
     while time.time() < deadline and proc.poll() is None and not [
             m for m in logs.read_metrics(workdir) if m["step"] > step]:
         time.sleep(0.5)  # wait until it is really training (a log line every 10 steps)
