@@ -20,6 +20,14 @@ def tiny_config(data_dir: str, **overrides):
     return config
 
 
+def logging_and_signalling(logs: list, event):
+    """A `log` that keeps each message and sets `event`: a thread waits for a message on it, not for a sleep."""
+    def log(message: str) -> None:
+        logs.append(message)
+        event.set()
+    return log
+
+
 def run_cli(module: str, *args: str, cwd: str = REPO, env_extra: dict | None = None, timeout: int = 600):
     """Runs `python -m module args` as a user would; returns the CompletedProcess (text)."""
     import subprocess

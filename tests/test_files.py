@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from helpers import logging_and_signalling
 from jaxdiff.common import files
 from jaxdiff.common.errors import UserError
 
@@ -20,10 +21,7 @@ def _lock_note(host: str, pid: int) -> str:
 def test_a_waiting_process_enters_when_the_holder_releases(tmp_path):
     path, logs, order = str(tmp_path / "thing.lock"), [], []
     holding, waiting = threading.Event(), threading.Event()
-
-    def log(message):
-        logs.append(message)
-        waiting.set()
+    log = logging_and_signalling(logs, waiting)
 
     def holder():
         with files.exclusive(path, "the thing", log=log, poll_s=0.01):

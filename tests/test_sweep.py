@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from helpers import changed_copy, damage_checkpoint, tiny_config
+from helpers import changed_copy, damage_checkpoint, logging_and_signalling, tiny_config
 from jaxdiff.measurement import classifier, evaluate, records
 from jaxdiff.statistics import pooling
 from jaxdiff.studies import probes, sweep, sweep_summary
@@ -139,7 +139,7 @@ def test_invocations_started_together_train_the_classifier_once(tmp_path, tiny_d
         config, sweep_dir, log=lambda *a: None, poll_s=0.02)))
     first.start()
     training.wait(10)
-    results["second"] = sweep.ensure_classifier(config, sweep_dir, log=lambda m: (logs.append(m), waiting.set()),
+    results["second"] = sweep.ensure_classifier(config, sweep_dir, log=logging_and_signalling(logs, waiting),
                                                 poll_s=0.02)
     first.join()
     assert trainings == [1] and results["first"] == results["second"] == accuracy
