@@ -464,3 +464,6 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
         assert "**Not read yet: the pre-registered study that answers it is being drawn.**" in readme
     else:
         assert arms_report.readme_answer(result) in readme and "Not read yet" not in readme
+        # The whole analysis committed beside the records (arms.md) is the one these records give.
+        with open(os.path.join(records, arms_analysis.RESULT_MD)) as f:
+            assert f.read() == arms_report.render_markdown(result)

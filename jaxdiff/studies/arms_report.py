@@ -132,7 +132,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append("- " + _conditioning_line(conditioning))
     systematic = result.get("systematic")
     if systematic:
-        lines.append(f"- Systematic (C_real + C_flipped) / 2: {points(systematic['estimate'])} {interval_text(systematic['ci95'])}.")
+        # The between-pair spreads say why the contrast alone could not answer: it moves from seed to seed,
+        # in both arms of a pair alike, far more than the leakage does.
+        spreads = ", ".join(f"{arm} {tau_text(result['contrasts'][arm]['tau'], 100, '{:.1f}')}"
+                            for arm in ("real", "flipped") if arm in result.get("contrasts", {}))
+        lines.append(f"- Systematic (C_real + C_flipped) / 2: {points(systematic['estimate'])} {interval_text(systematic['ci95'])}; "
+                     f"between-pair tau {tau_text(systematic['tau'], 100, '{:.1f}')} points (the contrast C's: {spreads}; "
+                     f"the leakage's: {tau_text(result['leakage']['tau'], 100, '{:.1f}')}).")
     corrected = result.get("corrected_leakage")
     if corrected and "note" in corrected:
         lines.append(f"- Rogan-Gladen correction: {corrected['note']}.")
