@@ -467,3 +467,15 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
         # The whole analysis committed beside the records (arms.md) is the one these records give.
         with open(os.path.join(records, arms_analysis.RESULT_MD)) as f:
             assert f.read() == arms_report.render_markdown(result)
+        # The plan's commit's own analysis, kept as it wrote it, gives the same figure wherever both give one.
+        with open(os.path.join(records, "arms-5fdbe9a.json")) as f:
+            plan_commit = json.load(f)
+        fresh = json.loads(json.dumps(result))
+
+        def differences(old, new, path):
+            if isinstance(old, dict) and isinstance(new, dict):
+                return [d for k in old.keys() & new.keys() for d in differences(old[k], new[k], f"{path}/{k}")]
+            return [] if old == new else [path]
+
+        assert plan_commit["leakage"]["estimate"] == fresh["leakage"]["estimate"]
+        assert differences(plan_commit, fresh, "") == []
