@@ -27,6 +27,11 @@ def _share_cells(by_word: dict[str, Any], contrast: dict[str, Any] | None) -> st
     return " | ".join(cells)
 
 
+def _tau_points(pooled: dict[str, Any]) -> str:
+    """A pooled estimate's between-pair tau in points, one decimal ('-' where it is unknown)."""
+    return tau_text(pooled["tau"], 100, "{:.1f}")
+
+
 def _p(value: float) -> str:
     """A p-value as reports print it: three significant digits, very small ones as '< 0.001'."""
     return "< 0.001" if value < 0.001 else f"{value:.3g}"
@@ -114,7 +119,7 @@ def render_markdown(result: dict[str, Any]) -> str:
               f"| {points(leakage['estimate'])} | {interval_text(leakage['ci95'])} | {interval_text(leakage['ci90'])} | "
               f"{_p(leakage['tost_p_value'])} | {leakage['verdict']} | {interval_text(hksj['ci95']) if hksj else '-'} | "
               f"{_p(hksj['tost_p_value']) if hksj else '-'} | {hksj['verdict'] if hksj else '-'} | "
-              f"{leakage['k']} | {tau_text(leakage['tau'], 100, '{:.1f}')} |",
+              f"{leakage['k']} | {_tau_points(leakage)} |",
               "", f"Verdict (z-based TOST at +-{100 * leakage['margin']:g} points, as planned): {verdict_text(leakage)}.",
               "", f"Stretch (the same TOST at +-{100 * stretch['margin']:g} points): p {_p(stretch['tost_p_value'])}, "
                   f"{pooling.verdict_sentence(stretch['verdict'], stretch['margin'], 'the leakage estimate')}; "
@@ -134,11 +139,11 @@ def render_markdown(result: dict[str, Any]) -> str:
     if systematic:
         # The between-pair spreads say why the contrast alone could not answer: it moves from seed to seed,
         # in both arms of a pair alike, far more than the leakage does.
-        spreads = ", ".join(f"{arm} {tau_text(result['contrasts'][arm]['tau'], 100, '{:.1f}')}"
+        spreads = ", ".join(f"{arm} {_tau_points(result['contrasts'][arm])}"
                             for arm in ("real", "flipped") if arm in result.get("contrasts", {}))
         lines.append(f"- Systematic (C_real + C_flipped) / 2: {points(systematic['estimate'])} {interval_text(systematic['ci95'])}; "
-                     f"between-pair tau {tau_text(systematic['tau'], 100, '{:.1f}')} points (the contrast C's: {spreads}; "
-                     f"the leakage's: {tau_text(result['leakage']['tau'], 100, '{:.1f}')}).")
+                     f"between-pair tau {_tau_points(systematic)} points (the contrast C's: {spreads}; "
+                     f"the leakage's: {_tau_points(result['leakage'])}).")
     corrected = result.get("corrected_leakage")
     if corrected and "note" in corrected:
         lines.append(f"- Rogan-Gladen correction: {corrected['note']}.")
