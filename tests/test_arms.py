@@ -440,6 +440,8 @@ def test_over_training_curve_pools_each_checkpoint_and_reuses_the_last_draws(tmp
     first = pd.read_csv(arms.images_csv(str(tmp_path / "pair0-real"), "nurse")).iloc[:100]
     real_nurse = (first["p_woman_primary"] > 0.5).mean()
     assert real_nurse == 1.0 and curve[1]["estimate"] == pytest.approx(0.0)  # 104 women of 200, all among the first
+    text = arms_report.render_markdown(arms_analysis.analyse(str(tmp_path)))
+    assert "## Exploratory readings\n\nLeakage along training" in text and "| 3 | 3 | +0.0 |" in text
 
 
 def test_the_committed_records_are_analysed_without_sampling(monkeypatch):

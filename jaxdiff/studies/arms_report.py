@@ -191,7 +191,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"- Neutral arm's contrast: {points(neutral['estimate'])} {interval_text(neutral['ci95'])}"
                      + (f"; minus the systematic {points(gap)}." if gap is not None else "."))
     if curve:
-        lines += ["", "Leakage along training (images per word and checkpoint as the curve was drawn; pooled over the "
+        lines += [""] if lines[-1] else []  # one blank line after the section's heading or the neutral line
+        lines += ["Leakage along training (images per word and checkpoint as the curve was drawn; pooled over the "
                   "pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
         lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |" for p in curve]
     return "\n".join(lines + _cost_lines(result)) + "\n"
