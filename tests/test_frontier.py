@@ -420,3 +420,46 @@ def test_the_committed_person_study_gives_its_published_verdict(tmp_path, monkey
     assert difference["independent"]["ci95"] == pytest.approx([-0.0175, 0.0049], abs=1e-4)
     assert difference["independent"]["tost_p_value"] == pytest.approx(0.0081, abs=1e-4)
     assert difference["verdict"] == difference["independent"]["verdict"] == "agrees"
+
+
+def test_sampler_pairs_counts_the_images_two_settings_read_differently():
+    from jaxdiff.statistics import intervals
+    from jaxdiff.tools import sampler_pairs
+
+    result = sampler_pairs.discordance(np.array([1, 0, 1, 1, 0]), np.array([1, 1, 0, 1, 0]))
+    assert (result["n"], result["discordant"], result["share"]) == (5, 2, 0.4)
+    assert result["ci95"] == list(intervals.clopper_pearson(2, 5))
+    assert set(result) == {"n", "discordant", "share", "ci95"}  # blind: nothing says which way they differ
+    with pytest.raises(ValueError, match="one length"):
+        sampler_pairs.discordance(np.zeros(3), np.zeros(4))
+
+
+def test_sampler_pairs_on_a_member(finished_sweep, tmp_path):
+    """One setting against itself reads every image alike (same keys, same images); the chain-coupled SDE solver
+    against DDPM on every timestep writes the same record, blind to the direction of what differs."""
+    _, sweep_dir, _, _ = finished_sweep
+    member = os.path.join(sweep_dir, "seed0-embed0")
+    same = run_cli("jaxdiff.sampler_pairs", f"--workdir={member}", f"--classifier={sweep_dir}", "--images=6",
+                   "--setting=ema:ddpm:5", "--reference=ema:ddpm:5", "--words=person")
+    assert same.returncode == 0, same.stderr
+    assert "0 of 6 images read differently (0.0%" in same.stdout
+    out = str(tmp_path / "pairs.json")
+    coupled = run_cli("jaxdiff.sampler_pairs", f"--workdir={member}", f"--classifier={sweep_dir}", "--images=4",
+                      "--words=nurse,philosopher", f"--out={out}")
+    assert coupled.returncode == 0, coupled.stderr
+    with open(out) as f:
+        record = json.load(f)
+    assert record["setting"] == "ema:dpmpp2m_sde:50" and record["reference"] == "ema:ddpm:1000"
+    assert list(record["words"]) == ["nurse", "philosopher"] and record["all"]["n"] == 8 and record["step"] == 6
+    assert record["all"]["discordant"] == sum(record["words"][w]["discordant"] for w in record["words"])
+    assert "is_woman" not in json.dumps(record) and "women" not in json.dumps(record)
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "pass --workdir=RUN"),
+    (["--workdir=runs/nowhere", "--classifier=runs/nowhere", "--reference=raw:ddpm:1000"], "different parameters"),
+    (["--workdir=runs/nowhere", "--classifier=runs/nowhere", "--words=doctor"], "doctor not trained"),
+])
+def test_sampler_pairs_errors_are_one_line_exit_2(args, message):
+    result = run_cli("jaxdiff.sampler_pairs", *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -131,6 +131,46 @@ def test_the_sde_solver_draws_fresh_noise_per_key(cosine):
     np.testing.assert_array_equal(a, draw(denoise, cosine, "dpmpp2m_sde", 20, seed=0, n=64))  # same seed, same images
 
 
+@pytest.mark.parametrize("steps", [20, 50, 1000])
+def test_chain_noise_sums_every_noisy_fine_step_once_with_unit_variance(cosine, steps):
+    ts, _ = sampling.noise_levels(cosine, steps, "quadratic")
+    chain = sampling.ChainNoise.of(cosine, ts)
+    T = cosine.num_timesteps
+    used = np.concatenate([np.arange(a, b) for a, b in zip(chain.start, chain.stop)])
+    assert len(used) == len(set(used))  # no fine step feeds two coarse steps: the coarse noises are independent
+    # Every fine step that adds noise (all but the last, t = 0 -> clean data) is used; the last coarse step, which
+    # returns the clean-data prediction, and any step over no noisy fine step draw an index no fine step has.
+    assert set(used[used < T]) == set(range(T - 1)) and np.all(used[used >= T] >= T)
+    for a, b in zip(chain.start, chain.stop):
+        assert np.sum(chain.weights[a:b] ** 2) == pytest.approx(1.0, abs=1e-5)  # unit variance
+    if steps == T:  # one fine step per step: the SDE solver draws exactly DDPM's noise
+        np.testing.assert_array_equal(chain.start[:-1], np.arange(T - 1))
+        np.testing.assert_allclose(chain.weights[: T - 1], 1.0)
+
+
+def test_chain_noise_is_standard_normal_per_step(cosine):
+    ts, _ = sampling.noise_levels(cosine, 20, "quadratic")
+    chain = sampling.ChainNoise.of(cosine, ts)
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3), i))(jnp.arange(20_000))
+    z = np.stack([np.asarray(chain.noise(keys, jnp.int32(i), (1,)))[:, 0] for i in (0, 9, 18)])
+    assert np.all(np.abs(z.mean(axis=1)) < 0.03) and np.all(np.abs(z.std(axis=1) - 1) < 0.03)
+    assert np.all(np.abs(np.corrcoef(z)[np.triu_indices(3, 1)]) < 0.03)  # independent across steps
+
+
+def test_the_sde_solver_follows_the_full_chain_s_path_for_the_same_key(cosine):
+    """An image drawn by the SDE solver on 50 steps and by DDPM on all 1000 from the same key follow one Brownian
+    path: their samples are close (so an agreement study pairs them), yet the SDE solver's law is unchanged
+    (`test_samplers_reproduce_a_gaussian`). With another key's step noise the pairs are only as alike as the
+    shared start makes them."""
+    denoise, n = mixture_denoiser([-0.6, 0.6], 0.15), 2000
+    sde, ddpm = draw(denoise, cosine, "dpmpp2m_sde", 50, n=n), draw(denoise, cosine, "ddpm", 1000, n=n)
+    x_T = jax.random.normal(jax.random.key(0), (n, D))
+    other = run(denoise, cosine, x_T, "dpmpp2m_sde", 50, key=jax.random.key(5))  # same start, other path
+    same_mode = np.mean((sde > 0) == (ddpm > 0))
+    assert same_mode > 0.97, same_mode
+    assert np.mean((other > 0) == (ddpm > 0)) < 0.8
+
+
 @pytest.mark.parametrize("sampler, steps", [pytest.param("ddpm", 1000, marks=pytest.mark.slow), ("dpmpp2m", 20),
                                             ("dpmpp2m_sde", 50)])
 def test_samplers_recover_a_two_mode_mixture(cosine, sampler, steps):

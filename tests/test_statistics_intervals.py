@@ -22,6 +22,15 @@ def test_wilson_interval_matches_the_closed_form():
     assert high - low < 0.1
 
 
+def test_clopper_pearson_matches_known_values():
+    # The exact interval's closed forms at the ends, and a textbook value in between (k = 10 of 100).
+    assert intervals.clopper_pearson(0, 100) == pytest.approx((0.0, 1 - 0.025 ** (1 / 100)), abs=1e-9)
+    assert intervals.clopper_pearson(50, 50) == pytest.approx((0.025 ** (1 / 50), 1.0), abs=1e-9)
+    assert intervals.clopper_pearson(10, 100) == pytest.approx((0.04900, 0.17622), abs=5e-5)
+    wilson = intervals.wilson_interval(10, 100)
+    assert intervals.clopper_pearson(10, 100)[1] > wilson[1]  # exact: wider than Wilson's
+
+
 def test_bootstrap_correlation_intervals():
     rng = np.random.default_rng(0)
     x = rng.normal(size=40)

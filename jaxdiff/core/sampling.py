@@ -58,6 +58,60 @@ def _normal_per_example(keys_B: jax.Array, step: Any, shape: tuple[int, ...]) ->
 
 
 @dataclasses.dataclass(frozen=True)
+class ChainNoise:
+    """Each coarse step's noise as the full T-step DDPM chain's noise over the same stretch of time, summed.
+
+    Fine step k of the T-step chain (from t = T-1-k to t - 1) draws z_k from the example's key folded with k. With
+    the clean-data prediction held fixed, the ancestral steps of a stretch compose to one Gaussian step whose noise
+    is sum_k w_k z_k, w_k = sigma_k times the x-coefficients of the later steps of the stretch; a coarse step
+    (t_i -> t_i+1) takes that sum over the fine steps whose start lies in (t_i+1, t_i], normalised to unit
+    variance. The fine steps' noises are independent standard normals and every fine step belongs to one coarse
+    step, so each coarse noise is still an independent standard normal: the sampler's distribution is unchanged,
+    but its draw of key j follows the same Brownian path as DDPM's T-step draw of key j, so the two readings of an
+    image are correlated and a difference between the samplers is measured with far fewer images. A coarse
+    step over no fine step with noise (the last, near t = 0) draws its own: index T + i, used by no fine step.
+    """
+
+    start: np.ndarray  # (steps,) the first index summed for coarse step i
+    stop: np.ndarray  # (steps,) one past the last
+    weights: np.ndarray  # (T + steps,) each index's weight, normalised within its coarse step
+
+    @classmethod
+    def of(cls, schedule: diffusion.Schedule, ts: np.ndarray) -> "ChainNoise":
+        T = schedule.num_timesteps
+        abar = np.asarray(schedule.alphas_cumprod, np.float64)
+        t = np.arange(T)
+        a_t, a_s = abar, np.append(1.0, abar[:-1])  # fine step from t to t - 1 (abar = 1 below t = 0)
+        x_coef = np.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t)  # _ddpm_step's coefficient of x
+        sigma = np.sqrt((1 - a_t / a_s) * (1 - a_s) / (1 - a_t))
+        steps = len(ts)
+        start, stop, weights = np.zeros(steps, np.int32), np.zeros(steps, np.int32), np.zeros(T + steps)
+        for i in range(steps):
+            upper, lower = float(ts[i]), float(ts[i + 1]) if i + 1 < steps else -1.0
+            fine = t[(t > lower) & (t <= upper) & (sigma > 0)][::-1]  # in the chain's order: t descending
+            if i + 1 == steps or fine.size == 0:
+                start[i], stop[i], weights[T + i] = T + i, T + i + 1, 1.0
+                continue
+            # Later steps (smaller t) scale what an earlier step's noise contributes by their x-coefficients.
+            later = np.append(np.cumprod(x_coef[fine][::-1])[::-1][1:], 1.0)
+            w = sigma[fine] * later
+            index = T - 1 - fine  # the chain's step index of each fine step
+            weights[index] = w / np.sqrt(np.sum(w**2))
+            start[i], stop[i] = index.min(), index.max() + 1
+        return cls(start, stop, weights.astype(np.float32))
+
+    def noise(self, keys_B: jax.Array, i: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """Coarse step i's standard normal noise per example (a loop over its fine steps: no (steps, ...) array)."""
+        start, stop, weights = jnp.asarray(self.start)[i], jnp.asarray(self.stop)[i], jnp.asarray(self.weights)
+
+        def one(key):
+            add = lambda k, z: z + weights[k] * jax.random.normal(jax.random.fold_in(key, k), shape)  # noqa: E731
+            return jax.lax.fori_loop(start, stop, add, jnp.zeros(shape))
+
+        return jax.vmap(one)(keys_B)
+
+
+@dataclasses.dataclass(frozen=True)
 class StepContext:
     """What one sampler step sees: the denoiser at step i, the noise levels, fresh noise, eta."""
 
@@ -145,6 +199,7 @@ class Sampler:
     step: Step
     default_steps: int
     stochastic: bool  # fresh noise at every step (DDPM, SDE solvers); DDIM is stochastic only with eta > 0
+    chain_noise: bool = False  # its noise is the T-step DDPM chain's, summed over each step (ChainNoise)
 
 
 # Adding a sampler is one step function and one line here.
@@ -152,7 +207,8 @@ SAMPLERS: dict[str, Sampler] = {
     "ddpm": Sampler(_ddpm_step, default_steps=1000, stochastic=True),  # the full chain the model was trained on
     "ddim": Sampler(_ddim_step, default_steps=50, stochastic=False),
     "dpmpp2m": Sampler(_dpmpp2m_step, default_steps=20, stochastic=False),
-    "dpmpp2m_sde": Sampler(_dpmpp2m_sde_step, default_steps=50, stochastic=True),
+    # Coupled to DDPM's T-step chain, so an agreement study pairs their images (docs/preregistration_sde_sampler.md).
+    "dpmpp2m_sde": Sampler(_dpmpp2m_sde_step, default_steps=50, stochastic=True, chain_noise=True),
 }
 
 
@@ -172,7 +228,8 @@ def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array,
                 sampler: str, steps: int, spacing: str = "quadratic", eta: float = 0.0,
                 clip_x0: bool = False) -> jax.Array:
     """Integrates from x_T (noise) to data with `sampler`; traceable, so it runs inside jit."""
-    step = check_sampler(sampler).step
+    chosen = check_sampler(sampler)
+    step = chosen.step
     ts_np, abar_np = noise_levels(schedule, steps, spacing)
     ts, abar = jnp.asarray(ts_np), jnp.asarray(abar_np)
     B = x_T.shape[0]
@@ -184,7 +241,13 @@ def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array,
             eps = (x - jnp.sqrt(abar[i]) * x0) / jnp.sqrt(1.0 - abar[i])
         return eps, x0
 
-    context = StepContext(predict, abar, steps, eta, lambda i: _normal_per_example(keys_B, i, x_T.shape[1:]))
+    shape = x_T.shape[1:]
+    if chosen.chain_noise:
+        chain = ChainNoise.of(schedule, ts_np)
+        noise = lambda i: chain.noise(keys_B, i, shape)  # noqa: E731
+    else:
+        noise = lambda i: _normal_per_example(keys_B, i, shape)  # noqa: E731
+    context = StepContext(predict, abar, steps, eta, noise)
     x, _ = jax.lax.fori_loop(0, steps, lambda i, carry: step(context, i, carry), (x_T, jnp.zeros_like(x_T)))
     return x
 

@@ -1,4 +1,5 @@
-"""Intervals of one run's measurements (scipy.stats, not hand-written): Wilson for a share, bootstrap for a correlation."""
+"""Intervals of one run's measurements (scipy.stats, not hand-written): Wilson or Clopper-Pearson for a share,
+bootstrap for a correlation."""
 
 from typing import Any, Sequence
 
@@ -10,6 +11,15 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     from scipy import stats
 
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval of a binomial proportion k/n: never narrower than its nominal coverage,
+    also at k = 0, where a pilot's share of rare events (images two samplers read differently) may sit."""
+    from scipy import stats
+
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
     return float(ci.low), float(ci.high)
 
 
