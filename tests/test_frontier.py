@@ -453,6 +453,8 @@ def test_sampler_pairs_on_a_member(finished_sweep, tmp_path):
     assert list(record["words"]) == ["nurse", "philosopher"] and record["all"]["n"] == 8 and record["step"] == 6
     assert record["all"]["discordant"] == sum(record["words"][w]["discordant"] for w in record["words"])
     assert "is_woman" not in json.dumps(record) and "women" not in json.dumps(record)
+    none = run_cli("jaxdiff.sampler_pairs", f"--workdir={member}", f"--classifier={tmp_path}", "--images=2")
+    assert none.returncode == 2 and "holds no trained classifier" in none.stderr and "Traceback" not in none.stderr
 
 
 @pytest.mark.parametrize("args, message", [

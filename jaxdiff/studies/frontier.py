@@ -9,7 +9,8 @@ and its steps, and the images per trained word and member (default: sweep.member
 member's report draws). For each
 finished member of each sweep directory (one per training setting: length, width, schedule...)
 and each setting, the trained words philosopher, person and nurse are sampled with the member's
-own evaluation seed (so the ODE settings of one member start from the same noise) and read by the
+own evaluation seed (so the ODE settings of one member start from the same noise, and the SDE solver's
+images follow the Brownian path of the member's DDPM 1000 images: `sampling.ChainNoise`) and read by the
 sweep's classifier. Per sweep and setting: each word's pooled share, |share - 0.5| and tau
 (random effects over members, jaxdiff.statistics.pooling), whether the fit is good enough to decide (tau and
 |share - 0.5| at most 0.05 for every word), the pooled difference from the reference setting
