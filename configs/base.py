@@ -86,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.keep_period = 0  # also keep every checkpoint whose step this divides (0 = none); the sweep sets it
 
     config.sample = ml_collections.ConfigDict()
-    config.sample.sampler = "dpmpp2m"  # "ddpm" (ancestral), "ddim", "dpmpp2m" (DPM-Solver++(2M)) or "dpmpp2m_sde" (its SDE form)
+    config.sample.sampler = "dpmpp2m"  # "ddpm" (ancestral), "ddim", "dpmpp2m" (DPM-Solver++(2M)) or "dpmpp2m_sde" (its SDE form; "dpmpp2m_sde_paired": the same, paired with DDPM's chain)
     config.sample.steps = 0  # steps of whichever sampler runs; 0 = its own default (jaxdiff/core/sampling.py: DDPM 1000, DDIM 50, DPM++ 20)
     config.sample.ddim_eta = 0.0  # DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
     config.sample.spacing = "quadratic"  # timesteps of a short sampler: "quadratic", "uniform" or "logsnr"

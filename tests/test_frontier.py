@@ -449,7 +449,7 @@ def test_sampler_pairs_on_a_member(finished_sweep, tmp_path):
     assert coupled.returncode == 0, coupled.stderr
     with open(out) as f:
         record = json.load(f)
-    assert record["setting"] == "ema:dpmpp2m_sde:50" and record["reference"] == "ema:ddpm:1000"
+    assert record["setting"] == "ema:dpmpp2m_sde_paired:50" and record["reference"] == "ema:ddpm:1000"
     assert list(record["words"]) == ["nurse", "philosopher"] and record["all"]["n"] == 8 and record["step"] == 6
     assert record["all"]["discordant"] == sum(record["words"][w]["discordant"] for w in record["words"])
     assert "is_woman" not in json.dumps(record) and "women" not in json.dumps(record)

@@ -87,7 +87,8 @@ def cosine():
 @pytest.mark.parametrize("sampler, steps, tol", [pytest.param("ddpm", 1000, 0.004, marks=pytest.mark.slow),
                                                  ("ddim", 1000, 0.003), ("dpmpp2m", 20, 0.012), ("ddim", 50, 0.03),
                                                  pytest.param("ddpm", 250, 0.03, marks=pytest.mark.slow),
-                                                 ("dpmpp2m_sde", 50, 0.008), ("dpmpp2m_sde", 100, 0.004)])
+                                                 ("dpmpp2m_sde", 50, 0.008), ("dpmpp2m_sde", 100, 0.004),
+                                                 ("dpmpp2m_sde_paired", 50, 0.008)])
 def test_samplers_reproduce_a_gaussian(schedule_name, sampler, steps, tol):
     """Tolerances: sampling error (DDPM) plus discretisation error, which first-order samplers with
     few steps show as a shrunken variance (DDIM 50 steps: std 0.485 for 0.5 on the cosine schedule)."""
@@ -157,22 +158,23 @@ def test_chain_noise_is_standard_normal_per_step(cosine):
     assert np.all(np.abs(np.corrcoef(z)[np.triu_indices(3, 1)]) < 0.03)  # independent across steps
 
 
-def test_the_sde_solver_follows_the_full_chain_s_path_for_the_same_key(cosine):
-    """An image drawn by the SDE solver on 50 steps and by DDPM on all 1000 from the same key follow one Brownian
-    path: their samples are close (so an agreement study pairs them), yet the SDE solver's law is unchanged
-    (`test_samplers_reproduce_a_gaussian`). With another key's step noise the pairs are only as alike as the
-    shared start makes them."""
+def test_the_paired_sde_solver_follows_the_full_chain_s_path_for_the_same_key(cosine):
+    """An image drawn by the paired SDE solver on 50 steps and by DDPM on all 1000 from the same key follow one
+    Brownian path: their samples are close (so an agreement study pairs them), yet its law is the fresh solver's
+    (`test_samplers_reproduce_a_gaussian`). With another key's step noise, or fresh noise, the pairs are only as
+    alike as the shared start makes them."""
     denoise, n = mixture_denoiser([-0.6, 0.6], 0.15), 2000
-    sde, ddpm = draw(denoise, cosine, "dpmpp2m_sde", 50, n=n), draw(denoise, cosine, "ddpm", 1000, n=n)
+    sde, ddpm = draw(denoise, cosine, "dpmpp2m_sde_paired", 50, n=n), draw(denoise, cosine, "ddpm", 1000, n=n)
     x_T = jax.random.normal(jax.random.key(0), (n, D))
-    other = run(denoise, cosine, x_T, "dpmpp2m_sde", 50, key=jax.random.key(5))  # same start, other path
+    other = run(denoise, cosine, x_T, "dpmpp2m_sde_paired", 50, key=jax.random.key(5))  # same start, other path
+    fresh = draw(denoise, cosine, "dpmpp2m_sde", 50, n=n)  # the same solver drawing fresh noise: unpaired
     same_mode = np.mean((sde > 0) == (ddpm > 0))
     assert same_mode > 0.97, same_mode
-    assert np.mean((other > 0) == (ddpm > 0)) < 0.8
+    assert np.mean((other > 0) == (ddpm > 0)) < 0.8 and np.mean((fresh > 0) == (ddpm > 0)) < 0.8
 
 
 @pytest.mark.parametrize("sampler, steps", [pytest.param("ddpm", 1000, marks=pytest.mark.slow), ("dpmpp2m", 20),
-                                            ("dpmpp2m_sde", 50)])
+                                            ("dpmpp2m_sde", 50), ("dpmpp2m_sde_paired", 50)])
 def test_samplers_recover_a_two_mode_mixture(cosine, sampler, steps):
     x = draw(mixture_denoiser([-0.6, 0.6], 0.15), cosine, sampler, steps)
     right = x > 0
@@ -213,7 +215,7 @@ def test_a_sampler_added_to_the_table_runs_everywhere(cosine, monkeypatch):
 def test_an_unknown_sampler_is_an_error_naming_the_choices(cosine):
     from jaxdiff.common.errors import UserError
 
-    with pytest.raises(UserError, match="unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp2m, dpmpp2m_sde"):
+    with pytest.raises(UserError, match="unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp2m, dpmpp2m_sde, dpmpp2m_sde_paired"):
         draw(gaussian_denoiser(MU, S), cosine, "euler", 10, n=4)
     with pytest.raises(UserError, match="unknown sampler"):
         sampling.steps_for({"steps": 0}, "euler")

@@ -122,6 +122,7 @@ def scheduler_for(config: ml_collections.ConfigDict, sampler: str) -> Any:
                   "dpmpp2m": lambda: DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **kwargs),
                   "dpmpp2m_sde": lambda: DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", solver_order=2,
                                                                      **kwargs)}
+    schedulers["dpmpp2m_sde_paired"] = schedulers["dpmpp2m_sde"]  # same law; diffusers draws fresh noise
     sampling.check_sampler(sampler)  # an unknown name is an error here too, never a silent stand-in
     if sampler not in schedulers:
         raise UserError(f"the PyTorch peer has no diffusers scheduler for sampler {sampler!r}; add one to "

@@ -1,11 +1,11 @@
 """How often two samplers read the same image differently: the discordance an agreement study is sized by.
 
-    python -m jaxdiff.sampler_pairs --workdir=RUN --classifier=DIR [--setting=ema:dpmpp2m_sde:50] \
+    python -m jaxdiff.sampler_pairs --workdir=RUN --classifier=DIR [--setting=ema:dpmpp2m_sde_paired:50] \
         [--reference=ema:ddpm:1000] [--words=philosopher,person,nurse] [--images=200] [--seed=0] [--out=FILE]
 
 Draws IMAGES images of each word under both settings from the same keys (image j of each from key (seed, j)) and
 reads them with the attribute classifier kept in DIR. Where the setting's sampler follows the reference's chain
-(`sampling.Sampler.chain_noise`: the SDE solver against DDPM on every timestep), image j is one Brownian path
+(`sampling.Sampler.chain_noise`: `dpmpp2m_sde_paired` against DDPM on every timestep), image j is one Brownian path
 under both, and their shares of women differ only through the images they read differently: a study of that
 difference needs as many images as the discordant share demands, not as many as two independent draws would.
 
@@ -68,7 +68,7 @@ def define_flags(values: absl_flags.FlagValues) -> None:
     absl_flags.DEFINE_string("workdir", None, "a trained run", flag_values=values)
     absl_flags.DEFINE_string("classifier", None, "the directory holding the attribute classifier that reads the images "
                              "(a sweep's or a study's)", flag_values=values)
-    absl_flags.DEFINE_string("setting", "ema:dpmpp2m_sde:50", "PARAMS:SAMPLER:STEPS under study", flag_values=values)
+    absl_flags.DEFINE_string("setting", "ema:dpmpp2m_sde_paired:50", "PARAMS:SAMPLER:STEPS under study", flag_values=values)
     absl_flags.DEFINE_string("reference", "ema:ddpm:1000", "PARAMS:SAMPLER:STEPS it is paired with",
                              flag_values=values)
     absl_flags.DEFINE_list("words", list(SEED_EVAL_WORDS), "trained words, comma-separated", flag_values=values)
