@@ -46,10 +46,11 @@ def test_the_primary_arms_are_real_and_flipped(tmp_path):
         arms.members(config, str(tmp_path))
 
 
-def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reader_offset=0.0):
+def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reader_offset=0.0, images_person=0,
+                     **overrides):
     """A study directory whose members' images read as women with exactly the given shares per word."""
-    config = tiny_config("data/x")
-    config.study.images, config.study.images_person, config.study.images_man_woman = images, 0, images
+    config = tiny_config("data/x", **overrides)
+    config.study.images, config.study.images_person, config.study.images_man_woman = images, images_person, images
     config.study.pairs = pairs or len({p for p, a in shares_by_member if a != "control"})
     config.study.control_pairs = len({p for p, a in shares_by_member if a == "control"})
     files.write_json(os.path.join(directory, arms_analysis.PLAN_JSON), json.loads(json.dumps(arms.plan(config))))
@@ -66,7 +67,7 @@ def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reade
             women = int(round(share * images))
             p = np.r_[np.full(women, 0.9), np.full(images - women, 0.1)]
             pd.DataFrame({"member": name, "pair": pair, "arm": arm, "seed": 1000 + pair, "word": word,
-                          "noise_index": np.arange(images), "step": 6, "evaluation_seed": 1,
+                          "noise_index": np.arange(images), "step": config.train.num_steps, "evaluation_seed": 1,
                           "p_woman_primary": p, "p_woman_second": np.clip(p + reader_offset, 0, 1),
                           "profession_primary": 1}).to_csv(arms.images_csv(os.path.join(directory, name), word),
                                                             index=False)
@@ -481,3 +482,73 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
 
         assert plan_commit["leakage"]["estimate"] == fresh["leakage"]["estimate"]  # the comparison is not vacuous
         assert differences(plan_commit, fresh, "") == []
+
+
+def _length_studies(tmp_path, shift, single_arm_pairs=4, **overrides):
+    """The reference (4 pairs, both arms, 6 steps) and a single-arm study of the same seeds (750 steps) whose real
+    members read `shift` more women per word than the reference's."""
+    base = {"nurse": 0.48, "philosopher": 0.51, "person": 0.50}
+    reference, study = {}, {}
+    for pair, offset in enumerate([0.0, 0.02, -0.03, 0.01]):
+        reference[pair, "real"] = {w: v + offset for w, v in base.items()}
+        reference[pair, "flipped"] = {w: v + offset for w, v in base.items()}
+        if pair < single_arm_pairs:
+            study[pair, "real"] = {w: v + offset + shift.get(w, 0.0) for w, v in base.items()}
+    ref_dir, study_dir = str(tmp_path / "reference"), str(tmp_path / "study")
+    os.makedirs(ref_dir), os.makedirs(study_dir)
+    _fabricate_study(ref_dir, reference, images_person=1000)
+    _fabricate_study(study_dir, study, pairs=4, study__arms=("real",), study__control_pairs=0, train__num_steps=750,
+                     images_person=1000, **overrides)
+    return study_dir, ref_dir
+
+
+def test_a_single_arm_study_is_read_against_the_reference_pair_by_pair(tmp_path):
+    study_dir, ref_dir = _length_studies(tmp_path, {"nurse": 0.01, "philosopher": -0.02})
+    result = arms_analysis.compare(study_dir, ref_dir)
+    assert not result["interim"] and result["changed"] == {"train_steps": [750, 6]}
+    shifts = {w: r["estimate"] for w, r in result["words"].items()}
+    assert shifts == pytest.approx({"philosopher": -0.02, "person": 0.0, "nurse": 0.01}, abs=1e-9)
+    assert all(r["verdict"] == "agrees" and r["pairs"] == [0, 1, 2, 3] for r in result["words"].values())
+    assert result["contrast"]["estimate"] == pytest.approx(0.03, abs=1e-9) and result["holds"]
+    text = arms_report.comparison_markdown(result)
+    assert "| nurse | +1.0 |" in text and "| philosopher | -2.0 |" in text and "HOLDS" in text
+    # Its own analysis has no leakage to give: it says so, with its shares.
+    own = arms_analysis.analyse(study_dir)
+    assert own["note"] == arms_analysis.SINGLE_ARM_NOTE and set(own["shares"]) == {"real"}
+    assert "single-arm study" in arms_report.render_markdown(own) and "single-arm" in arms_report.headline(own)
+
+
+def test_a_shift_beyond_the_margin_does_not_hold_and_a_short_study_is_interim(tmp_path):
+    study_dir, ref_dir = _length_studies(tmp_path / "far", {"nurse": 0.09})
+    result = arms_analysis.compare(study_dir, ref_dir)
+    assert result["words"]["nurse"]["verdict"] == "differs" and not result["holds"]
+    assert "does NOT hold" in arms_report.comparison_headline(result)
+    study_dir, ref_dir = _length_studies(tmp_path / "short", {}, single_arm_pairs=3)
+    interim = arms_analysis.compare(study_dir, ref_dir)
+    assert interim["interim"] and "words" not in interim
+    assert "INTERIM" in arms_report.comparison_headline(interim)
+
+
+def test_a_comparison_refuses_studies_that_differ_in_more_than_one_setting(tmp_path):
+    study_dir, ref_dir = _length_studies(tmp_path / "images", {}, evaluate__steps=100)
+    with pytest.raises(UserError, match="differ in evaluate.steps"):
+        arms_analysis.compare(study_dir, ref_dir)
+    study_dir, ref_dir = _length_studies(tmp_path / "reader", {})
+    with open(os.path.join(study_dir, "classifier.msgpack"), "wb") as f:
+        f.write(b"another instrument")
+    with pytest.raises(UserError, match="different classifiers"):
+        arms_analysis.compare(study_dir, ref_dir)
+    with pytest.raises(UserError, match="not a single-arm study"):
+        arms_analysis.compare(ref_dir, ref_dir)
+    config = tiny_config("data/x", study__arms=("real",), study__control_pairs=0)
+    assert [m.arm for m in arms.members(config, str(tmp_path / "x"))] == ["real"] * config.study.pairs
+
+
+def test_the_comparison_command_writes_its_files(tmp_path):
+    study_dir, ref_dir = _length_studies(tmp_path, {"nurse": 0.01})
+    result = run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={study_dir}", f"--compare_to={ref_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "HOLDS" in result.stdout
+    with open(os.path.join(study_dir, "comparison.md")) as f:
+        assert f.read() == arms_report.comparison_markdown(arms_analysis.compare(study_dir, ref_dir))
+    assert json.load(open(os.path.join(study_dir, "comparison.json")))["holds"] is True

@@ -13,6 +13,12 @@ trained words are read by two classifiers, trained once before any member is dra
 p(woman) is kept (STUDY/MEMBER/images-WORD.csv), so the analysis (jaxdiff.studies.arms_analysis) runs from the
 records alone: `--aggregate` recomputes every figure without sampling. A member's stages (training,
 then one word's images at a time) are skipped once done, so an interrupted study resumes.
+
+A single-arm study (`--config.study.arms="('real',)" --config.study.control_pairs=0`, another setting changed,
+such as `train.num_steps`) draws its members as the study does, and `--compare_to=DIR` reads them pair by pair
+against the real members of the study (or its records) in DIR, the same seeds and noise: each trained word's shift
+tested at +-5 points (docs/preregistration_main_job_length.md); copy DIR's classifier files into the new study's
+directory before its first member is drawn, so that one instrument reads both.
 """
 
 
@@ -75,9 +81,12 @@ def members(config: ml_collections.ConfigDict, study_dir: str) -> list[ArmMember
                         f"study.secondary_arms; leave embed.arm at 'real' and name arms there")
     for arm in (*s.arms, *s.secondary_arms):
         embed.arm_factor(arm)  # an unknown arm is said before anything runs
-    if list(s.arms) != ["real", "flipped"]:
-        raise UserError(f"study.arms={tuple(s.arms)}: the primary analysis compares ('real', 'flipped'); put other "
-                        f"arms in study.secondary_arms")
+    # ('real',) alone is a single-arm study: its members are compared with another study's of the same seeds that
+    # differ in one setting, such as the training length (`--compare_to`; docs/preregistration_main_job_length.md).
+    if list(s.arms) not in (["real", "flipped"], ["real"]):
+        raise UserError(f"study.arms={tuple(s.arms)}: the primary analysis compares ('real', 'flipped') (or a "
+                        f"single-arm study, ('real',), another study's members); put other arms in "
+                        f"study.secondary_arms")
     if not 0 <= s.control_pairs <= s.pairs:
         raise UserError(f"study.control_pairs={s.control_pairs} must lie between 0 and study.pairs={s.pairs}")
 
@@ -394,6 +403,16 @@ def aggregate(study_dir: str, log: Callable = print) -> dict[str, Any]:
     return result
 
 
+def compare(study_dir: str, reference_dir: str, log: Callable = print) -> dict[str, Any]:
+    """A single-arm study read against another study's members (no sampling): STUDY/comparison.json and .md."""
+    result = arms_analysis.compare(study_dir, reference_dir)
+    if parallel.is_main_process():
+        files.write_json(os.path.join(study_dir, arms_analysis.COMPARISON_JSON), result)
+        files.write_text(os.path.join(study_dir, arms_analysis.COMPARISON_MD), arms_report.comparison_markdown(result))
+    log(arms_report.comparison_headline(result))
+    return result
+
+
 RECORD_FILES = (PLAN_JSON, calibration.CALIBRATION_CSV, classifier.PARAMS_FILE, classifier.METRICS_FILE)
 
 
@@ -428,6 +447,9 @@ def define_flags(values: absl_flags.FlagValues) -> None:
                            flag_values=values)
     absl_flags.DEFINE_string("export", None, "copy the study's records into this directory and stop",
                              flag_values=values)
+    absl_flags.DEFINE_string("compare_to", None, "only read this single-arm study's members against those of the "
+                             "study (or records) in this directory, pair by pair (no training, no sampling)",
+                             flag_values=values)
     absl_flags.DEFINE_bool("over_training", False, "then draw the secondary curve along training for the finished "
                            "primary members", flag_values=values)
     absl_flags.DEFINE_integer("simulate", 0, "only simulate this many studies of the config's plan per scenario and "
@@ -446,6 +468,9 @@ def main(argv: Sequence[str]) -> None:
                                             in enumerate(arms_analysis.simulation_scenarios(study))]))
     elif flags.export:
         export_records(study_dir, flags.export)
+    elif flags.compare_to:
+        compare(study_dir, flags.compare_to)
+        print(f"written: {os.path.join(study_dir, arms_analysis.COMPARISON_MD)}")
     elif flags.aggregate:
         aggregate(study_dir)
         print(f"written: {os.path.join(study_dir, arms_analysis.RESULT_MD)}")

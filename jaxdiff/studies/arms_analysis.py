@@ -20,10 +20,10 @@ import numpy as np
 
 from jaxdiff.common import files
 from jaxdiff.data import embed
-from jaxdiff.measurement import calibration
+from jaxdiff.measurement import calibration, classifier
 from jaxdiff.measurement import records as member_records
-from jaxdiff.statistics import pooling
-from jaxdiff.data.classes import CONTRAST_WORDS
+from jaxdiff.statistics import agreement, pooling
+from jaxdiff.data.classes import CONTRAST_WORDS, SEED_EVAL_WORDS
 from jaxdiff.common.errors import UserError
 
 RESULT_JSON, RESULT_MD = "arms.json", "arms.md"
@@ -199,6 +199,10 @@ def analyse(study_dir: str) -> dict[str, Any]:
     if out["interim"]:
         out["note"] = INTERIM_NOTE
         return out
+    if "flipped" not in s["arms"]:  # a single-arm study: no leakage of its own; `compare` reads it against another
+        out["shares"], out["contrasts"] = _shares(counts), _contrasts(counts)
+        out["note"] = SINGLE_ARM_NOTE
+        return out
     pooled_leakage = _pooled(values, variances)
     out["leakage"] = {**_record(pooled_leakage), "pairs": pairs,
                       **pooling.margin_tests(pooled_leakage, margin, stretch).as_record()}
@@ -236,6 +240,8 @@ def analyse(study_dir: str) -> dict[str, Any]:
 INTERIM_NOTE = ("the study's estimates are withheld until every planned member is recorded; the verdict is "
                 "read once, at that size")
 CONTROL_ARM = "control"  # the positive control's members (the real embedding on imbalanced images)
+SINGLE_ARM_NOTE = ("a single-arm study: no leakage of its own; read its members against another study's of the same "
+                   "seeds with --compare_to")
 
 
 def _known_arm(arm: str) -> bool:
@@ -303,6 +309,88 @@ def check_records(plan: dict[str, Any], images: Any, records: dict[str, dict[str
         if not bad.empty:
             raise UserError(f"{bad.iloc[0]['member']}'s {bad.iloc[0]['word']} images have no {column} in "
                             f"{len(bad)} rows; delete that images CSV and rerun the member")
+
+
+# Two studies of the same seeds that differ in one setting (docs/preregistration_main_job_length.md).
+COMPARISON_JSON, COMPARISON_MD = "comparison.json", "comparison.md"
+COMPARISON_MARGIN = 0.05  # +- share points: the frontier's fit limit (frontier_table.FIT_LIMIT), as the plan says
+# Plan entries that must match for a pair's two members to differ only in the changed setting; train_steps may differ.
+SAME_IN_BOTH = ("evaluate", "sample", "data_dir", "embed_source", "images_per_word", "study.first_seed",
+                "study.arm_direction")
+
+
+def _plan_differences(plan: dict[str, Any], reference: dict[str, Any]) -> dict[str, list[Any]]:
+    """{entry: [this study's, the reference's]} for the plan entries that differ; refuses any but train_steps."""
+    flat, ref = _flat_plan(plan), _flat_plan(reference)
+    differ = {k: [flat.get(k), ref.get(k)] for k in sorted(set(flat) | set(ref)) if flat.get(k) != ref.get(k)}
+    mixed = [k for k in differ if k != "train_steps" and any(k == p or k.startswith(p + ".") for p in SAME_IN_BOTH)]
+    if mixed:
+        raise UserError(f"the two studies differ in {mixed[0]} ({differ[mixed[0]][0]!r} against {differ[mixed[0]][1]!r}) "
+                        f"as well as in what is compared, so their members' differences would mix the two; compare "
+                        f"studies that differ in one setting")
+    return {k: v for k, v in differ.items() if not k.startswith("study.")}
+
+
+def _flat_plan(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat_plan(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def compare(study_dir: str, reference_dir: str, margin: float = COMPARISON_MARGIN) -> dict[str, Any]:
+    """A single-arm study's real members against another study's real members of the same seeds, pair by pair.
+
+    Per trained word (primary) and for the contrast C (secondary): share here minus share there, pooled over the
+    pairs with random effects (each pair's two binomial variances summed: conservative where the images share their
+    noise), tested at +-margin (TOST; HKSJ beside it); and the conditioning check of this study's members. Interim,
+    its progress only, until every planned member of this study is recorded. Samples nothing."""
+    plan, images, _, records = load_records(study_dir)
+    ref_plan, ref_images, _, ref_records = load_records(reference_dir)
+    check_records(plan, images, records)
+    if list(plan["study"]["arms"]) != ["real"]:
+        raise UserError(f"{study_dir} is not a single-arm study (its arms are {tuple(plan['study']['arms'])}); "
+                        f"--compare_to reads a study started with --config.study.arms=\"('real',)\"")
+    if classifier.digest(study_dir) != classifier.digest(reference_dir):
+        raise UserError(f"{study_dir} and {reference_dir} read their images with different classifiers; copy the "
+                        f"reference's {classifier.PARAMS_FILE} and {classifier.METRICS_FILE} into {study_dir} before "
+                        f"its first member is drawn, so that one instrument reads both")
+    out: dict[str, Any] = {"plan": plan, "reference": reference_dir, "changed": _plan_differences(plan, ref_plan),
+                           "margin": margin, "members_recorded": len(records), "pairs_planned": int(plan["study"]["pairs"])}
+    if images is None:
+        out.update(interim=True, note="no member recorded yet")
+        return out
+    counts = member_counts(images, plan["images_per_word"])
+    complete = complete_members(counts, plan, records)
+    out["members_complete"] = sorted(complete)
+    out["interim"] = bool(planned_members(plan) - {(int(records[m]["pair"]), records[m]["arm"]) for m in complete})
+    out["conditioning"] = _conditioning(counts)
+    out["timings"] = _timings(records)
+    if out["interim"]:
+        out["note"] = INTERIM_NOTE
+        return out
+    ref_counts = member_counts(ref_images, ref_plan["images_per_word"])
+    here, there = _members_by_pair(counts), _members_by_pair(ref_counts)
+    pairs = sorted(p for p in here if "real" in here[p] and "real" in there.get(p, {}))
+    if not pairs:
+        raise UserError(f"{reference_dir} holds no real member of {study_dir}'s pairs; compare studies of the same "
+                        f"seeds (study.first_seed)")
+
+    def reading(read: Any) -> dict[str, Any]:
+        values = [read(counts, here[p]["real"])[0] - read(ref_counts, there[p]["real"])[0] for p in pairs]
+        variances = [read(counts, here[p]["real"])[1] + read(ref_counts, there[p]["real"])[1] for p in pairs]
+        found = agreement.agreement(_pooled(np.asarray(values), np.asarray(variances)), margin)
+        return {**found.as_record(), "pairs": pairs, "members": values}
+
+    out["words"] = {w: reading(lambda c, m, w=w: _share(c, m, w)) for w in SEED_EVAL_WORDS}
+    out["contrast"] = reading(contrast)
+    out["holds"] = (not out["conditioning"]["failing"]
+                    and all(r["verdict"] == "agrees" for r in out["words"].values()))
+    out["roles"] = {"words": "primary", "conditioning": "primary", "contrast": "secondary"}
+    return out
 
 
 def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from jaxdiff.statistics import pooling
 from jaxdiff.statistics.formatting import interval_text, points, share_with_interval, tau_text
-from jaxdiff.studies.arms_analysis import AGREEMENT_POINTS, CONTROL_ARM, INTERIM_NOTE, planned_members
+from jaxdiff.studies.arms_analysis import AGREEMENT_POINTS, CONTROL_ARM, INTERIM_NOTE, SINGLE_ARM_NOTE, planned_members
 
 
 def _progress(result: dict[str, Any]) -> str:
@@ -54,6 +54,8 @@ def verdict_text(leakage: dict[str, Any]) -> str:
 def headline(result: dict[str, Any]) -> str:
     """The answer in one line: the primary estimate, its interval and verdict (while interim, the progress only)."""
     leakage = result.get("leakage")
+    if result.get("note") == SINGLE_ARM_NOTE:
+        return f"single-arm study ({_progress(result)}): {SINGLE_ARM_NOTE}"
     if result.get("interim") or leakage is None:
         return f"arms study: INTERIM ({_progress(result)}); estimates are withheld until every planned member is in"
     stretch = leakage["stretch"]
@@ -101,6 +103,10 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps, {s['images']:,} images each of nurse "
              f"and philosopher per member; margin +-{100 * s['margin']:g} points (stretch +-{100 * s['stretch_margin']:g}). "
              f"Progress: {_progress(result)}.", ""]
+    if result.get("note") == SINGLE_ARM_NOTE:
+        lines += [f"A {SINGLE_ARM_NOTE}.", "", "Share of women per word (pooled over members, 95% CI), and the contrast C:",
+                  "", *_share_table(result["shares"], result["contrasts"]), "", _conditioning_line(result["conditioning"])]
+        return "\n".join(lines + _cost_lines(result)) + "\n"
     if result.get("interim") or result.get("leakage") is None:
         lines += [f"**Interim**: {INTERIM_NOTE}.", ""]
         if result.get("members_complete"):
@@ -216,6 +222,52 @@ def _cost_lines(result: dict[str, Any]) -> list[str]:
     return ["", f"Cost: training {t['training_minutes_median']:.1f} min a member (median), drawing "
                 f"{t['drawing_minutes_median'] or 0:.1f} min; {t['total_minutes']:.0f} min in all; on "
                 f"{'; '.join(t['devices'])}."]
+
+
+def _changed_text(result: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {a} (reference {b})" for k, (a, b) in result["changed"].items()) or "nothing in the plan"
+
+
+def comparison_headline(result: dict[str, Any]) -> str:
+    """`arms_analysis.compare` in one line: each word's shift and verdict, the conditioning, whether it holds."""
+    if result.get("interim"):
+        return (f"comparison: INTERIM ({result['members_recorded']} of {result['pairs_planned']} members recorded); "
+                f"nothing is read until every planned member is in")
+    words = "; ".join(f"{w} {points(r['estimate'])} {interval_text(r['ci95'])} {r['verdict']}"
+                      for w, r in result["words"].items())
+    failing = result["conditioning"]["failing"]
+    return (f"{_changed_text(result)}: {words} (TOST at +-{100 * result['margin']:g} points); conditioning "
+            f"{'passes in every member' if not failing else 'fails in ' + ', '.join(failing)}: "
+            f"{'HOLDS' if result['holds'] else 'does NOT hold'}")
+
+
+def comparison_markdown(result: dict[str, Any]) -> str:
+    """comparison.md: the changed setting, each word's shift (primary), the conditioning, the contrast (secondary)."""
+    s = result["plan"]["study"]
+    interim = " (interim)" if result.get("interim") else ""
+    lines = [f"# A single-arm study against {result['reference']}{interim}", "",
+             f"Changed: {_changed_text(result)}. {s['pairs']} pairs (seeds {s['first_seed']}.."
+             f"{s['first_seed'] + s['pairs'] - 1}), the real arm; margin +-{100 * result['margin']:g} points. "
+             f"Plan: docs/preregistration_main_job_length.md.", ""]
+    if result.get("interim"):
+        lines += [f"**Interim**: {result.get('note', INTERIM_NOTE)}.", ""]
+        if result.get("conditioning") and result["conditioning"]["members"]:
+            lines += [_conditioning_line(result["conditioning"]), ""]
+        return "\n".join(lines + _cost_lines(result)) + "\n"
+    lines += ["## Primary: each trained word's share, this study minus the reference", "",
+              "| word | shift (points) | 95% CI (z) | TOST p | verdict | HKSJ 95% CI | HKSJ verdict | pairs | tau |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for word, r in result["words"].items():
+        hksj = r.get("hksj")
+        lines.append(f"| {word} | {points(r['estimate'])} | {interval_text(r['ci95'])} | {_p(r['tost_p_value'])} | "
+                     f"{r['verdict']} | {interval_text(hksj['ci95']) if hksj else '-'} | "
+                     f"{hksj['verdict'] if hksj else '-'} | {len(r['pairs'])} | {_tau_points(r)} |")
+    lines += ["", "- " + _conditioning_line(result["conditioning"]),
+              f"- **{comparison_headline(result)}.**", "", "## Secondary", ""]
+    c = result["contrast"]
+    lines.append(f"- Contrast C = nurse - philosopher, shift {points(c['estimate'])} {interval_text(c['ci95'])}, "
+                 f"TOST p {_p(c['tost_p_value'])}, {c['verdict']}; tau {_tau_points(c)} points.")
+    return "\n".join(lines + _cost_lines(result)) + "\n"
 
 
 def simulation_table(results: list[dict[str, Any]]) -> str:
