@@ -515,7 +515,8 @@ def test_a_single_arm_study_is_read_against_the_reference_pair_by_pair(tmp_path)
     # Its own analysis has no leakage to give: it says so, with its shares.
     own = arms_analysis.analyse(study_dir)
     assert own["note"] == arms_analysis.SINGLE_ARM_NOTE and set(own["shares"]) == {"real"}
-    assert "single-arm study" in arms_report.render_markdown(own) and "single-arm" in arms_report.headline(own)
+    assert "single-arm study" in arms_report.render_markdown(own)
+    assert arms_report.headline(own).startswith("single-arm study (4 of 4 planned members recorded): ")
 
 
 def test_a_shift_beyond_the_margin_does_not_hold_and_a_short_study_is_interim(tmp_path):

@@ -13,6 +13,8 @@ from jaxdiff.studies.arms_analysis import AGREEMENT_POINTS, CONTROL_ARM, INTERIM
 
 def _progress(result: dict[str, Any]) -> str:
     members, planned = result["members_recorded"], len(planned_members(result["plan"]))
+    if "flipped" not in result["plan"]["study"]["arms"]:  # a single-arm study has members, not pairs of arms
+        return f"{members} of {planned} planned members recorded"
     return (f"{members} of {planned} planned members recorded, {result.get('pairs_complete', 0)} of "
             f"{result['pairs_planned']} pairs complete")
 
