@@ -182,22 +182,13 @@ def analyse(study_dir: str) -> dict[str, Any]:
     s = plan["study"]
     margin, stretch = float(s["margin"]), float(s["stretch_margin"])
     out: dict[str, Any] = {"plan": plan, "members_recorded": len(records), "pairs_planned": int(s["pairs"])}
-    if images is None:
-        out.update(interim=True, pairs_complete=0, note="no member recorded yet")
+    counts = _progress(plan, images, records, out)
+    if counts is None:
+        out["pairs_complete"] = 0
         return out
-    counts = member_counts(images, plan["images_per_word"])
     pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
-    complete = complete_members(counts, plan, records)
     out["pairs_complete"] = len(pairs)
-    out["members_complete"] = sorted(complete)
-    # Final only when every planned primary and control member holds every word at its planned size: a pair counts
-    # from its professions' draws, but the control and the conditioning check are part of the one read.
-    out["interim"] = bool(planned_members(plan) - {(int(records[m]["pair"]), records[m]["arm"]) for m in complete})
-    # What the pipeline's health needs while the study runs: the conditioning check reads man and woman only.
-    out["conditioning"] = _conditioning(counts)
-    out["timings"] = _timings(records)
     if out["interim"]:
-        out["note"] = INTERIM_NOTE
         return out
     if "flipped" not in s["arms"]:  # a single-arm study: no leakage of its own; `compare` reads it against another
         out["shares"], out["contrasts"] = _shares(counts), _contrasts(counts)
@@ -233,6 +224,26 @@ def analyse(study_dir: str) -> dict[str, Any]:
     out["over_training"] = _over_training(study_dir, images)
     out["roles"] = ROLES
     return out
+
+
+def _progress(plan: dict[str, Any], images: Any, records: dict[str, dict[str, Any]], out: dict[str, Any]) -> Any:
+    """Writes a study's progress into `out` (members complete, interim, the conditioning check, the timings) and
+    returns its member counts; None, `out` interim, while no member is recorded."""
+    if images is None:
+        out.update(interim=True, note="no member recorded yet")
+        return None
+    counts = member_counts(images, plan["images_per_word"])
+    complete = complete_members(counts, plan, records)
+    out["members_complete"] = sorted(complete)
+    # Final only when every planned primary and control member holds every word at its planned size: a pair counts
+    # from its professions' draws, but the control and the conditioning check are part of the one read.
+    out["interim"] = bool(planned_members(plan) - {(int(records[m]["pair"]), records[m]["arm"]) for m in complete})
+    # What the pipeline's health needs while the study runs: the conditioning check reads man and woman only.
+    out["conditioning"] = _conditioning(counts)
+    out["timings"] = _timings(records)
+    if out["interim"]:
+        out["note"] = INTERIM_NOTE
+    return counts
 
 
 # Until every planned member is recorded whole, nothing computed from the profession words' readings is shown,
@@ -360,17 +371,8 @@ def compare(study_dir: str, reference_dir: str, margin: float = COMPARISON_MARGI
                         f"its first member is drawn, so that one instrument reads both")
     out: dict[str, Any] = {"plan": plan, "reference": reference_dir, "changed": _plan_differences(plan, ref_plan),
                            "margin": margin, "members_recorded": len(records), "pairs_planned": int(plan["study"]["pairs"])}
-    if images is None:
-        out.update(interim=True, note="no member recorded yet")
-        return out
-    counts = member_counts(images, plan["images_per_word"])
-    complete = complete_members(counts, plan, records)
-    out["members_complete"] = sorted(complete)
-    out["interim"] = bool(planned_members(plan) - {(int(records[m]["pair"]), records[m]["arm"]) for m in complete})
-    out["conditioning"] = _conditioning(counts)
-    out["timings"] = _timings(records)
-    if out["interim"]:
-        out["note"] = INTERIM_NOTE
+    counts = _progress(plan, images, records, out)
+    if counts is None or out["interim"]:
         return out
     ref_counts = member_counts(ref_images, ref_plan["images_per_word"])
     here, there = _members_by_pair(counts), _members_by_pair(ref_counts)
