@@ -63,6 +63,7 @@ def _fabricate_study(directory, shares_by_member, images=1000, pairs=None, reade
             "pair": pair, "arm": arm, "seed": 1000 + pair, "primary": arm in ("real", "flipped"),
             "leans": {w: {"she_he_raw": sign * v} for w, v in leans.items()},
             "invocations": [{"device": "test", "training_s": 60.0, "drawing_s": {"nurse": 30.0}}]})
+        files.write_json(os.path.join(directory, name, "config.json"), json.loads(config.to_json_best_effort()))
         for word, share in {"man": 0.02, "woman": 0.97, **shares}.items():  # the conditioning check's words too
             women = int(round(share * images))
             p = np.r_[np.full(women, 0.9), np.full(images - women, 0.1)]
@@ -484,56 +485,63 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
         assert differences(plan_commit, fresh, "") == []
 
 
-def _length_studies(tmp_path, shift, single_arm_pairs=4, **overrides):
-    """The reference (4 pairs, both arms, 6 steps) and a single-arm study of the same seeds (750 steps) whose real
-    members read `shift` more women per word than the reference's."""
-    base = {"nurse": 0.48, "philosopher": 0.51, "person": 0.50}
+def _length_studies(tmp_path, shift, single_arm_pairs=4, reference_pairs=4, **overrides):
+    """The reference (both arms, 6 steps) and a single-arm study of the same four seeds (750 steps) whose real members
+    read `shift[word][pair]` more women than the reference's (4,000 images a word: narrow enough for HKSJ on 3 df)."""
+    base = {"nurse": 0.48, "philosopher": 0.51, "person": 0.50, "man": 0.02, "woman": 0.97}
     reference, study = {}, {}
     for pair, offset in enumerate([0.0, 0.02, -0.03, 0.01]):
-        reference[pair, "real"] = {w: v + offset for w, v in base.items()}
-        reference[pair, "flipped"] = {w: v + offset for w, v in base.items()}
+        if pair < reference_pairs:
+            reference[pair, "real"] = {w: v + offset for w, v in base.items() if w not in ("man", "woman")}
+            reference[pair, "flipped"] = dict(reference[pair, "real"])
         if pair < single_arm_pairs:
-            study[pair, "real"] = {w: v + offset + shift.get(w, 0.0) for w, v in base.items()}
+            study[pair, "real"] = {w: v + (offset if w not in ("man", "woman") else 0.0) + shift.get(w, [0.0] * 4)[pair]
+                                   for w, v in base.items()}
     ref_dir, study_dir = str(tmp_path / "reference"), str(tmp_path / "study")
     os.makedirs(ref_dir), os.makedirs(study_dir)
-    _fabricate_study(ref_dir, reference, images_person=1000)
-    _fabricate_study(study_dir, study, pairs=4, study__arms=("real",), study__control_pairs=0, train__num_steps=750,
-                     images_person=1000, **overrides)
+    _fabricate_study(ref_dir, reference, images=4000, images_person=4000, pairs=4)
+    _fabricate_study(study_dir, study, images=4000, pairs=4, study__arms=("real",), study__control_pairs=0,
+                     train__num_steps=750, images_person=4000, **overrides)
     return study_dir, ref_dir
 
 
 def test_a_single_arm_study_is_read_against_the_reference_pair_by_pair(tmp_path):
-    study_dir, ref_dir = _length_studies(tmp_path, {"nurse": 0.01, "philosopher": -0.02})
+    study_dir, ref_dir = _length_studies(tmp_path, {"nurse": [0.01, 0.02, 0.0, 0.01], "philosopher": [0.01] * 4})
     result = arms_analysis.compare(study_dir, ref_dir)
     assert not result["interim"] and result["changed"] == {"train_steps": [750, 6]}
+    assert result["words"]["nurse"]["members"] == pytest.approx([0.01, 0.02, 0.0, 0.01], abs=1e-9)  # pair by pair
     shifts = {w: r["estimate"] for w, r in result["words"].items()}
-    assert shifts == pytest.approx({"philosopher": -0.02, "person": 0.0, "nurse": 0.01}, abs=1e-9)
-    assert all(r["verdict"] == "agrees" and r["pairs"] == [0, 1, 2, 3] for r in result["words"].values())
-    assert result["contrast"]["estimate"] == pytest.approx(0.03, abs=1e-9) and result["holds"]
+    assert shifts == pytest.approx({"philosopher": 0.01, "person": 0.0, "nurse": 0.01}, abs=2e-3)
+    assert all(r["holds"] and r["pairs"] == [0, 1, 2, 3] for r in result["words"].values())
+    assert result["contrast"]["estimate"] == pytest.approx(0.0, abs=2e-3) and result["holds"]
+    assert set(result["shares"]) == {"here", "reference"} and result["shares"]["here"]["nurse"]["members"] == 4
     text = arms_report.comparison_markdown(result)
-    assert "| nurse | +1.0 |" in text and "| philosopher | -2.0 |" in text and "HOLDS" in text
+    assert "| nurse | +1.0 |" in text and "| philosopher | +1.0 |" in text and "HOLDS" in text
     # Its own analysis has no leakage to give: it says so, with its shares.
     own = arms_analysis.analyse(study_dir)
     assert own["note"] == arms_analysis.SINGLE_ARM_NOTE and set(own["shares"]) == {"real"}
-    assert "single-arm study" in arms_report.render_markdown(own)
+    assert arms_report.render_markdown(own).startswith("# A single-arm study\n")
     assert arms_report.headline(own).startswith("single-arm study (4 of 4 planned members recorded): ")
 
 
-def test_a_shift_beyond_the_margin_does_not_hold_and_a_short_study_is_interim(tmp_path):
-    study_dir, ref_dir = _length_studies(tmp_path / "far", {"nurse": 0.09})
-    result = arms_analysis.compare(study_dir, ref_dir)
-    assert result["words"]["nurse"]["verdict"] == "differs" and not result["holds"]
-    assert "does NOT hold" in arms_report.comparison_headline(result)
-    study_dir, ref_dir = _length_studies(tmp_path / "short", {}, single_arm_pairs=3)
-    interim = arms_analysis.compare(study_dir, ref_dir)
-    assert interim["interim"] and "words" not in interim
-    assert "INTERIM" in arms_report.comparison_headline(interim)
+def test_a_shift_beyond_the_margin_or_a_failed_check_does_not_hold_and_a_short_study_is_interim(tmp_path):
+    far = arms_analysis.compare(*_length_studies(tmp_path / "far", {"nurse": [0.09] * 4}))
+    assert far["words"]["nurse"]["verdict"] == "differs" and not far["words"]["nurse"]["holds"] and not far["holds"]
+    assert "does NOT hold" in arms_report.comparison_headline(far)
+    # Every shift inside the margin, but one member draws too few women as women: the conditioning check decides too.
+    failed = arms_analysis.compare(*_length_studies(tmp_path / "check", {"woman": [0.0, -0.20, 0.0, 0.0]}))
+    assert failed["conditioning"]["failing"] == ["pair1-real"] and not failed["holds"]
+    interim = arms_analysis.compare(*_length_studies(tmp_path / "short", {}, single_arm_pairs=3))
+    assert interim["interim"] and "words" not in interim and "conditioning" in interim
+    text = arms_report.comparison_markdown(interim)
+    assert "INTERIM" in arms_report.comparison_headline(interim) and "Conditioning" not in text  # progress only
 
 
 def test_a_comparison_refuses_studies_that_differ_in_more_than_one_setting(tmp_path):
-    study_dir, ref_dir = _length_studies(tmp_path / "images", {}, evaluate__steps=100)
     with pytest.raises(UserError, match="differ in evaluate.steps"):
-        arms_analysis.compare(study_dir, ref_dir)
+        arms_analysis.compare(*_length_studies(tmp_path / "images", {}, evaluate__steps=100))
+    with pytest.raises(UserError, match="holds a run with train.ema_decay=0.995, not 0.99"):
+        arms_analysis.compare(*_length_studies(tmp_path / "model", {}, train__ema_decay=0.99))
     study_dir, ref_dir = _length_studies(tmp_path / "reader", {})
     with open(os.path.join(study_dir, "classifier.msgpack"), "wb") as f:
         f.write(b"another instrument")
@@ -541,12 +549,19 @@ def test_a_comparison_refuses_studies_that_differ_in_more_than_one_setting(tmp_p
         arms_analysis.compare(study_dir, ref_dir)
     with pytest.raises(UserError, match="not a single-arm study"):
         arms_analysis.compare(ref_dir, ref_dir)
+    with pytest.raises(UserError, match="no complete real member of pair 3"):
+        arms_analysis.compare(*_length_studies(tmp_path / "missing", {}, reference_pairs=3))
+    study_dir, ref_dir = _length_studies(tmp_path / "noise", {})
+    path = arms.images_csv(os.path.join(study_dir, "pair2-real"), "nurse")
+    pd.read_csv(path).assign(noise_index=lambda f: f["noise_index"] + 4000).to_csv(path, index=False)
+    with pytest.raises(UserError, match="pair2-real and its reference pair2-real drew their images from other noise"):
+        arms_analysis.compare(study_dir, ref_dir)
     config = tiny_config("data/x", study__arms=("real",), study__control_pairs=0)
     assert [m.arm for m in arms.members(config, str(tmp_path / "x"))] == ["real"] * config.study.pairs
 
 
 def test_the_comparison_command_writes_its_files(tmp_path):
-    study_dir, ref_dir = _length_studies(tmp_path, {"nurse": 0.01})
+    study_dir, ref_dir = _length_studies(tmp_path, {"nurse": [0.01] * 4})
     result = run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={study_dir}", f"--compare_to={ref_dir}")
     assert result.returncode == 0, result.stderr
     assert "HOLDS" in result.stdout

@@ -149,6 +149,34 @@ def test_chain_noise_sums_every_noisy_fine_step_once_with_unit_variance(cosine, 
         np.testing.assert_allclose(chain.weights[: T - 1], 1.0)
 
 
+@pytest.mark.parametrize("steps, spacing", [(20, "quadratic"), (28, "uniform")])
+def test_chain_noise_weights_are_the_fine_chain_s_own(cosine, steps, spacing):
+    """Each weight is what the fine steps of a stretch make of that step's noise, propagated step by step through the
+    later ones (an independent loop, not ChainNoise's cumulative product); on a uniform grid whose stretches start and
+    end on integers, the sum's variance before scaling is the coarse ancestral step's own (same law, one path)."""
+    T = cosine.num_timesteps
+    abar = np.asarray(cosine.alphas_cumprod, np.float64)
+    ts, _ = sampling.noise_levels(cosine, steps, spacing)
+    chain = sampling.ChainNoise.of(cosine, ts)
+    for i in range(steps - 1):
+        fine = [t for t in range(T - 1, 0, -1) if ts[i + 1] < t <= ts[i]]
+        if not fine:
+            continue
+        coefficient = {}  # fine step index -> what its noise contributes at the end of the stretch
+        for t in fine:
+            a_t, a_s = abar[t], abar[t - 1]
+            x_coef = np.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t)
+            coefficient = {k: c * x_coef for k, c in coefficient.items()}
+            coefficient[T - 1 - t] = np.sqrt((1 - a_t / a_s) * (1 - a_s) / (1 - a_t))
+        norm = np.sqrt(sum(c**2 for c in coefficient.values()))
+        for k, c in coefficient.items():
+            assert chain.weights[k] == pytest.approx(c / norm, rel=1e-4, abs=1e-7)
+        if spacing == "uniform":
+            a_t, a_s = abar[int(ts[i])], abar[int(ts[i + 1])]
+            coarse_sigma = np.sqrt((1 - a_t / a_s) * (1 - a_s) / (1 - a_t))
+            assert norm == pytest.approx(coarse_sigma, rel=1e-6)
+
+
 def test_chain_noise_is_standard_normal_per_step(cosine):
     ts, _ = sampling.noise_levels(cosine, 20, "quadratic")
     chain = sampling.ChainNoise.of(cosine, ts)

@@ -355,10 +355,12 @@ def _flat_plan(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def compare(study_dir: str, reference_dir: str, margin: float = COMPARISON_MARGIN) -> dict[str, Any]:
     """A single-arm study's real members against another study's real members of the same seeds, pair by pair.
 
-    Per trained word (primary) and for the contrast C (secondary): share here minus share there, pooled over the
-    pairs with random effects (each pair's two binomial variances summed: conservative where the images share their
-    noise), tested at +-margin (TOST; HKSJ beside it); and the conditioning check of this study's members. Interim,
-    its progress only, until every planned member of this study is recorded. Samples nothing."""
+    Per trained word and for the contrast C, all deciding: share here minus share there, pooled over the pairs with
+    random effects (each pair's two binomial variances summed: conservative where the images share their noise),
+    tested at +-margin by the z-based TOST and by the HKSJ one; it holds when both agree for every reading and every
+    member passes the conditioning check. Interim, its progress only, until every planned member of this study is
+    recorded. Refuses a reference lacking one of the pairs, and pairs whose images were not drawn from the same
+    noise (evaluation seed and noise indices). Samples nothing."""
     plan, images, _, records = load_records(study_dir)
     ref_plan, ref_images, _, ref_records = load_records(reference_dir)
     check_records(plan, images, records)
@@ -376,23 +378,63 @@ def compare(study_dir: str, reference_dir: str, margin: float = COMPARISON_MARGI
         return out
     ref_counts = member_counts(ref_images, ref_plan["images_per_word"])
     here, there = _members_by_pair(counts), _members_by_pair(ref_counts)
-    pairs = sorted(p for p in here if "real" in here[p] and "real" in there.get(p, {}))
-    if not pairs:
-        raise UserError(f"{reference_dir} holds no real member of {study_dir}'s pairs; compare studies of the same "
-                        f"seeds (study.first_seed)")
+    pairs = list(range(int(plan["study"]["pairs"])))
+    for pair in pairs:
+        theirs = there.get(pair, {}).get("real")
+        if theirs is None or complete_members(ref_counts, ref_plan, {theirs: ref_records[theirs]}) != {theirs}:
+            raise UserError(f"{reference_dir} holds no complete real member of pair {pair}; compare with a study that "
+                            f"recorded every pair of this one (the same study.first_seed and at least as many pairs)")
+        _check_same_noise(images, ref_images, here[pair]["real"], theirs)
+        _check_same_recipe(study_dir, reference_dir, here[pair]["real"], theirs)
 
     def reading(read: Any) -> dict[str, Any]:
-        values = [read(counts, here[p]["real"])[0] - read(ref_counts, there[p]["real"])[0] for p in pairs]
-        variances = [read(counts, here[p]["real"])[1] + read(ref_counts, there[p]["real"])[1] for p in pairs]
-        found = agreement.agreement(_pooled(np.asarray(values), np.asarray(variances)), margin)
-        return {**found.as_record(), "pairs": pairs, "members": values}
+        mine = [read(counts, here[p]["real"]) for p in pairs]
+        reference = [read(ref_counts, there[p]["real"]) for p in pairs]
+        values = [a[0] - b[0] for a, b in zip(mine, reference)]
+        found = agreement.agreement(_pooled(np.asarray(values), np.asarray([a[1] + b[1] for a, b in zip(mine, reference)])),
+                                    margin)
+        record = found.as_record()
+        both = record["verdict"] == "agrees" and (record.get("hksj") or {}).get("verdict") == "agrees"
+        return {**record, "holds": both, "pairs": pairs, "members": values}
 
     out["words"] = {w: reading(lambda c, m, w=w: _share(c, m, w)) for w in SEED_EVAL_WORDS}
     out["contrast"] = reading(contrast)
-    out["holds"] = (not out["conditioning"]["failing"]
-                    and all(r["verdict"] == "agrees" for r in out["words"].values()))
-    out["roles"] = {"words": "primary", "conditioning": "primary", "contrast": "secondary"}
+    out["holds"] = (not out["conditioning"]["failing"] and out["contrast"]["holds"]
+                    and all(r["holds"] for r in out["words"].values()))
+    # Each length's own spread between seeds, beside the shifts (secondary).
+    out["shares"] = {"here": _shares(counts[counts["arm"] == "real"])["real"],
+                     "reference": _shares(ref_counts[ref_counts["member"].isin([there[p]["real"] for p in pairs])])["real"]}
+    out["roles"] = {"words": "primary", "contrast": "primary", "conditioning": "primary", "shares": "secondary"}
     return out
+
+
+def _check_same_recipe(study_dir: str, reference_dir: str, mine: str, theirs: str) -> None:
+    """Refuses a pair whose members were trained otherwise than the training length (the sweep's member recipe:
+    architecture, optimiser, schedule, EMA, data, seed; and the embedding), entries added since either was made
+    aside."""
+    from jaxdiff.common import configuration
+    from jaxdiff.studies import sweep
+    from jaxdiff.training import workdirs
+
+    recipe = tuple(k for k in sweep.MEMBER_RECIPE if k != "train.num_steps") + ("embed",)
+    workdirs.check_same_architecture(
+        configuration.load(os.path.join(reference_dir, theirs)), configuration.load(os.path.join(study_dir, mine)),
+        os.path.join(reference_dir, theirs), recipe,
+        remedy=f"{mine} has the latter, and a pair's members may differ only in the training length: compare "
+               f"studies that differ in one setting")
+
+
+def _check_same_noise(images: Any, ref_images: Any, mine: str, theirs: str) -> None:
+    """Refuses a pair whose images were not drawn from the same evaluation seed and noise indices, word by word."""
+    def keys(frame: Any, member: str) -> dict[str, tuple]:
+        rows = frame[frame["member"] == member]
+        return {w: (tuple(sorted(set(r["evaluation_seed"]))), tuple(sorted(r["noise_index"])))
+                for w, r in rows.groupby("word")}
+
+    a, b = keys(images, mine), keys(ref_images, theirs)
+    if any(a[w] != b.get(w) for w in a):
+        raise UserError(f"{mine} and its reference {theirs} drew their images from other noise (evaluation seed or "
+                        f"noise indices differ); a pair is compared image for image, so draw both as the study does")
 
 
 def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:

@@ -99,16 +99,14 @@ def render_markdown(result: dict[str, Any]) -> str:
     """arms.md: the plan in brief, the primary answer, then the secondary and exploratory readings, labelled."""
     plan, s = result["plan"], result["plan"]["study"]
     interim = " (interim)" if result.get("interim") else ""
+    if "flipped" not in s["arms"]:
+        return _single_arm_markdown(result, interim)
     lines = [f"# The arms study{interim}", "",
              f"Plan: docs/preregistration.md. {s['pairs']} pairs (seeds {s['first_seed']}..{s['first_seed'] + s['pairs'] - 1}), "
              f"arms {', '.join(s['arms'])} along the {s['arm_direction']} direction, {plan['train_steps']} training "
              f"steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps, {s['images']:,} images each of nurse "
              f"and philosopher per member; margin +-{100 * s['margin']:g} points (stretch +-{100 * s['stretch_margin']:g}). "
              f"Progress: {_progress(result)}.", ""]
-    if result.get("note") == SINGLE_ARM_NOTE:
-        lines += [f"A {SINGLE_ARM_NOTE}.", "", "Share of women per word (pooled over members, 95% CI), and the contrast C:",
-                  "", *_share_table(result["shares"], result["contrasts"]), "", _conditioning_line(result["conditioning"])]
-        return "\n".join(lines + _cost_lines(result)) + "\n"
     if result.get("interim") or result.get("leakage") is None:
         lines += [f"**Interim**: {INTERIM_NOTE}.", ""]
         if result.get("members_complete"):
@@ -206,6 +204,20 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines + _cost_lines(result)) + "\n"
 
 
+def _single_arm_markdown(result: dict[str, Any], interim: str) -> str:
+    """A single-arm study's own arms.md: its progress, and once every member is in, its shares; what it answers is
+    its comparison's (`--compare_to`), so while interim nothing it decides is shown, the conditioning check included."""
+    plan, s = result["plan"], result["plan"]["study"]
+    lines = [f"# A single-arm study{interim}", "",
+             f"{s['pairs']} members (seeds {s['first_seed']}..{s['first_seed'] + s['pairs'] - 1}), the real arm, "
+             f"{plan['train_steps']} training steps, {plan['evaluate']['sampler']} {plan['evaluate']['steps']} steps. "
+             f"Progress: {_progress(result)}. Read against another study's members with --compare_to.", ""]
+    if result.get("note") == SINGLE_ARM_NOTE:
+        lines += ["Share of women per word (pooled over members, 95% CI), and the contrast C:", "",
+                  *_share_table(result["shares"], result["contrasts"]), "", _conditioning_line(result["conditioning"])]
+    return "\n".join(lines + _cost_lines(result)) + "\n"
+
+
 def _share_table(shares: dict[str, Any], contrasts: dict[str, Any]) -> list[str]:
     return (["| arm | " + " | ".join(WORDS) + " | C |", "|---|" + "---|" * (len(WORDS) + 1)]
             + [f"| {arm} | {_share_cells(by_word, contrasts.get(arm))} |" for arm, by_word in shares.items()])
@@ -230,45 +242,51 @@ def _changed_text(result: dict[str, Any]) -> str:
     return ", ".join(f"{k} {a} (reference {b})" for k, (a, b) in result["changed"].items()) or "nothing in the plan"
 
 
+def _comparison_readings(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {**result["words"], "C = nurse - philosopher": result["contrast"]}
+
+
 def comparison_headline(result: dict[str, Any]) -> str:
-    """`arms_analysis.compare` in one line: each word's shift and verdict, the conditioning, whether it holds."""
+    """`arms_analysis.compare` in one line: each reading's shift and verdict, the conditioning, whether it holds."""
     if result.get("interim"):
         return (f"comparison: INTERIM ({result['members_recorded']} of {result['pairs_planned']} members recorded); "
                 f"nothing is read until every planned member is in")
-    words = "; ".join(f"{w} {points(r['estimate'])} {interval_text(r['ci95'])} {r['verdict']}"
-                      for w, r in result["words"].items())
+    readings = "; ".join(f"{w} {points(r['estimate'])} {interval_text(r['ci95'])} {'holds' if r['holds'] else r['verdict']}"
+                         for w, r in _comparison_readings(result).items())
     failing = result["conditioning"]["failing"]
-    return (f"{_changed_text(result)}: {words} (TOST at +-{100 * result['margin']:g} points); conditioning "
-            f"{'passes in every member' if not failing else 'fails in ' + ', '.join(failing)}: "
+    return (f"{_changed_text(result)}: {readings} (TOST at +-{100 * result['margin']:g} points, z and HKSJ); "
+            f"conditioning {'passes in every member' if not failing else 'fails in ' + ', '.join(failing)}: "
             f"{'HOLDS' if result['holds'] else 'does NOT hold'}")
 
 
 def comparison_markdown(result: dict[str, Any]) -> str:
-    """comparison.md: the changed setting, each word's shift (primary), the conditioning, the contrast (secondary)."""
+    """comparison.md: the changed setting, each reading's shift with both tests, the conditioning, the decision."""
     s = result["plan"]["study"]
     interim = " (interim)" if result.get("interim") else ""
     lines = [f"# A single-arm study against {result['reference']}{interim}", "",
              f"Changed: {_changed_text(result)}. {s['pairs']} pairs (seeds {s['first_seed']}.."
              f"{s['first_seed'] + s['pairs'] - 1}), the real arm; margin +-{100 * result['margin']:g} points. "
              f"Plan: docs/preregistration_main_job_length.md.", ""]
-    if result.get("interim"):
+    if result.get("interim"):  # progress only: the conditioning check decides too, so it is not shown early
         lines += [f"**Interim**: {result.get('note', INTERIM_NOTE)}.", ""]
-        if result.get("conditioning") and result["conditioning"]["members"]:
-            lines += [_conditioning_line(result["conditioning"]), ""]
         return "\n".join(lines + _cost_lines(result)) + "\n"
-    lines += ["## Primary: each trained word's share, this study minus the reference", "",
-              "| word | shift (points) | 95% CI (z) | TOST p | verdict | HKSJ 95% CI | HKSJ verdict | pairs | tau |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for word, r in result["words"].items():
+    lines += ["## Primary: each trained word's share and the contrast, this study minus the reference", "",
+              "| reading | shift (points) | 95% CI (z) | TOST p (z) | HKSJ 95% CI | TOST p (HKSJ) | holds (both) | "
+              "pairs | tau |", "|---|---|---|---|---|---|---|---|---|"]
+    for word, r in _comparison_readings(result).items():
         hksj = r.get("hksj")
         lines.append(f"| {word} | {points(r['estimate'])} | {interval_text(r['ci95'])} | {_p(r['tost_p_value'])} | "
-                     f"{r['verdict']} | {interval_text(hksj['ci95']) if hksj else '-'} | "
-                     f"{hksj['verdict'] if hksj else '-'} | {len(r['pairs'])} | {_tau_points(r)} |")
-    lines += ["", "- " + _conditioning_line(result["conditioning"]),
-              f"- **{comparison_headline(result)}.**", "", "## Secondary", ""]
-    c = result["contrast"]
-    lines.append(f"- Contrast C = nurse - philosopher, shift {points(c['estimate'])} {interval_text(c['ci95'])}, "
-                 f"TOST p {_p(c['tost_p_value'])}, {c['verdict']}; tau {_tau_points(c)} points.")
+                     f"{interval_text(hksj['ci95']) if hksj else '-'} | {_p(hksj['tost_p_value']) if hksj else '-'} | "
+                     f"{'yes' if r['holds'] else 'no'} | {len(r['pairs'])} | {_tau_points(r)} |")
+    lines += ["", "- " + _conditioning_line(result["conditioning"]), f"- **{comparison_headline(result)}.**", "",
+              "## Secondary: each length's shares (pooled over its members, between-seed tau)", "",
+              "| word | this study | tau | the reference | tau |", "|---|---|---|---|---|"]
+    here, there = result["shares"]["here"], result["shares"]["reference"]
+    for word in WORDS:
+        if word in here and word in there:
+            lines.append(f"| {word} | {share_with_interval(here[word]['share_woman'], here[word]['ci95'])} | "
+                         f"{_tau_points(here[word])} | {share_with_interval(there[word]['share_woman'], there[word]['ci95'])} | "
+                         f"{_tau_points(there[word])} |")
     return "\n".join(lines + _cost_lines(result)) + "\n"
 
 

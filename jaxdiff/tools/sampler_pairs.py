@@ -3,14 +3,15 @@
     python -m jaxdiff.sampler_pairs --workdir=RUN --classifier=DIR [--setting=ema:dpmpp2m_sde_paired:50] \
         [--reference=ema:ddpm:1000] [--words=philosopher,person,nurse] [--images=200] [--seed=0] [--out=FILE]
 
-Draws IMAGES images of each word under both settings from the same keys (image j of each from key (seed, j)) and
-reads them with the attribute classifier kept in DIR. Where the setting's sampler follows the reference's chain
+Draws IMAGES images of each word under both settings from the same keys (image j of word w under each from key
+(seed, w's place x IMAGES + j): no two words share a key) and reads them with the attribute classifier kept in DIR. Where the setting's sampler follows the reference's chain
 (`sampling.Sampler.chain_noise`: `dpmpp2m_sde_paired` against DDPM on every timestep), image j is one Brownian path
 under both, and their shares of women differ only through the images they read differently: a study of that
 difference needs as many images as the discordant share demands, not as many as two independent draws would.
 
 Reported, per word and over all: the share of images read differently, with its Clopper-Pearson 95% interval.
-Not which way they go: a pilot that sizes a pre-registered study reads nothing of its estimand.
+Not which way they go: the share bounds how far the two settings' shares can differ on this model, but says
+nothing of the sign or size of the difference within that bound.
 """
 
 import os
@@ -46,21 +47,21 @@ def read_pairs(trained: workdirs.TrainedRun, clf: tuple, setting: Setting, refer
     model, clf_params, _ = clf
     config = trained.config
     out: dict[str, Any] = {"words": {}, "seconds": {}}
-    readings = {}
-    for word in words:
+    readings = {}  # by (word, role): a setting compared with itself is still read twice
+    for place, word in enumerate(words):
         cond_NK = np.repeat(trained.table.projected_vector(word)[None], images, axis=0)
-        for s in (setting, reference):
+        for role, s in (("setting", setting), ("reference", reference)):
             start = time.perf_counter()
             drawn = image_sampler.sample_as_configured(params, cond_NK, seed, config.sample, sampler=s.sampler,
-                                                       steps=s.steps, guidance=float(config.evaluate.guidance))
-            out["seconds"].setdefault(s.name, 0.0)
-            out["seconds"][s.name] += time.perf_counter() - start
+                                                       steps=s.steps, guidance=float(config.evaluate.guidance),
+                                                       first_index=place * images)
+            out["seconds"][role] = out["seconds"].get(role, 0.0) + time.perf_counter() - start
             gender, _ = classifier.predict(model, clf_params, drawn)
-            readings[word, s.name] = (gender.argmax(-1) == 1).astype(int)
-        out["words"][word] = discordance(readings[word, setting.name], readings[word, reference.name])
+            readings[word, role] = (gender.argmax(-1) == 1).astype(int)
+        out["words"][word] = discordance(readings[word, "setting"], readings[word, "reference"])
         log(f"{word}: {out['words'][word]['discordant']} of {images} images read differently")
-    out["all"] = discordance(np.concatenate([readings[w, setting.name] for w in words]),
-                             np.concatenate([readings[w, reference.name] for w in words]))
+    out["all"] = discordance(np.concatenate([readings[w, "setting"] for w in words]),
+                             np.concatenate([readings[w, "reference"] for w in words]))
     return out
 
 
