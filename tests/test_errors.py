@@ -90,7 +90,7 @@ COMMANDS = {"train": "jaxdiff.training.train", "experiment": "jaxdiff.studies.ex
             "input_pipeline": "jaxdiff.data.input_pipeline", "sample": "jaxdiff.sample", "embed": "jaxdiff.data.embed",
             "vectors": "jaxdiff.data.vectors", "portraits": "jaxdiff.data.portraits",
             "evaluate": "jaxdiff.measurement.evaluate", "device_check": "jaxdiff.tools.device_check",
-            "data_gen.generate": "data_gen.generate"}
+            "sampler_pairs": "jaxdiff.tools.sampler_pairs", "data_gen.generate": "data_gen.generate"}
 
 
 def test_the_command_list_is_complete():
