@@ -154,7 +154,7 @@ def check_plan(config: ml_collections.ConfigDict, study_dir: str) -> None:
         os.makedirs(study_dir, exist_ok=True)
         files.write_json(path, wanted)
         return
-    found, wanted = _flat(files.read_json(path)), _flat(wanted)
+    found, wanted = arms_analysis.flat_plan(files.read_json(path)), arms_analysis.flat_plan(wanted)
     # Secondary arms and the curve over training may be added once the primary members are drawn (the plan says
     # so); where the study lives is not part of it.
     for key in ("study.secondary_arms", "study.images_over_training", "study.workdir"):
@@ -163,14 +163,6 @@ def check_plan(config: ml_collections.ConfigDict, study_dir: str) -> None:
         key = next(k for k in sorted(set(found) | set(wanted)) if found.get(k) != wanted.get(k))
         raise UserError(f"{study_dir} was started with {key}={found.get(key)!r}, not {wanted.get(key)!r}; a study "
                         f"keeps its plan: rerun with the same config, or pick another --workdir")
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}."""
-    out = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
 
 
 def ensure_instruments(config: ml_collections.ConfigDict, study_dir: str, log: Callable = print) -> dict[str, tuple]:

@@ -324,7 +324,7 @@ def check_records(plan: dict[str, Any], images: Any, records: dict[str, dict[str
 
 # Two studies of the same seeds that differ in one setting (docs/preregistration_main_job_length.md).
 COMPARISON_JSON, COMPARISON_MD = "comparison.json", "comparison.md"
-COMPARISON_MARGIN = 0.05  # +- share points: the frontier's fit limit (frontier_table.FIT_LIMIT), as the plan says
+COMPARISON_MARGIN = 0.05  # +- share points: docs/preregistration_main_job_length.md says why
 # Plan entries that must match for a pair's two members to differ only in the changed setting; train_steps may differ.
 SAME_IN_BOTH = ("evaluate", "sample", "data_dir", "embed_source", "images_per_word", "study.first_seed",
                 "study.arm_direction")
@@ -332,7 +332,7 @@ SAME_IN_BOTH = ("evaluate", "sample", "data_dir", "embed_source", "images_per_wo
 
 def _plan_differences(plan: dict[str, Any], reference: dict[str, Any]) -> dict[str, list[Any]]:
     """{entry: [this study's, the reference's]} for the plan entries that differ; refuses any but train_steps."""
-    flat, ref = _flat_plan(plan), _flat_plan(reference)
+    flat, ref = flat_plan(plan), flat_plan(reference)
     differ = {k: [flat.get(k), ref.get(k)] for k in sorted(set(flat) | set(ref)) if flat.get(k) != ref.get(k)}
     mixed = [k for k in differ if k != "train_steps" and any(k == p or k.startswith(p + ".") for p in SAME_IN_BOTH)]
     if mixed:
@@ -342,13 +342,12 @@ def _plan_differences(plan: dict[str, Any], reference: dict[str, Any]) -> dict[s
     return {k: v for k, v in differ.items() if not k.startswith("study.")}
 
 
-def _flat_plan(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_plan(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A plan's nested entries by dotted name, {'a': {'b': 1}} -> {'a.b': 1}: how a study's plan is compared with
+    another (`arms.check_plan`, `compare`)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat_plan(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
+        out.update(flat_plan(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return out
 
 
