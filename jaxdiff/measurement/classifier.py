@@ -186,6 +186,12 @@ def predict(model: AttributeClassifier, params: Any, images: np.ndarray, batch_s
     return np.concatenate(out_g), np.concatenate(out_p)
 
 
+def reads_woman(gender_probs: np.ndarray) -> np.ndarray:
+    """Each image's reading, 1 where the gender head's argmax is woman (its class 1), else 0: what every count of
+    women is made of."""
+    return (np.asarray(gender_probs).argmax(-1) == 1).astype(int)
+
+
 def p_woman_record(gender_probs: np.ndarray) -> list[float]:
     """Each image's p(woman) as a record keeps it (6 decimals), so a threshold or a calibration can be checked
     afterwards: its argmax is the reading the counts come from."""

@@ -65,7 +65,7 @@ def word_entry(label: str, group: str, gender_probs: np.ndarray, profession_prob
                scores: dict[str, float | None]) -> dict[str, Any]:
     """A word's row of the report: n, share classified woman with its Wilson interval, profession mix, scores."""
     n = len(gender_probs)
-    k = int((gender_probs.argmax(-1) == 1).sum())
+    k = int(classifier.reads_woman(gender_probs).sum())
     low, high = intervals.wilson_interval(k, n)
     mix = np.bincount(profession_probs.argmax(-1), minlength=len(PROFESSION_WORDS)) / n
     share = k / n

@@ -137,7 +137,7 @@ def sample_counts(run_: workdirs.TrainedRun, image_sampler: sampling.ImageSample
                                                     first_index=first_index(index, round_, round_images))
         seconds = time.perf_counter() - start
         gender_probs, _ = classifier.predict(model, clf_params, images)
-        is_woman = (gender_probs.argmax(-1) == 1).astype(int)
+        is_woman = classifier.reads_woman(gender_probs)
         # The first word's time includes compiling (or loading) the sampler; a round's median over words is a
         # compiled one when it samples several.
         counts[word] = {"women": int(is_woman.sum()), "n": size, "is_woman": is_woman.tolist(),

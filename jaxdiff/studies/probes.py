@@ -67,7 +67,7 @@ def _count_women(run: workdirs.TrainedRun, conditions: list[dict[str, Any]], clf
     images = evaluate._sample_with_progress(run, cond_NK, e)
     model, params, _ = clf
     gender_probs, _ = classifier.predict(model, params, images)
-    woman = gender_probs.argmax(-1) == 1
+    woman = classifier.reads_woman(gender_probs)
     rows, offset = [], 0
     for c in conditions:
         sl = slice(offset, offset + c["n"])

@@ -57,7 +57,7 @@ def read_pairs(trained: workdirs.TrainedRun, clf: tuple, setting: Setting, refer
                                                        first_index=place * images)
             out["seconds"][role] = out["seconds"].get(role, 0.0) + time.perf_counter() - start
             gender, _ = classifier.predict(model, clf_params, drawn)
-            readings[word, role] = (gender.argmax(-1) == 1).astype(int)
+            readings[word, role] = classifier.reads_woman(gender)
         out["words"][word] = discordance(readings[word, "setting"], readings[word, "reference"])
         log(f"{word}: {out['words'][word]['discordant']} of {images} images read differently")
     out["all"] = discordance(np.concatenate([readings[w, "setting"] for w in words]),
