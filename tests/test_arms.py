@@ -399,7 +399,8 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
     from_records = arms_analysis.analyse(records)
     from_study = arms_analysis.analyse(study)
     assert from_records["leakage"] == from_study["leakage"] and from_records["control"] == from_study["control"]
-    assert from_records["over_training"] == from_study["over_training"] and len(from_study["over_training"]) == 2
+    assert from_records["over_training"] == from_study["over_training"]
+    assert [p["step"] for p in from_study["over_training"]["points"]] == [3, 6]
     # A study goes on from its committed records on a new machine: copied into a fresh directory, every recorded
     # member counts as done (no checkpoints needed) and nothing is trained or drawn again.
     monkeypatch.undo()
@@ -408,6 +409,30 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
                       "--config.study.pairs=1")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.count(": done\n") == 3 and "training" not in resumed.stdout
+    # The curve on a machine that holds only the records: each primary member is trained again from scratch with
+    # its seeds in MEMBER/retrained and draws every kept checkpoint there, the last too; its files join the member's
+    # only when whole. On one machine the retraining is the original bit for bit: the last point's images read as
+    # the original's first images did.
+    for name in ("pair0-real", "pair0-flipped"):
+        for word in ("nurse", "philosopher"):
+            os.remove(arms.over_training_csv(os.path.join(moved, name), word))
+    redrawn = run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={moved}", f"--config.data.dir={data}",
+                      "--config.study.pairs=1", "--over_training", "--config.study.images_over_training=4")
+    assert redrawn.returncode == 0, redrawn.stderr[-2000:]
+    assert redrawn.stdout.count("training it again from scratch") == 2
+    for name in ("pair0-real", "pair0-flipped"):
+        workdir = os.path.join(moved, name)
+        frame = pd.read_csv(arms.over_training_csv(workdir, "nurse"))
+        assert sorted(set(frame["step"])) == [3, 6] and len(frame) == 8
+        original = pd.read_csv(arms.images_csv(workdir, "nurse")).iloc[:4]
+        np.testing.assert_allclose(frame[frame["step"] == 6]["p_woman_primary"], original["p_woman_primary"],
+                                   atol=2e-6)
+        stages = files.read_json(os.path.join(workdir, arms.MEMBER_JSON))["invocations"][-1]
+        assert stages["retraining_s"] > 0 and stages["over_training_s"] > 0
+    curve = arms_analysis.analyse(moved)["over_training"]
+    assert curve["retrained"] == ["pair0-flipped", "pair0-real"]
+    assert curve["points"][-1]["estimate"] == curve["points"][-1]["original_members"]["estimate"]
+    assert "trained again from scratch" in arms_report.render_markdown(arms_analysis.analyse(moved))
 
 
 @pytest.mark.slow
@@ -436,6 +461,8 @@ def test_over_training_curve_pools_each_checkpoint_and_reuses_the_last_draws(tmp
             frame = frame.assign(step=3, p_woman_primary=np.r_[np.full(50, 0.9), np.full(50, 0.1)])
             frame.to_csv(arms.over_training_csv(workdir, word), index=False)
     curve = arms_analysis.analyse(str(tmp_path))["over_training"]
+    assert curve["members"] == curve["planned"] == 6 and curve["retrained"] == []
+    curve = curve["points"]
     assert [p["step"] for p in curve] == [3, 6] and [p["pairs"] for p in curve] == [3, 3]
     assert curve[0]["estimate"] == pytest.approx(0.0)
     # The last point reads the primary draws' first 100 images (the same noise as the curve's).
@@ -444,6 +471,44 @@ def test_over_training_curve_pools_each_checkpoint_and_reuses_the_last_draws(tmp
     assert real_nurse == 1.0 and curve[1]["estimate"] == pytest.approx(0.0)  # 104 women of 200, all among the first
     text = arms_report.render_markdown(arms_analysis.analyse(str(tmp_path)))
     assert "## Exploratory readings\n\nLeakage along training" in text and "| 3 | 3 | +0.0 |" in text
+
+
+def test_the_curve_over_training_stays_unread_until_every_primary_member_is_whole(tmp_path):
+    members = {(pair, arm): {"nurse": 0.52, "philosopher": 0.50} for pair in range(2) for arm in ("real", "flipped")}
+    _fabricate_study(str(tmp_path), members, images=100)
+    for (pair, arm) in members:
+        workdir = str(tmp_path / arms.member_name(pair, arm))
+        for word in ("nurse", "philosopher"):
+            frame = pd.read_csv(arms.images_csv(workdir, word)).iloc[:50]
+            steps = (3,) if (pair, arm, word) == (1, "flipped", "philosopher") else (3, 4)  # one checkpoint short
+            pd.concat([frame.assign(step=s) for s in steps]).to_csv(arms.over_training_csv(workdir, word), index=False)
+    curve = arms_analysis.analyse(str(tmp_path))["over_training"]
+    assert curve == {"members": 3, "planned": 4}
+    text = arms_report.render_markdown(arms_analysis.analyse(str(tmp_path)))
+    assert "3 of 4 primary members' curves recorded (interim" in text and "| step |" not in text
+
+
+def test_a_retrained_members_last_point_is_its_own_and_the_originals_reading_is_kept_beside_it(tmp_path):
+    members = {}
+    for pair in range(3):
+        members[pair, "real"] = {"nurse": 0.60, "philosopher": 0.40}  # the originals: leakage 10 points
+        members[pair, "flipped"] = {"nurse": 0.40, "philosopher": 0.60}
+    config = _fabricate_study(str(tmp_path), members, images=100)
+    final = config.train.num_steps
+    for (pair, arm) in members:  # retrained: at the last step real and flipped read alike (leakage 0)
+        workdir = str(tmp_path / arms.member_name(pair, arm))
+        for word in ("nurse", "philosopher"):
+            frame = pd.read_csv(arms.images_csv(workdir, word)).iloc[:50]
+            last = frame.assign(step=final, p_woman_primary=np.r_[np.full(25, 0.9), np.full(25, 0.1)])
+            pd.concat([frame.assign(step=3), last]).to_csv(arms.over_training_csv(workdir, word), index=False)
+    curve = arms_analysis.analyse(str(tmp_path))["over_training"]
+    assert curve["retrained"] == sorted(arms.member_name(p, a) for p, a in members)
+    at_final = curve["points"][-1]
+    assert at_final["step"] == final and at_final["estimate"] == pytest.approx(0.0)
+    # The originals' first 50 images (women lie first): real nurse 50 of 50 women, philosopher 40 of 50, flipped the
+    # other way round: C +20 and -20 points, leakage +20.
+    assert at_final["original_members"]["pairs"] == 3
+    assert at_final["original_members"]["estimate"] == pytest.approx(0.2)
 
 
 def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
@@ -479,6 +544,12 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
         def differences(old, new, path):
             if isinstance(old, dict) and isinstance(new, dict):
                 return [d for k in old.keys() & new.keys() for d in differences(old[k], new[k], f"{path}/{k}")]
+            # Equal to the last few bits: sums over the same records round differently on other CPUs (AVX2 and
+            # AVX-512 hosts differ in the last place) and with other numpy releases.
+            flat = [v for x in (old, new) for v in (x if isinstance(x, list) else [x])]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat)
+            if numeric and np.shape(old) == np.shape(new):
+                return [] if np.allclose(old, new, rtol=1e-12, atol=0) else [path]
             return [] if old == new else [path]
 
         assert plan_commit["leakage"]["estimate"] == fresh["leakage"]["estimate"]  # the comparison is not vacuous

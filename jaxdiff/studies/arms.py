@@ -258,29 +258,64 @@ def over_training_csv(workdir: str, word: str) -> str:
     return os.path.join(workdir, f"over_training-{word}.csv")
 
 
+RETRAINED_DIR = "retrained"  # MEMBER/: the member trained again from scratch, when only its records were kept
+
+
+def _curve_source(config: ml_collections.ConfigDict, member: ArmMember, log: Callable) -> tuple[str, list[int], float]:
+    """Where the curve's checkpoints come from: the member's own kept ones, or, where only its records were kept (a
+    machine lost with the checkpoints), the member trained again from scratch with the same seeds in MEMBER/retrained,
+    as the plan prescribes for a lost checkpoint. The retraining's checkpoints all give points, its last one too: its
+    parameters need not be the lost ones bit for bit (another CPU may round differently), so the curve's last point
+    is not taken from the original's draws. Returns the directory, its steps to draw and the seconds of training."""
+    final = int(config.train.num_steps)
+    if checkpoints.checkpoint_steps(member.workdir):
+        return member.workdir, [s for s in checkpoints.checkpoint_steps(member.workdir) if s < final], 0.0
+    source, seconds = os.path.join(member.workdir, RETRAINED_DIR), 0.0
+    if not checkpoints.trained_to(source, final):
+        c = member_config(config, member)
+        c.workdir = source
+        log(f"  {member.name}: its checkpoints are gone; training it again from scratch ({final} steps, seed "
+            f"{member.seed}) for the curve over training")
+        start = time.perf_counter()
+        train.train_and_evaluate(c, source)
+        seconds = time.perf_counter() - start
+    return source, checkpoints.checkpoint_steps(source), seconds
+
+
 def draw_over_training(config: ml_collections.ConfigDict, member: ArmMember, readers: dict[str, tuple],
-                       log: Callable = print) -> float:
+                       log: Callable = print) -> dict[str, float]:
     """The secondary curve: `study.images_over_training` images of nurse and philosopher at each checkpoint kept
     before the last (the last is the primary draw's), with the primary's noise, so that the curve's points differ
-    by the parameters alone. Each word's file is rewritten whole after each checkpoint; returns the seconds spent."""
+    by the parameters alone. Each word's file is rewritten whole after each checkpoint. A member retrained for the
+    curve (`_curve_source`) draws in MEMBER/retrained and its files join the member's records only once every
+    point is drawn, so the records never hold half the curve of a retraining a lost machine cannot finish.
+    Returns the seconds of each stage run."""
     import pandas as pd
 
-    n, final = int(config.study.images_over_training), int(config.train.num_steps)
-    steps = [s for s in checkpoints.checkpoint_steps(member.workdir) if s < final]
+    if all(os.path.exists(over_training_csv(member.workdir, w)) for w in arms_analysis.CONTRAST) and \
+            not checkpoints.checkpoint_steps(member.workdir):
+        return {}  # drawn on a retraining, and recorded
+    n = int(config.study.images_over_training)
+    source, steps, training_s = _curve_source(config, member, log)
     start = time.perf_counter()
     for word in arms_analysis.CONTRAST:
-        path = over_training_csv(member.workdir, word)
+        path = over_training_csv(source, word)
         done = pd.read_csv(path) if os.path.exists(path) else None
         for step in steps:
             if done is not None and (done["step"] == step).sum() == n:
                 continue
             log(f"  {member.name}: {n} images of {word} at step {step} (over training)")
-            run_ = workdirs.TrainedRun.load(member.workdir, "ema", at_step=step)
+            run_ = workdirs.TrainedRun.load(source, "ema", at_step=step)
             frame = _draw_word(run_, run_.image_sampler(), run_.device_params(), member, word, n, readers)
             done = frame if done is None else pd.concat([done[done["step"] != step], frame], ignore_index=True)
             if parallel.is_main_process():
                 write_csv(done, path)
-    return time.perf_counter() - start
+    if source != member.workdir and parallel.is_main_process():
+        for word in arms_analysis.CONTRAST:
+            with files.atomic_path(over_training_csv(member.workdir, word)) as tmp:
+                shutil.copyfile(over_training_csv(source, word), tmp)
+    stages = {"retraining_s": training_s, "over_training_s": time.perf_counter() - start}
+    return {k: round(v, 1) for k, v in stages.items() if v > 1}
 
 
 def _device() -> str:
@@ -371,9 +406,9 @@ def run_study(config: ml_collections.ConfigDict, study_dir: str, member_index: i
     if over_training:
         for member in mine:
             if member.primary and member_done(config, member):
-                seconds = draw_over_training(config, member, readers, log)
-                if seconds > 1 and parallel.is_main_process():
-                    _add_to_record(member, over_training_s=round(seconds, 1))
+                stages = draw_over_training(config, member, readers, log)
+                if stages and parallel.is_main_process():
+                    _add_to_record(member, **stages)
     return aggregate(study_dir, log)
 
 

@@ -221,7 +221,7 @@ def analyse(study_dir: str) -> dict[str, Any]:
     other = counts[~counts["arm"].isin(planned_arms)]  # secondary arms drawn after the read (neutral, scaled:L)
     out["other_arms"] = {"shares": _shares(other), "contrasts": _contrasts(other)} if len(other) else None
     out["slopes"] = _slopes(counts, records)
-    out["over_training"] = _over_training(study_dir, images)
+    out["over_training"] = _over_training(study_dir, images, plan)
     out["roles"] = ROLES
     return out
 
@@ -436,9 +436,12 @@ def _check_same_noise(images: Any, ref_images: Any, mine: str, theirs: str) -> N
                         f"noise indices differ); a pair is compared image for image, so draw both as the study does")
 
 
-def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:
-    """Secondary: the leakage at each kept checkpoint, from the over-training draws and, for the last step, the
-    primary draws' first images with the same noise (`over_training-WORD.csv`), pooled over the pairs there."""
+def _over_training(study_dir: str, images: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """Exploratory: the leakage at each kept checkpoint (`over_training-WORD.csv`), pooled over the pairs, shown only
+    once every primary member's curve is recorded (no curve is read before its planned size; until then only how many
+    are in). A member's last point comes from its primary draws' first images (the same noise as the curve's), unless
+    its curve was drawn on a retraining (its files then hold the last step too): that point is the retraining's, and
+    the original members' reading of the same images is kept beside it, a check of how well a member is remade."""
     import pandas as pd
 
     frames = [pd.read_csv(os.path.join(study_dir, m, f)) for m in sorted(os.listdir(study_dir))
@@ -447,18 +450,40 @@ def _over_training(study_dir: str, images: Any) -> list[dict[str, Any]] | None:
     if not frames:
         return None
     over = pd.concat(frames, ignore_index=True)
-    n = int(over.groupby(["member", "word", "step"]).size().max())  # as drawn (the plan may have been extended)
+    final, planned = int(plan["train_steps"]), int(plan["study"]["pairs"]) * len(plan["study"]["arms"])
+    sizes = over.groupby(["member", "word", "step"]).size()
+    n = int(sizes.max())  # as drawn (the plan may have been extended)
+    earlier = set(over["step"]) - {final}
+    # A member's curve is whole when both words hold n images at every earlier checkpoint (and, drawn on a
+    # retraining, at the last one too): a member drawn in place is rewritten a checkpoint at a time.
+    def whole(rows: Any) -> bool:
+        by_word = {w: r.droplevel(["member", "word"]) for w, r in rows.groupby(level="word")}
+        return all(w in by_word and set(by_word[w].index) - {final} == earlier and (by_word[w] == n).all()
+                   for w in CONTRAST)
+
+    drawn = sum(whole(rows) for _, rows in sizes.groupby(level="member"))
+    if drawn < planned:
+        return {"members": drawn, "planned": planned}
     first = over.groupby("word")["noise_index"].min()
     last = images[images["word"].isin(CONTRAST) & images["arm"].isin(["real", "flipped"])]
     last = last[last["noise_index"] < last["word"].map(first) + n]
-    curve = []
-    for step, rows in pd.concat([over, last], ignore_index=True).groupby("step"):
+    retrained = sorted(set(over.loc[over["step"] == final, "member"]))
+
+    def leakage(rows: Any) -> dict[str, Any] | None:
         counts = member_counts(rows, {w: n for w in CONTRAST})
         pairs, values, variances = paired(counts, "real", "flipped", "half_difference")
         pooled = _pooled(values, variances)
-        if pooled is not None:
-            curve.append({"step": int(step), "pairs": len(pairs), **pooled.record("ci95")})
-    return curve
+        return None if pooled is None else {"pairs": len(pairs), **pooled.record("ci95")}
+
+    points = []
+    for step, rows in pd.concat([over, last[~last["member"].isin(retrained)]], ignore_index=True).groupby("step"):
+        point = leakage(rows)
+        if point is not None:
+            if step == final and retrained:
+                original = leakage(last[last["member"].isin(retrained)])
+                point["original_members"] = original and {k: original[k] for k in ("pairs", "estimate", "ci95")}
+            points.append({"step": int(step), **point})
+    return {"members": drawn, "planned": planned, "retrained": retrained, "points": points}
 
 
 def _control(counts: Any, plan: dict[str, Any]) -> dict[str, Any] | None:

@@ -198,10 +198,27 @@ def render_markdown(result: dict[str, Any]) -> str:
                      + (f"; minus the systematic {points(gap)}." if gap is not None else "."))
     if curve:
         lines += [""] if lines[-1] else []  # one blank line after the section's heading or the neutral line
-        lines += ["Leakage along training (images per word and checkpoint as the curve was drawn; pooled over the "
-                  "pairs drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
-        lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |" for p in curve]
+        lines += _curve_lines(curve)
     return "\n".join(lines + _cost_lines(result)) + "\n"
+
+
+def _curve_lines(curve: dict[str, Any]) -> list[str]:
+    """The exploratory curve over training, or while members are missing only how many are in."""
+    if "points" not in curve:
+        return [f"Leakage along training: {curve['members']} of {curve['planned']} primary members' curves recorded "
+                f"(interim: the curve is shown once all are in)."]
+    lines = ["Leakage along training (images per word and checkpoint as the curve was drawn; pooled over the pairs "
+             "drawn there):", "", "| step | pairs | leakage | 95% CI |", "|---|---|---|---|"]
+    lines += [f"| {p['step']} | {p['pairs']} | {points(p['estimate'])} | {interval_text(p['ci95'])} |"
+              for p in curve["points"]]
+    original = next((p["original_members"] for p in curve["points"] if p.get("original_members")), None)
+    if curve["retrained"]:
+        lines += ["", f"{len(curve['retrained'])} of the {curve['planned']} members were trained again from scratch "
+                  f"with their seeds for the curve (their checkpoints were lost), so every point of theirs, the last "
+                  f"too, is the retraining's"
+                  + (f"; the original members read the same images' noise at {points(original['estimate'])} "
+                     f"{interval_text(original['ci95'])} ({original['pairs']} pairs)." if original else ".")]
+    return lines
 
 
 def _single_arm_markdown(result: dict[str, Any], interim: str) -> str:
