@@ -195,7 +195,10 @@ def _committed_records() -> dict[str, list[str]]:
         for name in names:
             path = os.path.join(root, name)
             if name == "member.json":
-                kind = records.ARMS_MEMBER if "toy_arms_records" in path else records.SWEEP_MEMBER
+                # An arms study's members (the study itself, or a single-arm one such as the length study) sit
+                # beside its plan.json; a sweep's do not.
+                in_arms_study = os.path.exists(os.path.join(os.path.dirname(root), "plan.json"))
+                kind = records.ARMS_MEMBER if in_arms_study else records.SWEEP_MEMBER
             elif name.startswith("round-") and name.endswith(".json"):
                 kind = records.FRONTIER_ROUND
             elif name in ("report.json", "probes.json"):
