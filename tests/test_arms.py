@@ -427,8 +427,11 @@ def test_the_study_runs_resumes_exports_and_aggregates_from_its_records_alone(tm
         original = pd.read_csv(arms.images_csv(workdir, "nurse")).iloc[:4]
         np.testing.assert_allclose(frame[frame["step"] == 6]["p_woman_primary"], original["p_woman_primary"],
                                    atol=2e-6)
-        stages = files.read_json(os.path.join(workdir, arms.MEMBER_JSON))["invocations"][-1]
-        assert stages["retraining_s"] > 0 and stages["over_training_s"] > 0
+        retraining, drawing = files.read_json(os.path.join(workdir, arms.MEMBER_JSON))["invocations"][-2:]
+        assert retraining["retraining_s"] > 0 and drawing["over_training_s"] > 0  # kept as each stage ends
+    again = run_cli("jaxdiff.arms", "--config=configs/tiny.py", f"--workdir={moved}", f"--config.data.dir={data}",
+                    "--config.study.pairs=1", "--over_training", "--config.study.images_over_training=4")
+    assert again.returncode == 0 and "again" not in again.stdout and "over training" not in again.stdout
     curve = arms_analysis.analyse(moved)["over_training"]
     assert curve["retrained"] == ["pair0-flipped", "pair0-real"]
     assert curve["points"][-1]["estimate"] == curve["points"][-1]["original_members"]["estimate"]
@@ -471,6 +474,13 @@ def test_over_training_curve_pools_each_checkpoint_and_reuses_the_last_draws(tmp
     assert real_nurse == 1.0 and curve[1]["estimate"] == pytest.approx(0.0)  # 104 women of 200, all among the first
     text = arms_report.render_markdown(arms_analysis.analyse(str(tmp_path)))
     assert "## Exploratory readings\n\nLeakage along training" in text and "| 3 | 3 | +0.0 |" in text
+
+
+def test_the_curve_reads_the_kept_checkpoints_not_where_a_stopped_training_saved():
+    config = tiny_config("data/x")
+    config.train.num_steps, config.train.checkpoint_every, config.sweep.checkpoints_over_training = 2500, 250, 5
+    member = arms.members(config, "study")[0]
+    assert arms.curve_steps(config, member) == [500, 1000, 1500, 2000, 2500]
 
 
 def test_the_curve_over_training_stays_unread_until_every_primary_member_is_whole(tmp_path):

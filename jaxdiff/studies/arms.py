@@ -261,43 +261,76 @@ def over_training_csv(workdir: str, word: str) -> str:
 RETRAINED_DIR = "retrained"  # MEMBER/: the member trained again from scratch, when only its records were kept
 
 
-def _curve_source(config: ml_collections.ConfigDict, member: ArmMember, log: Callable) -> tuple[str, list[int], float]:
-    """Where the curve's checkpoints come from: the member's own kept ones, or, where only its records were kept (a
-    machine lost with the checkpoints), the member trained again from scratch with the same seeds in MEMBER/retrained,
-    as the plan prescribes for a lost checkpoint. The retraining's checkpoints all give points, its last one too: its
-    parameters need not be the lost ones bit for bit (another CPU may round differently), so the curve's last point
-    is not taken from the original's draws. Returns the directory, its steps to draw and the seconds of training."""
-    final = int(config.train.num_steps)
-    if checkpoints.checkpoint_steps(member.workdir):
-        return member.workdir, [s for s in checkpoints.checkpoint_steps(member.workdir) if s < final], 0.0
-    source, seconds = os.path.join(member.workdir, RETRAINED_DIR), 0.0
+def curve_steps(config: ml_collections.ConfigDict, member: ArmMember) -> list[int]:
+    """The checkpoints the curve reads: every multiple of the member's keep period and the last step (a stopped
+    training also saves where it stopped; that checkpoint is not one of the curve's)."""
+    t = member_config(config, member).train
+    return sorted({*range(int(t.keep_period), int(t.num_steps) + 1, int(t.keep_period)), int(t.num_steps)})
+
+
+def _curve_recorded(workdir: str) -> bool:
+    """Whether a member's directory holds its whole curve (both words, n images at every point it was drawn at)."""
+    import pandas as pd
+
+    paths = [over_training_csv(workdir, w) for w in arms_analysis.CONTRAST]
+    if not all(os.path.exists(p) for p in paths):
+        return False
+    over = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    # Checked against its own points, the newest taken as the last: a member drawn in place writes nurse at every
+    # checkpoint before philosopher's first, so a half-drawn curve never has both words at the same points.
+    n, newest = int(over.groupby(["word", "step"]).size().max()), int(over["step"].max())
+    return arms_analysis.curve_whole(over, n, set(over["step"]) - {newest}, newest)
+
+
+def _curve_source(config: ml_collections.ConfigDict, member: ArmMember,
+                  log: Callable) -> tuple[str, list[int]] | None:
+    """Where the curve's checkpoints come from, and which to draw; None when the curve is already recorded.
+
+    The member's own kept checkpoints give every point before the last (the last is its primary draw's). Where only
+    its records were kept (a machine lost with the checkpoints), the member is trained again from scratch with the
+    same seeds in MEMBER/retrained, as the plan prescribes for a lost checkpoint, and every point is drawn from that,
+    the last too: another CPU may round differently, so the retraining need not be the lost member bit for bit."""
+    planned, final = curve_steps(config, member), int(config.train.num_steps)
+    kept = checkpoints.checkpoint_steps(member.workdir)
+    if kept:
+        return member.workdir, [s for s in kept if s in planned and s < final]
+    if _curve_recorded(member.workdir):
+        return None
+    source = os.path.join(member.workdir, RETRAINED_DIR)
     if not checkpoints.trained_to(source, final):
         c = member_config(config, member)
         c.workdir = source
-        log(f"  {member.name}: its checkpoints are gone; training it again from scratch ({final} steps, seed "
-            f"{member.seed}) for the curve over training")
+        # The config the member was trained with (its records keep it) must be the one it is trained again with.
+        workdirs.check_same_architecture(
+            configuration.load(member.workdir), c, member.workdir,
+            sections=("model", "train", "data", "embed", "cond", "diffusion", "portraits", "seed"),
+            remedy="train it again with the config it was trained with")
+        resumed = checkpoints.checkpoint_steps(source)
+        log(f"  {member.name}: its checkpoints are gone; " + (
+            f"resuming its retraining from step {resumed[-1]}" if resumed else
+            f"training it again from scratch ({final} steps, seed {member.seed})") + " for the curve over training")
         start = time.perf_counter()
         train.train_and_evaluate(c, source)
-        seconds = time.perf_counter() - start
-    return source, checkpoints.checkpoint_steps(source), seconds
+        if parallel.is_main_process():
+            _add_to_record(member, retraining_s=round(time.perf_counter() - start, 1))
+    return source, [s for s in checkpoints.checkpoint_steps(source) if s in planned]
 
 
 def draw_over_training(config: ml_collections.ConfigDict, member: ArmMember, readers: dict[str, tuple],
-                       log: Callable = print) -> dict[str, float]:
-    """The secondary curve: `study.images_over_training` images of nurse and philosopher at each checkpoint kept
-    before the last (the last is the primary draw's), with the primary's noise, so that the curve's points differ
-    by the parameters alone. Each word's file is rewritten whole after each checkpoint. A member retrained for the
-    curve (`_curve_source`) draws in MEMBER/retrained and its files join the member's records only once every
-    point is drawn, so the records never hold half the curve of a retraining a lost machine cannot finish.
-    Returns the seconds of each stage run."""
+                       log: Callable = print) -> float:
+    """The secondary curve: `study.images_over_training` images of nurse and philosopher at each of the curve's
+    checkpoints (`_curve_source`), with the primary's noise, so that the curve's points differ by the parameters
+    alone. Each word's file is rewritten whole after each checkpoint. A retrained member draws in MEMBER/retrained
+    and its files join the member's records only once every point is drawn, so the records never hold half the curve
+    of a retraining that a lost machine could not finish. Returns the seconds spent drawing (0 when nothing was)."""
     import pandas as pd
 
-    if all(os.path.exists(over_training_csv(member.workdir, w)) for w in arms_analysis.CONTRAST) and \
-            not checkpoints.checkpoint_steps(member.workdir):
-        return {}  # drawn on a retraining, and recorded
+    where = _curve_source(config, member, log)
+    if where is None:
+        return 0.0
+    source, steps = where
     n = int(config.study.images_over_training)
-    source, steps, training_s = _curve_source(config, member, log)
-    start = time.perf_counter()
+    start, drew = time.perf_counter(), False
     for word in arms_analysis.CONTRAST:
         path = over_training_csv(source, word)
         done = pd.read_csv(path) if os.path.exists(path) else None
@@ -308,14 +341,14 @@ def draw_over_training(config: ml_collections.ConfigDict, member: ArmMember, rea
             run_ = workdirs.TrainedRun.load(source, "ema", at_step=step)
             frame = _draw_word(run_, run_.image_sampler(), run_.device_params(), member, word, n, readers)
             done = frame if done is None else pd.concat([done[done["step"] != step], frame], ignore_index=True)
+            drew = True
             if parallel.is_main_process():
                 write_csv(done, path)
     if source != member.workdir and parallel.is_main_process():
         for word in arms_analysis.CONTRAST:
             with files.atomic_path(over_training_csv(member.workdir, word)) as tmp:
                 shutil.copyfile(over_training_csv(source, word), tmp)
-    stages = {"retraining_s": training_s, "over_training_s": time.perf_counter() - start}
-    return {k: round(v, 1) for k, v in stages.items() if v > 1}
+    return time.perf_counter() - start if drew else 0.0
 
 
 def _device() -> str:
@@ -406,9 +439,9 @@ def run_study(config: ml_collections.ConfigDict, study_dir: str, member_index: i
     if over_training:
         for member in mine:
             if member.primary and member_done(config, member):
-                stages = draw_over_training(config, member, readers, log)
-                if stages and parallel.is_main_process():
-                    _add_to_record(member, **stages)
+                seconds = draw_over_training(config, member, readers, log)
+                if seconds and parallel.is_main_process():
+                    _add_to_record(member, over_training_s=round(seconds, 1))
     return aggregate(study_dir, log)
 
 
@@ -457,8 +490,10 @@ def export_records(study_dir: str, destination: str, log: Callable = print) -> l
         # A member is copied once every word is drawn: what is committed is never half a member.
         if os.path.exists(os.path.join(workdir, MEMBER_JSON)) and all(
                 os.path.exists(images_csv(workdir, w)) for w in planned):
+            curve = _curve_recorded(workdir)  # nor half a curve
             copied += [os.path.join(entry, f) for f in sorted(os.listdir(workdir))
-                       if f in (MEMBER_JSON, configuration.CONFIG_IN_WORKDIR) or f.startswith(("images-", "over_training-"))]
+                       if f in (MEMBER_JSON, configuration.CONFIG_IN_WORKDIR) or f.startswith("images-")
+                       or (curve and f.startswith("over_training-"))]
     for name in copied:
         target = os.path.join(destination, name)
         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -436,6 +436,16 @@ def _check_same_noise(images: Any, ref_images: Any, mine: str, theirs: str) -> N
                         f"noise indices differ); a pair is compared image for image, so draw both as the study does")
 
 
+def curve_whole(over: Any, n: int, earlier: set[int], final: int) -> bool:
+    """Whether one member's curve rows (both words' `over_training-WORD.csv`) are whole: n images of each word at
+    every earlier checkpoint, and at the last step either none (its primary draws give that point) or n of each
+    word (drawn on a retraining)."""
+    sizes = {w: over[over["word"] == w].groupby("step").size() for w in CONTRAST}
+    at_final = {w: int(sizes[w].get(final, 0)) for w in CONTRAST}
+    return (all(set(sizes[w].index) - {final} == earlier and (sizes[w] == n).all() for w in CONTRAST)
+            and len(set(at_final.values())) == 1)
+
+
 def _over_training(study_dir: str, images: Any, plan: dict[str, Any]) -> dict[str, Any] | None:
     """Exploratory: the leakage at each kept checkpoint (`over_training-WORD.csv`), pooled over the pairs, shown only
     once every primary member's curve is recorded (no curve is read before its planned size; until then only how many
@@ -451,17 +461,9 @@ def _over_training(study_dir: str, images: Any, plan: dict[str, Any]) -> dict[st
         return None
     over = pd.concat(frames, ignore_index=True)
     final, planned = int(plan["train_steps"]), int(plan["study"]["pairs"]) * len(plan["study"]["arms"])
-    sizes = over.groupby(["member", "word", "step"]).size()
-    n = int(sizes.max())  # as drawn (the plan may have been extended)
+    n = int(over.groupby(["member", "word", "step"]).size().max())  # as drawn (the plan may have been extended)
     earlier = set(over["step"]) - {final}
-    # A member's curve is whole when both words hold n images at every earlier checkpoint (and, drawn on a
-    # retraining, at the last one too): a member drawn in place is rewritten a checkpoint at a time.
-    def whole(rows: Any) -> bool:
-        by_word = {w: r.droplevel(["member", "word"]) for w, r in rows.groupby(level="word")}
-        return all(w in by_word and set(by_word[w].index) - {final} == earlier and (by_word[w] == n).all()
-                   for w in CONTRAST)
-
-    drawn = sum(whole(rows) for _, rows in sizes.groupby(level="member"))
+    drawn = sum(curve_whole(rows, n, earlier, final) for _, rows in over.groupby("member"))
     if drawn < planned:
         return {"members": drawn, "planned": planned}
     first = over.groupby("word")["noise_index"].min()
@@ -480,7 +482,7 @@ def _over_training(study_dir: str, images: Any, plan: dict[str, Any]) -> dict[st
         point = leakage(rows)
         if point is not None:
             if step == final and retrained:
-                original = leakage(last[last["member"].isin(retrained)])
+                original = leakage(last)  # every primary member's original reading of the same noise
                 point["original_members"] = original and {k: original[k] for k in ("pairs", "estimate", "ci95")}
             points.append({"step": int(step), **point})
     return {"members": drawn, "planned": planned, "retrained": retrained, "points": points}
@@ -589,7 +591,8 @@ def _timings(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         training += [i["training_s"] / 60 for i in invocations if "training_s" in i]
         spent = sum(sum(i.get("drawing_s", {}).values()) for i in invocations)
         drawing += [spent / 60] if spent else []
-        devices |= {i["device"] for i in invocations if "device" in i}
+        # The members' own stages only: a secondary stage (the curve over training) may run on another machine.
+        devices |= {i["device"] for i in invocations if "device" in i and ("training_s" in i or "drawing_s" in i)}
     median = lambda x: float(np.median(x)) if x else None  # noqa: E731
     return {"training_minutes_median": median(training), "drawing_minutes_median": median(drawing),
             "total_minutes": float(sum(training) + sum(drawing)), "devices": sorted(devices)}
