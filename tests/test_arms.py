@@ -566,6 +566,24 @@ def test_the_committed_records_are_analysed_without_sampling(monkeypatch):
         assert differences(plan_commit, fresh, "") == []
 
 
+def test_the_length_study_is_read_from_its_committed_records(monkeypatch):
+    """docs/measurements/toy_length_750_records against the arms study's records, sampling nothing: the comparison
+    committed beside them (read once, at ten) is the one the records give, and it does not hold, as
+    docs/results.md reports."""
+    from helpers import REPO
+
+    monkeypatch.chdir(REPO)  # the comparison names its reference by the path it was given
+    monkeypatch.setattr("jaxdiff.core.sampling.ImageSampler.sample", lambda *a, **k: pytest.fail("sampled"))
+    study = os.path.join("docs", "measurements", "toy_length_750_records")
+    result = arms_analysis.compare(study, os.path.join("docs", "measurements", "toy_arms_records"))
+    assert not result["interim"] and result["members_recorded"] == 10 and result["changed"] == {"train_steps": [750, 2500]}
+    assert not result["holds"] and result["conditioning"]["failing"] == ["pair0-real", "pair3-real", "pair4-real"]
+    assert result["words"]["philosopher"]["estimate"] == pytest.approx(-0.092, abs=5e-4)
+    assert not any(r["holds"] for r in [*result["words"].values(), result["contrast"]])
+    with open(os.path.join(study, arms_analysis.COMPARISON_MD)) as f:
+        assert f.read() == arms_report.comparison_markdown(result)
+
+
 def _length_studies(tmp_path, shift, single_arm_pairs=4, reference_pairs=4, **overrides):
     """The reference (both arms, 6 steps) and a single-arm study of the same four seeds (750 steps) whose real members
     read `shift[word][pair]` more women than the reference's (4,000 images a word: narrow enough for HKSJ on 3 df)."""

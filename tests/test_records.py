@@ -213,11 +213,10 @@ def _committed_records() -> dict[str, list[str]]:
 def test_every_committed_record_loads_with_its_published_numbers():
     found = _committed_records()
     counts = {k: len(v) for k, v in found.items()}
-    # The finished studies' records are fixed (the arms study's 23 members among them); the length study's grow a
-    # member at a time while it runs (10 planned).
+    # The finished studies' records are fixed: the arms study's 23 members, the length study's 10.
     assert counts[records.SWEEP_MEMBER] == 16 and counts[records.FRONTIER_ROUND] == 16 * 2 * 12
     arms_members = [p for p in found[records.ARMS_MEMBER] if "toy_arms_records" in p]
-    assert len(arms_members) == 23 and len(found[records.ARMS_MEMBER]) - 23 <= 10  # the length study: 10 planned
+    assert len(arms_members) == 23 and len(found[records.ARMS_MEMBER]) == 23 + 10
     loaded = {}
     for kind, paths in found.items():
         for path in paths:
