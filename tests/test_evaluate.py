@@ -105,7 +105,6 @@ def test_refuses_to_report_with_a_weak_classifier(tiny_run, tmp_path):
     assert not os.path.exists(os.path.join(workdir, "report.json"))
 
 
-
 def test_an_image_reads_woman_where_the_gender_head_s_argmax_is_woman():
     probs = np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6], [0.51, 0.49]])
     readings = classifier.reads_woman(probs)
