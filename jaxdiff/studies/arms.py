@@ -456,9 +456,7 @@ def _add_to_record(member: ArmMember, **stage: Any) -> None:
 def aggregate(study_dir: str, log: Callable = print) -> dict[str, Any]:
     """The analysis of the study's recorded members (no sampling): STUDY/arms.json and arms.md."""
     result = arms_analysis.analyse(study_dir)
-    if parallel.is_main_process():
-        files.write_json(os.path.join(study_dir, arms_analysis.RESULT_JSON), result)
-        files.write_text(os.path.join(study_dir, arms_analysis.RESULT_MD), arms_report.render_markdown(result))
+    _publish(study_dir, result, arms_analysis.RESULT_JSON, arms_analysis.RESULT_MD, arms_report.render_markdown)
     log(arms_report.headline(result))
     return result
 
@@ -466,11 +464,18 @@ def aggregate(study_dir: str, log: Callable = print) -> dict[str, Any]:
 def compare(study_dir: str, reference_dir: str, log: Callable = print) -> dict[str, Any]:
     """A single-arm study read against another study's members (no sampling): STUDY/comparison.json and .md."""
     result = arms_analysis.compare(study_dir, reference_dir)
-    if parallel.is_main_process():
-        files.write_json(os.path.join(study_dir, arms_analysis.COMPARISON_JSON), result)
-        files.write_text(os.path.join(study_dir, arms_analysis.COMPARISON_MD), arms_report.comparison_markdown(result))
+    _publish(study_dir, result, arms_analysis.COMPARISON_JSON, arms_analysis.COMPARISON_MD,
+             arms_report.comparison_markdown)
     log(arms_report.comparison_headline(result))
     return result
+
+
+def _publish(study_dir: str, result: dict[str, Any], json_name: str, md_name: str,
+             render: Callable[[dict[str, Any]], str]) -> None:
+    """An analysis beside its records, as json (for tests and tools) and markdown (for readers); main process only."""
+    if parallel.is_main_process():
+        files.write_json(os.path.join(study_dir, json_name), result)
+        files.write_text(os.path.join(study_dir, md_name), render(result))
 
 
 RECORD_FILES = (PLAN_JSON, calibration.CALIBRATION_CSV, classifier.PARAMS_FILE, classifier.METRICS_FILE)
