@@ -1,5 +1,7 @@
 """The main job's stage times (jaxdiff/studies/stage_times.py): said once training's speed is measured."""
 
+import os
+
 import jax
 import pytest
 
@@ -10,31 +12,49 @@ from jaxdiff.studies import stage_times
 from jaxdiff.training import factory, train
 from jaxdiff.training.train import MeasuredSpeed
 
-# Fabricated: 2 steps/s of 1 GFLOP, so training achieves 2 GFLOP/s.
+# Fabricated: 2 steps/s of training; a classifier step of 2 s (4 s to compile), a sampler step on one batch of
+# 3 s (6 s to compile).
 SPEED = MeasuredSpeed(step=50, measured_steps=25, steps_left=100, steps_per_s=2.0, flops_per_step=1e9)
-WORK = stage_times.Work(classifier_steps=10, classifier_step_flops=4e9, images=6, sampler="ddpm", sampler_steps=5,
-                        evaluations_per_image=5, forward_flops=2e9)
+WORK = stage_times.Work(classifier_steps=10, images=6, sampler="ddpm", sampler_steps=5, batches=2)
+RATES = stage_times.Rates(classifier=stage_times.Timed(compile_s=4.0, step_s=2.0),
+                          sampler_batch=stage_times.Timed(compile_s=6.0, step_s=3.0))
 
 
-def test_each_stage_from_the_measured_rate():
-    times = stage_times.estimate(SPEED, WORK)
+def test_each_stage_from_the_measured_rates():
+    times = stage_times.estimate(SPEED, WORK, RATES)
     assert times.training_s == pytest.approx(50.0)  # 100 steps at 2 steps/s
-    assert times.classifier_s == pytest.approx(20.0)  # 10 x 4 GFLOP at 2 GFLOP/s
-    assert times.sampling_s == pytest.approx(30.0)  # 6 images x 5 evaluations x 2 GFLOP at 2 GFLOP/s
-    line = stage_times.describe(SPEED, WORK)
-    assert "training 0.8 min more" in line and "classifier 0.3 min" in line
-    assert "sampling 6 images (ddpm 5) 0.5 min" in line and "about 2 min from now" in line
+    assert times.classifier_s == pytest.approx(24.0)  # a compilation and 10 steps of 2 s
+    assert times.sampling_s == pytest.approx(36.0)  # a compilation and 2 batches x 5 sampler steps of 3 s
+    line = stage_times.describe(SPEED, WORK, RATES)
+    assert "training 0.8 min more" in line and "classifier 0.4 min" in line
+    assert "sampling 6 images (ddpm 5) 0.6 min" in line and "about 2 min from now" in line
     assert "2.00 steps/s, 2 GFLOP/s over steps 26-50" in line
 
 
-def test_a_trained_classifier_costs_nothing_and_unknown_flops_are_said():
-    trained = stage_times.Work(**{**WORK.__dict__, "classifier_steps": 0, "classifier_step_flops": None})
-    assert stage_times.estimate(SPEED, trained).classifier_s == 0.0
-    assert "classifier already trained" in stage_times.describe(SPEED, trained)
+def test_a_trained_classifier_costs_nothing_and_a_backend_without_flop_counts_still_gets_times():
+    trained = stage_times.Work(**{**WORK.__dict__, "classifier_steps": 0})
+    rates = stage_times.Rates(classifier=None, sampler_batch=RATES.sampler_batch)
+    assert stage_times.estimate(SPEED, trained, rates).classifier_s == 0.0
+    assert "classifier already trained" in stage_times.describe(SPEED, trained, rates)
     blind = MeasuredSpeed(step=50, measured_steps=25, steps_left=100, steps_per_s=2.0, flops_per_step=None)
-    times = stage_times.estimate(blind, WORK)
-    assert times.training_s == pytest.approx(50.0) and times.classifier_s is None and times.sampling_s is None
-    assert "sampling 6 images (ddpm 5) unknown" in stage_times.describe(blind, WORK)
+    line = stage_times.describe(blind, WORK, RATES)
+    assert "(training measured at 2.00 steps/s over steps 26-50;" in line
+    assert "sampling 6 images (ddpm 5) 0.6 min" in line
+
+
+def test_a_timed_program_s_first_call_beyond_the_second_is_its_compilation(monkeypatch):
+    clock = iter([0.0, 10.0, 10.0, 13.0])  # a first call of 10 s, a second of 3 s
+    monkeypatch.setattr(stage_times.time, "perf_counter", lambda: next(clock))
+    calls = []
+    timed = stage_times.timed(lambda: calls.append(1), steps=3)
+    assert len(calls) == 2 and timed == stage_times.Timed(compile_s=7.0, step_s=1.0)
+    assert timed.seconds(100) == pytest.approx(107.0)
+
+
+def test_the_evaluation_s_batches_as_the_sampler_splits_them():
+    assert sampling.chunking(2800, 256, 1) == (256, 256)  # 11 batches, the last padded to 256 rows
+    assert sampling.chunking(100, 256, 8) == (256, 104)  # one batch, padded to the devices' next multiple
+    assert sampling.chunking(10, 6, 4) == (4, 4)  # the batch a multiple of the device count
 
 
 def test_guidance_doubles_the_network_evaluations():
@@ -59,11 +79,20 @@ def test_training_reports_its_speed_once_and_the_work_left_is_counted(tiny_datas
     work = stage_times.work_of(config, workdir)
     e = config.evaluate
     assert work.images == 3 * e.num_samples + 2 * e.num_samples_man_woman + (e.num_unseen_words + 4) * e.num_samples_unseen
-    assert (work.sampler, work.sampler_steps, work.evaluations_per_image) == ("ddpm", 3, 6)  # guidance 2: both halves
+    assert work.batches == -(-work.images // config.sample.batch_size)
+    assert (work.sampler, work.sampler_steps) == ("ddpm", 3)
     assert work.classifier_steps == config.classifier.num_steps
-    assert work.classifier_step_flops == pytest.approx(classifier.training_step_flops(config)) and work.forward_flops > 0
-    # The forward pass is a fraction of the training step's per-example cost (backward, optimiser).
-    assert work.forward_flops < speed.flops_per_step / config.train.batch_size
+    rates = stage_times.time_stages(config, work)  # the classifier's and the guided sampler's programs, run
+    for timed in (rates.classifier, rates.sampler_batch):
+        assert timed.step_s > 0 and timed.compile_s >= 0
+    open(os.path.join(workdir, classifier.PARAMS_FILE), "wb").close()  # a trained classifier's file is there
+    trained = stage_times.work_of(config, workdir)
+    assert trained.classifier_steps == 0 and stage_times.time_stages(config, trained).classifier is None
+    from jaxdiff.studies import experiment
+
+    said = []
+    experiment.stage_times_teller(config, workdir, said.append)(speed)  # what the main job says
+    assert len(said) == 1 and said[0].startswith("stage times on this machine") and "classifier already trained" in said[0]
 
 
 def test_the_main_job_says_an_estimate_it_cannot_make_and_goes_on(tmp_path):
@@ -79,9 +108,9 @@ def test_an_unexpected_failure_of_the_estimate_is_said_too(tmp_path, monkeypatch
     from jaxdiff.studies import experiment
 
     def broken(config, workdir):
-        raise RuntimeError("no cost analysis here")
+        raise RuntimeError("no table here")
 
     monkeypatch.setattr(stage_times, "work_of", broken)
     said = []
     experiment.stage_times_teller(tiny_config(str(tmp_path / "data")), str(tmp_path / "run"), said.append)(SPEED)
-    assert said == ["stage times not estimated: RuntimeError: no cost analysis here"]
+    assert said == ["stage times not estimated: RuntimeError: no table here"]

@@ -276,6 +276,15 @@ def guided_denoiser(apply_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Ar
     return denoise
 
 
+def chunking(n: int, batch_size: int, devices: int) -> tuple[int, int]:
+    """How `ImageSampler.sample` splits n conditions over `devices`: the rows of each chunk (batch_size, a
+    multiple of the device count) and the rows each chunk is padded to. One shape for every chunk (one
+    compilation): the full batch when there are several chunks, else the next multiple of the device count;
+    the padding rows are dropped."""
+    batch_size = max(devices, batch_size // devices * devices)
+    return batch_size, batch_size if n > batch_size else -(-n // devices) * devices
+
+
 class ImageSampler:
     """Draws images from a trained model: jitted per (sampler, steps, guidance, ...), sharded over a mesh."""
 
@@ -315,12 +324,8 @@ class ImageSampler:
         key = jax.random.key(seed)
         cond_NK = np.asarray(cond_NK, np.float32)
         n = len(cond_NK)
-        multiple = self.mesh.size if self.mesh is not None else 1
-        batch_size = max(multiple, batch_size // multiple * multiple)
+        batch_size, padded = chunking(n, batch_size, self.mesh.size if self.mesh is not None else 1)
         out = []
-        # One shape for every chunk (one compilation): the full batch when there are several chunks,
-        # else the next multiple of the device count. Padding rows are dropped.
-        padded = batch_size if n > batch_size else -(-n // multiple) * multiple
         for start in range(0, n, batch_size):
             chunk = cond_NK[start:start + batch_size]
             chunk = np.concatenate([chunk, np.zeros((padded - len(chunk), chunk.shape[1]), np.float32)])

@@ -23,7 +23,6 @@ import optax
 from jaxdiff.common import files
 from jaxdiff.data.classes import GENDER_WORDS, PROFESSION_WORDS
 from jaxdiff.common.errors import UserError
-from jaxdiff.training import factory
 
 PARAMS_FILE = "classifier.msgpack"
 METRICS_FILE = "classifier.json"
@@ -133,14 +132,25 @@ def _param_shapes(model: nn.Module, size: int) -> Any:
     return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])
 
 
-def training_step_flops(config: ml_collections.ConfigDict) -> float | None:
-    """XLA's FLOP count of one classifier training step (lowered from shapes: nothing is computed)."""
+def training_run(config: ml_collections.ConfigDict, steps: int) -> Callable[[], jax.Array]:
+    """`steps` steps of the classifier's training on random images, as a function that returns the last loss:
+    the program `train` runs, for the main job to time it (jaxdiff.studies.stage_times)."""
     model, tx, step = _training(config)
     size, B = config.data.image_size, config.classifier.batch_size
-    params = _param_shapes(model, size)
-    batch = {"image": jax.ShapeDtypeStruct((B, size, size, 3), jnp.float32),
-             "gender": jax.ShapeDtypeStruct((B,), jnp.int32), "profession": jax.ShapeDtypeStruct((B,), jnp.int32)}
-    return factory.lowered_flops(step.lower(params, jax.eval_shape(tx.init, params), batch, jax.random.key(0)))
+    params = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"]
+    opt_state = tx.init(params)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.uniform(-1.0, 1.0, (B, size, size, 3)), jnp.float32),
+             "gender": jnp.asarray(rng.integers(0, len(GENDER_WORDS), B), jnp.int32),
+             "profession": jnp.asarray(rng.integers(0, len(PROFESSION_WORDS), B), jnp.int32)}
+
+    def run() -> jax.Array:
+        p, o, loss = params, opt_state, None
+        for i in range(steps):
+            p, o, loss = step(p, o, batch, jax.random.key(i))
+        return loss
+
+    return run
 
 
 def train(config: ml_collections.ConfigDict, log=print) -> tuple[Any, dict[str, float]]:

@@ -77,7 +77,8 @@ def stage_times_teller(config: ml_collections.ConfigDict, workdir: str, log=prin
     one line and training goes on: the estimate is a courtesy, never a reason to stop a run."""
     def tell(speed: train.MeasuredSpeed) -> None:
         try:
-            log(stage_times.describe(speed, stage_times.work_of(config, workdir)))
+            work = stage_times.work_of(config, workdir)
+            log(stage_times.describe(speed, work, stage_times.time_stages(config, work)))
         except Exception as error:  # noqa: BLE001
             detail = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
             log(f"stage times not estimated: {detail}")

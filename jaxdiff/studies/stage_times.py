@@ -1,36 +1,63 @@
 """How long each stage of the main job will take on this machine, said once training's speed is known.
 
-Training's speed is measured over its first steps after compilation (train.MeasuredSpeed). The
-classifier's training and the sampling are put in the same currency: XLA's FLOP count of their
-programs (a classifier step; one network evaluation per image and sampler step) divided by the FLOP
-rate the training step achieved. Sampling runs the same network without the backward pass, at a
-larger batch, so it runs at about training's rate or a little faster; docs/performance.md compares
-the estimate with the stages' measured times.
+Training's speed is measured over its first steps after compilation (train.MeasuredSpeed). The stages
+after it are timed then, each on the program it will run: a few classifier training steps on random
+images, and a few steps of the evaluation's sampler on one evaluation batch (random parameters and
+conditions: the time of these programs does not depend on the values). Each is run twice, so its
+compilation and its steps are timed apart. FLOP counts at training's rate would miss by a stage-dependent
+factor (small convolutions run further below the peak than training's; a larger inference batch runs
+closer to it); docs/results.md compares the estimate with the stages' measured times.
 """
 
 import dataclasses
 import os
+import time
+from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from jaxdiff.core import sampling
+from jaxdiff.core import parallel, sampling
 from jaxdiff.data import embed
 from jaxdiff.measurement import classifier, evaluation_words
 from jaxdiff.training import factory, workdirs
 from jaxdiff.training.train import MeasuredSpeed
 
+# Steps in each timed call: enough that a step's time is not the dispatch's, few enough to cost seconds.
+TIMED_STEPS = 3
+
 
 @dataclasses.dataclass(frozen=True)
 class Work:
-    """What the stages after the measurement compute."""
+    """What the stages after training compute."""
 
     classifier_steps: int  # 0 when the run's classifier is already trained
-    classifier_step_flops: float | None
     images: int  # evaluation images to sample
     sampler: str  # the evaluation's sampler and its steps
     sampler_steps: int
-    evaluations_per_image: int  # sampler steps, twice that under classifier-free guidance
-    forward_flops: float | None  # one network evaluation of one image
+    batches: int  # the evaluation's sampler calls (batches of sample.batch_size images)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """A program timed on this machine: its compilation, and one step once compiled."""
+
+    compile_s: float
+    step_s: float
+
+    def seconds(self, steps: int) -> float:
+        """Compiling once, then `steps` steps."""
+        return self.compile_s + steps * self.step_s
+
+
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """The stages after training, timed."""
+
+    classifier: Timed | None  # None when the run's classifier is already trained
+    sampler_batch: Timed  # a step of the evaluation's sampler on one batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,47 +65,76 @@ class StageTimes:
     """Seconds each stage still needs."""
 
     training_s: float
-    classifier_s: float | None  # None where the backend counts no FLOPs
-    sampling_s: float | None
+    classifier_s: float
+    sampling_s: float
 
 
-def estimate(speed: MeasuredSpeed, work: Work) -> StageTimes:
-    """Each stage's seconds from the measured training speed (see the module's docstring)."""
-    flops_per_s = (speed.flops_per_step or 0.0) * speed.steps_per_s
-    per_flop = (lambda flops: flops / flops_per_s) if flops_per_s > 0 else (lambda flops: None)
-    classifier_s = 0.0 if not work.classifier_steps else (
-        None if work.classifier_step_flops is None else per_flop(work.classifier_steps * work.classifier_step_flops))
-    sampling_s = None if work.forward_flops is None else per_flop(
-        work.images * work.evaluations_per_image * work.forward_flops)
+def estimate(speed: MeasuredSpeed, work: Work, rates: Rates) -> StageTimes:
+    """Each stage's seconds from the measured training speed and the timed programs."""
+    trains_classifier = work.classifier_steps and rates.classifier is not None
+    classifier_s = rates.classifier.seconds(work.classifier_steps) if trains_classifier else 0.0
     return StageTimes(training_s=speed.steps_left / speed.steps_per_s, classifier_s=classifier_s,
-                      sampling_s=sampling_s)
+                      sampling_s=rates.sampler_batch.seconds(work.batches * work.sampler_steps))
 
 
 def work_of(config: ml_collections.ConfigDict, workdir: str) -> Work:
-    """The run's remaining work after training (lowers the programs to count their FLOPs; compiles nothing)."""
+    """The run's remaining work after training (counts only: nothing is compiled)."""
     e = config.evaluate
     table = embed.EmbeddingTable.load(os.path.join(workdir, workdirs.TABLE_IN_WORKDIR))
     images = sum(c["n"] for c in evaluation_words.evaluation_conditions(table, config))
-    steps = e.steps or sampling.steps_for(config.sample, e.sampler)
+    batch_size, _ = sampling.chunking(images, config.sample.batch_size, jax.device_count())
     trained = os.path.exists(os.path.join(workdir, classifier.PARAMS_FILE))
-    return Work(classifier_steps=0 if trained else int(config.classifier.num_steps),
-                classifier_step_flops=None if trained else classifier.training_step_flops(config),
-                images=images, sampler=e.sampler, sampler_steps=steps,
-                evaluations_per_image=sampling.network_evaluations_per_image(steps, e.guidance),
-                forward_flops=factory.forward_flops_per_image(config))
+    return Work(classifier_steps=0 if trained else int(config.classifier.num_steps), images=images,
+                sampler=e.sampler, sampler_steps=e.steps or sampling.steps_for(config.sample, e.sampler),
+                batches=-(-images // batch_size))
 
 
-def describe(speed: MeasuredSpeed, work: Work) -> str:
+def timed(run: Callable[[], Any], steps: int) -> Timed:
+    """Times `run` (which makes `steps` steps) twice: the first call's excess is its compilation."""
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    second = time.perf_counter() - start
+    return Timed(compile_s=max(first - second, 0.0), step_s=second / steps)
+
+
+def time_sampler_batch(config: ml_collections.ConfigDict, work: Work) -> Timed:
+    """TIMED_STEPS steps of the evaluation's sampler (its guidance too) on one evaluation batch. On this
+    process's devices only (the caller is the main process alone), with their share of the batch."""
+    e = config.evaluate
+    mesh = parallel.make_mesh(jax.local_devices())
+    _, padded = sampling.chunking(work.images, config.sample.batch_size, jax.device_count())
+    rows = padded * jax.local_device_count() // jax.device_count()
+    model, schedule = factory.model_and_schedule(config)
+    size = config.data.image_size
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), factory.state_shapes(config).ema_params)
+    params = jax.device_put(zeros, parallel.replicated(mesh))
+    image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction, (size, size, 3), mesh)
+    conditions = np.zeros((rows, config.embed.dim), np.float32)
+    return timed(lambda: image_sampler.sample_as_configured(params, conditions, 0, config.sample, sampler=work.sampler,
+                                                            steps=TIMED_STEPS, guidance=e.guidance), TIMED_STEPS)
+
+
+def time_stages(config: ml_collections.ConfigDict, work: Work) -> Rates:
+    """Times the programs of the stages after training (seconds: two compilations and a few steps each)."""
+    timed_classifier = (timed(classifier.training_run(config, TIMED_STEPS), TIMED_STEPS)
+                        if work.classifier_steps else None)
+    return Rates(classifier=timed_classifier, sampler_batch=time_sampler_batch(config, work))
+
+
+def describe(speed: MeasuredSpeed, work: Work, rates: Rates) -> str:
     """One line: the measured speed, then each stage's minutes and the total."""
-    times = estimate(speed, work)
-    minutes = lambda seconds: "unknown" if seconds is None else f"{seconds / 60:.1f} min"  # noqa: E731
+    times = estimate(speed, work, rates)
+    minutes = lambda seconds: f"{seconds / 60:.1f} min"  # noqa: E731
     rate = f"{speed.steps_per_s:.2f} steps/s"
     if speed.flops_per_step:
         rate += f", {speed.flops_per_step * speed.steps_per_s / 1e9:.0f} GFLOP/s"
     parts = [f"training {minutes(times.training_s)} more",
              f"classifier {minutes(times.classifier_s)}" if work.classifier_steps else "classifier already trained",
              f"sampling {work.images:,} images ({work.sampler} {work.sampler_steps}) {minutes(times.sampling_s)}"]
-    known = [t for t in (times.training_s, times.classifier_s, times.sampling_s) if t is not None]
-    total = f"about {sum(known) / 60:.0f} min from now" + ("" if len(known) == 3 else " for the stages estimated")
+    total = times.training_s + times.classifier_s + times.sampling_s
     span = f"steps {speed.step - speed.measured_steps + 1}-{speed.step}"
-    return f"stage times on this machine (training measured at {rate} over {span}): {', '.join(parts)}; {total}"
+    return (f"stage times on this machine (training measured at {rate} over {span}; the classifier's and the "
+            f"sampler's programs timed): {', '.join(parts)}; about {total / 60:.0f} min from now")

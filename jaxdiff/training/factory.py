@@ -142,14 +142,3 @@ def training_step_flops(config: ml_collections.ConfigDict, mesh: jax.sharding.Me
     flops = lowered_flops(lowered)
     # The step runs under shard_map, so the count is one device's share.
     return None if flops is None else flops * mesh.size
-
-
-def forward_flops_per_image(config: ml_collections.ConfigDict) -> float | None:
-    """FLOPs of one network evaluation on one image, as every sampler's step makes (inference mode)."""
-    model, _ = model_and_schedule(config)
-    size = config.data.image_size
-    params = state_shapes(config).ema_params
-    apply = jax.jit(lambda p, x, t, w: model.apply({"params": p}, x, t, w, train=False))
-    return lowered_flops(apply.lower(params, jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
-                                     jax.ShapeDtypeStruct((1,), jnp.float32),
-                                     jax.ShapeDtypeStruct((1, config.embed.dim), jnp.float32)))
