@@ -132,9 +132,9 @@ def _param_shapes(model: nn.Module, size: int) -> Any:
     return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"])
 
 
-def training_run(config: ml_collections.ConfigDict, steps: int) -> Callable[[], jax.Array]:
-    """`steps` steps of the classifier's training on random images, as a function that returns the last loss:
-    the program `train` runs, for the main job to time it (jaxdiff.studies.stage_times)."""
+def training_run(config: ml_collections.ConfigDict) -> Callable[[int], jax.Array]:
+    """A function that makes n steps of the classifier's training on random images and returns the last loss: the
+    program `train` runs, for the main job to time it (jaxdiff.studies.stage_times)."""
     model, tx, step = _training(config)
     size, B = config.data.image_size, config.classifier.batch_size
     params = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"]
@@ -144,7 +144,7 @@ def training_run(config: ml_collections.ConfigDict, steps: int) -> Callable[[], 
              "gender": jnp.asarray(rng.integers(0, len(GENDER_WORDS), B), jnp.int32),
              "profession": jnp.asarray(rng.integers(0, len(PROFESSION_WORDS), B), jnp.int32)}
 
-    def run() -> jax.Array:
+    def run(steps: int) -> jax.Array:
         p, o, loss = params, opt_state, None
         for i in range(steps):
             p, o, loss = step(p, o, batch, jax.random.key(i))

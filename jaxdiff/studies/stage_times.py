@@ -3,8 +3,9 @@
 Training's speed is measured over its first steps after compilation (train.MeasuredSpeed). The stages
 after it are timed then, each on the program it will run: a few classifier training steps on random
 images, and a few steps of the evaluation's sampler on one evaluation batch (random parameters and
-conditions: the time of these programs does not depend on the values). Each is run twice, so its
-compilation and its steps are timed apart. FLOP counts at training's rate would miss by a stage-dependent
+conditions: the time of these programs does not depend on the values). Each is run twice at two step
+counts, so its compilation, a step, and a call's own cost (the sampler's noise and the gathering of its
+images) are timed apart. FLOP counts at training's rate would miss by a stage-dependent
 factor (small convolutions run further below the peak than training's; a larger inference batch runs
 closer to it); docs/results.md compares the estimate with the stages' measured times.
 """
@@ -25,8 +26,8 @@ from jaxdiff.measurement import classifier, evaluation_words
 from jaxdiff.training import factory, workdirs
 from jaxdiff.training.train import MeasuredSpeed
 
-# Steps in each timed call: enough that a step's time is not the dispatch's, few enough to cost seconds.
-TIMED_STEPS = 3
+# The step counts of the timed calls: two, so that a call's own cost is told from its steps' (a few seconds).
+TIMED_STEPS = (2, 6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +43,15 @@ class Work:
 
 @dataclasses.dataclass(frozen=True)
 class Timed:
-    """A program timed on this machine: its compilation, and one step once compiled."""
+    """A program timed on this machine: its compilation, one step once compiled, and a call's own cost."""
 
     compile_s: float
     step_s: float
+    call_s: float = 0.0
 
-    def seconds(self, steps: int) -> float:
-        """Compiling once, then `steps` steps."""
-        return self.compile_s + steps * self.step_s
+    def seconds(self, steps: int, calls: int = 1) -> float:
+        """Compiling once, then `steps` steps in all over `calls` calls."""
+        return self.compile_s + calls * self.call_s + steps * self.step_s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Rates:
     """The stages after training, timed."""
 
     classifier: Timed | None  # None when the run's classifier is already trained
-    sampler_batch: Timed  # a step of the evaluation's sampler on one batch
+    sampler_batch: Timed  # the evaluation's sampler on one batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +76,7 @@ def estimate(speed: MeasuredSpeed, work: Work, rates: Rates) -> StageTimes:
     trains_classifier = work.classifier_steps and rates.classifier is not None
     classifier_s = rates.classifier.seconds(work.classifier_steps) if trains_classifier else 0.0
     return StageTimes(training_s=speed.steps_left / speed.steps_per_s, classifier_s=classifier_s,
-                      sampling_s=rates.sampler_batch.seconds(work.batches * work.sampler_steps))
+                      sampling_s=rates.sampler_batch.seconds(work.batches * work.sampler_steps, work.batches))
 
 
 def work_of(config: ml_collections.ConfigDict, workdir: str) -> Work:
@@ -89,19 +91,25 @@ def work_of(config: ml_collections.ConfigDict, workdir: str) -> Work:
                 batches=-(-images // batch_size))
 
 
-def timed(run: Callable[[], Any], steps: int) -> Timed:
-    """Times `run` (which makes `steps` steps) twice: the first call's excess is its compilation."""
-    start = time.perf_counter()
-    jax.block_until_ready(run())
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(run())
-    second = time.perf_counter() - start
-    return Timed(compile_s=max(first - second, 0.0), step_s=second / steps)
+def timed(run: Callable[[int], Any], steps: tuple[int, int] = TIMED_STEPS) -> Timed:
+    """Times `run(n)` (n steps in one call) twice at each of two step counts: the first call's excess over the
+    second is its compilation, the difference between the counts' calls their steps, and the rest a call's own
+    cost. (A program whose step count is compiled in, like the sampler's, compiles again at the second count.)"""
+    few, many = steps
+
+    def seconds(n: int) -> float:
+        start = time.perf_counter()
+        jax.block_until_ready(run(n))
+        return time.perf_counter() - start
+
+    first, second = seconds(few), seconds(few)
+    seconds(many)
+    step_s = max(seconds(many) - second, 0.0) / (many - few)
+    return Timed(compile_s=max(first - second, 0.0), step_s=step_s, call_s=max(second - few * step_s, 0.0))
 
 
 def time_sampler_batch(config: ml_collections.ConfigDict, work: Work) -> Timed:
-    """TIMED_STEPS steps of the evaluation's sampler (its guidance too) on one evaluation batch. On this
+    """The evaluation's sampler (its guidance too) on one evaluation batch, timed. On this
     process's devices only (the caller is the main process alone), with their share of the batch."""
     e = config.evaluate
     mesh = parallel.make_mesh(jax.local_devices())
@@ -113,14 +121,13 @@ def time_sampler_batch(config: ml_collections.ConfigDict, work: Work) -> Timed:
     params = jax.device_put(zeros, parallel.replicated(mesh))
     image_sampler = sampling.ImageSampler(model, schedule, config.diffusion.prediction, (size, size, 3), mesh)
     conditions = np.zeros((rows, config.embed.dim), np.float32)
-    return timed(lambda: image_sampler.sample_as_configured(params, conditions, 0, config.sample, sampler=work.sampler,
-                                                            steps=TIMED_STEPS, guidance=e.guidance), TIMED_STEPS)
+    return timed(lambda n: image_sampler.sample_as_configured(params, conditions, 0, config.sample,
+                                                              sampler=work.sampler, steps=n, guidance=e.guidance))
 
 
 def time_stages(config: ml_collections.ConfigDict, work: Work) -> Rates:
     """Times the programs of the stages after training (seconds: two compilations and a few steps each)."""
-    timed_classifier = (timed(classifier.training_run(config, TIMED_STEPS), TIMED_STEPS)
-                        if work.classifier_steps else None)
+    timed_classifier = timed(classifier.training_run(config)) if work.classifier_steps else None
     return Rates(classifier=timed_classifier, sampler_batch=time_sampler_batch(config, work))
 
 
