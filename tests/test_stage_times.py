@@ -17,7 +17,7 @@ from jaxdiff.training.train import MeasuredSpeed
 SPEED = MeasuredSpeed(step=50, measured_steps=25, steps_left=100, steps_per_s=2.0, flops_per_step=1e9)
 WORK = stage_times.Work(classifier_steps=10, images=6, sampler="ddpm", sampler_steps=5, batches=2)
 RATES = stage_times.Rates(classifier=stage_times.Timed(compile_s=4.0, step_s=2.0),
-                          sampler_batch=stage_times.Timed(compile_s=4.0, step_s=3.0, call_s=1.0))
+                          sampler_batch=stage_times.Timed(compile_s=4.0, step_s=3.0, call_s=1.0), spent_s=21.0)
 
 
 def test_each_stage_from_the_measured_rates():
@@ -28,7 +28,8 @@ def test_each_stage_from_the_measured_rates():
     line = stage_times.describe(SPEED, WORK, RATES)
     assert "training 0.8 min more" in line and "classifier 0.4 min" in line
     assert "sampling 6 images (ddpm 5) 0.6 min" in line and "about 2 min from now" in line
-    assert "2.00 steps/s, 2 GFLOP/s over steps 26-50" in line
+    assert "2.00 steps/s, 2 GFLOP/s over steps 26-50; the classifier's and the sampler's programs timed in 21 s)" \
+        in line
 
 
 def test_a_trained_classifier_costs_nothing_and_a_backend_without_flop_counts_still_gets_times():

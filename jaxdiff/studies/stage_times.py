@@ -60,6 +60,7 @@ class Rates:
 
     classifier: Timed | None  # None when the run's classifier is already trained
     sampler_batch: Timed  # the evaluation's sampler on one batch
+    spent_s: float = 0.0  # what timing them took (training waits for it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +128,10 @@ def time_sampler_batch(config: ml_collections.ConfigDict, work: Work) -> Timed:
 
 def time_stages(config: ml_collections.ConfigDict, work: Work) -> Rates:
     """Times the programs of the stages after training (seconds: two compilations and a few steps each)."""
+    start = time.perf_counter()
     timed_classifier = timed(classifier.training_run(config)) if work.classifier_steps else None
-    return Rates(classifier=timed_classifier, sampler_batch=time_sampler_batch(config, work))
+    sampler_batch = time_sampler_batch(config, work)
+    return Rates(classifier=timed_classifier, sampler_batch=sampler_batch, spent_s=time.perf_counter() - start)
 
 
 def describe(speed: MeasuredSpeed, work: Work, rates: Rates) -> str:
@@ -143,5 +146,6 @@ def describe(speed: MeasuredSpeed, work: Work, rates: Rates) -> str:
              f"sampling {work.images:,} images ({work.sampler} {work.sampler_steps}) {minutes(times.sampling_s)}"]
     total = times.training_s + times.classifier_s + times.sampling_s
     span = f"steps {speed.step - speed.measured_steps + 1}-{speed.step}"
-    return (f"stage times on this machine (training measured at {rate} over {span}; the classifier's and the "
-            f"sampler's programs timed): {', '.join(parts)}; about {total / 60:.0f} min from now")
+    timed_in = f"the classifier's and the sampler's programs timed in {rates.spent_s:.0f} s"
+    return (f"stage times on this machine (training measured at {rate} over {span}; {timed_in}): {', '.join(parts)}; "
+            f"about {total / 60:.0f} min from now")
