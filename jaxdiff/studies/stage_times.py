@@ -2,7 +2,7 @@
 
 Training's speed is measured over its first steps after compilation (train.MeasuredSpeed). The stages
 after it are timed then, each on the program it will run: a few classifier training steps on random
-images, and a few steps of the evaluation's sampler on one evaluation batch (random parameters and
+images, and a few steps of the evaluation's sampler on one evaluation batch (zero parameters and
 conditions: the time of these programs does not depend on the values). Each is run twice at two step
 counts, so its compilation, a step, and a call's own cost (the sampler's noise and the gathering of its
 images) are timed apart. FLOP counts at training's rate would miss by a stage-dependent
@@ -110,7 +110,7 @@ def timed(run: Callable[[int], Any], steps: tuple[int, int] = TIMED_STEPS) -> Ti
 
 
 def time_sampler_batch(config: ml_collections.ConfigDict, work: Work) -> Timed:
-    """The evaluation's sampler (its guidance too) on one evaluation batch, timed. On this
+    """The evaluation's sampler (its guidance too) on one evaluation batch of zero parameters, timed. On this
     process's devices only (the caller is the main process alone), with their share of the batch."""
     e = config.evaluate
     mesh = parallel.make_mesh(jax.local_devices())
