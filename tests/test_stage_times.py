@@ -60,11 +60,6 @@ def test_the_evaluation_s_batches_as_the_sampler_splits_them():
     assert sampling.chunking(10, 6, 4) == (4, 4)  # the batch a multiple of the device count
 
 
-def test_guidance_doubles_the_network_evaluations():
-    assert sampling.network_evaluations_per_image(200, 1.0) == 200
-    assert sampling.network_evaluations_per_image(50, 3.0) == 100
-
-
 def test_training_reports_its_speed_once_and_the_work_left_is_counted(tiny_dataset, tmp_path):
     """The real path: tiny training calls back once, after the window with the compiling step."""
     config = tiny_config(tiny_dataset, train__num_steps=30, train__checkpoint_every=30, train__eval_every=30,

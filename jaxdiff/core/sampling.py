@@ -254,11 +254,6 @@ def run_sampler(denoise: Denoiser, schedule: diffusion.Schedule, x_T: jax.Array,
     return x
 
 
-def network_evaluations_per_image(steps: int, guidance: float) -> int:
-    """Network evaluations a sampler makes per image: one per step, two under classifier-free guidance."""
-    return steps * (1 if guidance == 1.0 else 2)
-
-
 def guided_denoiser(apply_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array], prediction: str,
                     cond_BK: jax.Array, guidance: float) -> Denoiser:
     """The denoiser of a network `apply_fn(x, t, word)`, with classifier-free guidance if guidance != 1."""
