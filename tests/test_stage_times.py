@@ -15,7 +15,7 @@ from jaxdiff.training.train import MeasuredSpeed
 # Fabricated: 2 steps/s of training; a classifier step of 2 s (4 s to compile), a sampler step on one batch of
 # 3 s (4 s to compile, 1 s a call).
 SPEED = MeasuredSpeed(step=50, measured_steps=25, steps_left=100, steps_per_s=2.0, flops_per_step=1e9)
-WORK = stage_times.Work(classifier_steps=10, images=6, sampler="ddpm", sampler_steps=5, batches=2)
+WORK = stage_times.Work(classifier_steps=10, images=6, sampler="ddpm", sampler_steps=5, batches=2, batch_rows=4)
 RATES = stage_times.Rates(classifier=stage_times.Timed(compile_s=4.0, step_s=2.0),
                           sampler_batch=stage_times.Timed(compile_s=4.0, step_s=3.0, call_s=1.0), spent_s=21.0)
 
@@ -78,6 +78,7 @@ def test_training_reports_its_speed_once_and_the_work_left_is_counted(tiny_datas
     e = config.evaluate
     assert work.images == 3 * e.num_samples + 2 * e.num_samples_man_woman + (e.num_unseen_words + 4) * e.num_samples_unseen
     assert work.batches == -(-work.images // config.sample.batch_size)
+    assert work.batch_rows == sampling.chunking(work.images, config.sample.batch_size, jax.device_count())[1]
     assert (work.sampler, work.sampler_steps) == ("ddpm", 3)
     assert work.classifier_steps == config.classifier.num_steps
     rates = stage_times.time_stages(config, work)  # the classifier's and the guided sampler's programs, run

@@ -39,6 +39,7 @@ class Work:
     sampler: str  # the evaluation's sampler and its steps
     sampler_steps: int
     batches: int  # the evaluation's sampler calls (batches of sample.batch_size images)
+    batch_rows: int  # the rows of each call, padded as the sampler pads them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +75,7 @@ class StageTimes:
 
 def estimate(speed: MeasuredSpeed, work: Work, rates: Rates) -> StageTimes:
     """Each stage's seconds from the measured training speed and the timed programs."""
-    trains_classifier = work.classifier_steps and rates.classifier is not None
-    classifier_s = rates.classifier.seconds(work.classifier_steps) if trains_classifier else 0.0
+    classifier_s = 0.0 if rates.classifier is None else rates.classifier.seconds(work.classifier_steps)
     return StageTimes(training_s=speed.steps_left / speed.steps_per_s, classifier_s=classifier_s,
                       sampling_s=rates.sampler_batch.seconds(work.batches * work.sampler_steps, work.batches))
 
@@ -85,11 +85,11 @@ def work_of(config: ml_collections.ConfigDict, workdir: str) -> Work:
     e = config.evaluate
     table = embed.EmbeddingTable.load(os.path.join(workdir, workdirs.TABLE_IN_WORKDIR))
     images = sum(c["n"] for c in evaluation_words.evaluation_conditions(table, config))
-    batch_size, _ = sampling.chunking(images, config.sample.batch_size, jax.device_count())
+    batch_size, batch_rows = sampling.chunking(images, config.sample.batch_size, jax.device_count())
     trained = os.path.exists(os.path.join(workdir, classifier.PARAMS_FILE))
     return Work(classifier_steps=0 if trained else int(config.classifier.num_steps), images=images,
                 sampler=e.sampler, sampler_steps=e.steps or sampling.steps_for(config.sample, e.sampler),
-                batches=-(-images // batch_size))
+                batches=-(-images // batch_size), batch_rows=batch_rows)
 
 
 def timed(run: Callable[[int], Any], steps: tuple[int, int] = TIMED_STEPS) -> Timed:
@@ -114,8 +114,7 @@ def time_sampler_batch(config: ml_collections.ConfigDict, work: Work) -> Timed:
     process's devices only (the caller is the main process alone), with their share of the batch."""
     e = config.evaluate
     mesh = parallel.make_mesh(jax.local_devices())
-    _, padded = sampling.chunking(work.images, config.sample.batch_size, jax.device_count())
-    rows = padded * jax.local_device_count() // jax.device_count()
+    rows = work.batch_rows * jax.local_device_count() // jax.device_count()
     model, schedule = factory.model_and_schedule(config)
     size = config.data.image_size
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), factory.state_shapes(config).ema_params)
