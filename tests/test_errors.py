@@ -124,6 +124,21 @@ def test_sweep_refuses_aggregate_with_train_only_before_making_anything(tmp_path
     assert not os.path.exists(sweep_dir)
 
 
+@pytest.mark.parametrize("main, overrides, needles", [
+    (experiment.main, ["--config.evaluate.sampler=bogus"], ["evaluate.sampler: unknown sampler 'bogus'", "ddpm"]),
+    (experiment.main, ["--config.evaluate.num_samples=0", "--config.evaluate.num_unseen_words=10000"],
+     ["evaluate.num_samples is 0; it must be at least 1", "evaluate.num_unseen_words is 10000; bolukbasi.json has"]),
+    (sweep.main, ["--config.sweep.member_samples=0"], ["sweep.member_samples is 0; it must be at least 1"]),
+])
+def test_a_wrong_evaluation_setting_stops_a_job_before_it_trains(main, overrides, needles, tmp_path, capfd):
+    """The main job and the sweep evaluate after training: their evaluation settings are checked first, before
+    the dataset or a run directory is made, not after the training's minutes."""
+    workdir, data_dir = str(tmp_path / "run"), str(tmp_path / "portraits")
+    code, out, err = call(main, train_args(workdir, data_dir, *overrides), capfd)
+    assert_one_line_error(code, err, *needles)
+    assert not os.path.exists(workdir) and not os.path.exists(data_dir)
+
+
 # ---------------------------------------------------------------------------------------------
 # Cheap checks first; the portraits are made when missing.
 

@@ -90,6 +90,7 @@ def evaluate(workdir: str, log=print) -> dict[str, Any]:
     trained = workdirs.TrainedRun.load(workdir, "ema")
     trained.step  # restores the parameters now: a missing or damaged checkpoint is said before minutes of work
     config, e = trained.config, trained.config.evaluate
+    evaluation_words.check_settings(config)  # before the classifier's minutes
     timings["load_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

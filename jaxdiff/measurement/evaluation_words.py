@@ -2,14 +2,38 @@
 spread over the gender score, and the controls (null, a random vector, hard-debiased nurse and
 philosopher), each with its projected vector and gender scores."""
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from jaxdiff.core import conditioning
+from jaxdiff.core import conditioning, sampling
 from jaxdiff.data import embed, vectors
 from jaxdiff.data.classes import CONTRAST_WORDS, SEED_EVAL_WORDS, TRAIN_WORDS
 from jaxdiff.common.errors import UserError
+
+
+def check_settings(config: Any, set_by: Mapping[str, str] | None = None) -> None:
+    """The evaluation's settings (config.evaluate) that can be checked without a trained run, checked: a
+    UserError naming each wrong field and what it must be, so that a job which trains first stops in a
+    second rather than after training. `set_by` names the field that sets an evaluate field where another
+    does (a sweep's members). The unseen-word count is checked against bolukbasi.json's professions; a
+    table whose vectors lack some is checked again when the words are picked."""
+    e = config.evaluate
+    name = lambda field: (set_by or {}).get(field, f"evaluate.{field}")  # noqa: E731
+    wrong = [f"{name(field)} is {e[field]}; it must be at least {least}"
+             for field, least in (("num_samples", 1), ("num_samples_man_woman", 1), ("num_samples_unseen", 1),
+                                  ("num_unseen_words", 0), ("steps", 0), ("guidance", 0), ("bootstrap_resamples", 1))
+             if field in e and e[field] < least]
+    professions = [p[0] for p in vectors.bolukbasi_gender()["professions"] if p[0] not in TRAIN_WORDS]
+    if e.num_unseen_words > len(professions):
+        wrong.append(f"{name('num_unseen_words')} is {e.num_unseen_words}; bolukbasi.json has {len(professions)} "
+                     f"unseen professions")
+    try:
+        sampling.check_sampler(e.sampler)
+    except UserError as error:
+        wrong.append(f"{name('sampler')}: {error}")
+    if wrong:
+        raise UserError("; ".join(wrong))
 
 
 def pick_unseen_words(table: embed.EmbeddingTable, directions: embed.GenderDirections, count: int) -> list[str]:

@@ -19,7 +19,7 @@ from jaxdiff.common import configuration, files
 from jaxdiff.common.errors import UserError
 from jaxdiff.core import parallel
 from jaxdiff.data import input_pipeline
-from jaxdiff.measurement import evaluate, records
+from jaxdiff.measurement import evaluate, evaluation_words, records
 from jaxdiff.training import checkpoints, train
 from jaxdiff.measurement import report as report_files
 from jaxdiff.studies import stage_times
@@ -41,9 +41,11 @@ def current_report(workdir: str) -> dict | None:
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs the stages that are not done; returns report.json's content."""
-    # The run directory's own files first (a damaged one is found in a moment, not after training).
+    # The run directory's own files and the evaluation's settings first (a damaged file or a wrong setting is
+    # found in a moment, not after training).
     current_report(workdir)
     _timings_history(workdir)
+    evaluation_words.check_settings(config)
     timings = {}
     start = time.perf_counter()
     log(f"[1/3] {STAGES[0]}: {ensure_dataset(config, log)}")
@@ -73,8 +75,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
 
 def stage_times_teller(config: ml_collections.ConfigDict, workdir: str, log=print) -> Callable[[train.MeasuredSpeed], None]:
     """What training calls with its measured speed: says every stage's time. An estimate that cannot be
-    made (the evaluation's config wrong, say: that stage then fails with the same message) is said in
-    one line and training goes on: the estimate is a courtesy, never a reason to stop a run."""
+    made (the run's embedding table unreadable, say: the evaluation then fails with the same message) is
+    said in one line and training goes on: the estimate is a courtesy, never a reason to stop a run."""
     def tell(speed: train.MeasuredSpeed) -> None:
         try:
             work = stage_times.work_of(config, workdir)

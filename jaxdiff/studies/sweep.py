@@ -27,7 +27,7 @@ from absl import flags as absl_flags
 from jaxdiff.common import configuration, files
 from jaxdiff.core import parallel
 from jaxdiff.data import input_pipeline
-from jaxdiff.measurement import classifier, evaluate, records
+from jaxdiff.measurement import classifier, evaluate, evaluation_words, records
 from jaxdiff.studies import probes, sweep_summary
 from jaxdiff.training import checkpoints, train, workdirs
 from jaxdiff.common.errors import UserError
@@ -84,23 +84,30 @@ def evaluation_seed(base_seed: int, member: Member) -> int:
     return int(np.random.SeedSequence([base_seed, member.train_seed, member.embed_seed]).generate_state(1)[0] % 2**31)
 
 
+# The evaluation settings each member takes from the sweep section (evaluate.X <- sweep.Y).
+MEMBER_EVALUATION = {
+    # A member's own report skips the single run's 24-word dose-response (half its evaluation images):
+    # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
+    "num_unseen_words": "member_unseen_words",
+    # Fewer images per word than a single run's: the summary pools them over members, where the
+    # members' spread counts as much as their images, so a member's images can be fewer at little
+    # cost to the pooled interval (sqrt((tau^2 + .25/n_member) / (tau^2 + .25/n_single))).
+    "num_samples": "member_samples",
+    # man and woman only check the conditioning (nearly all read as their own gender) and the controls'
+    # shares pool over members: a quarter and a half of a single run's images are enough pooled.
+    "num_samples_man_woman": "member_samples_man_woman",
+    "num_samples_unseen": "member_samples_controls",
+}
+
+
 def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_collections.ConfigDict:
-    """The sweep's config with the member's seeds, evaluation seed, workdir and kept checkpoints."""
+    """The sweep's config with the member's seeds, evaluation seed and settings, workdir and kept checkpoints."""
     c = ml_collections.ConfigDict(config.to_dict())
     c.seed = member.train_seed
     c.embed.seed = member.embed_seed
     c.evaluate.seed = evaluation_seed(config.evaluate.seed, member)
-    # A member's own report skips the single run's 24-word dose-response (half its evaluation images):
-    # the probes draw it over sweep.num_unseen_words professions and the summary pools those.
-    c.evaluate.num_unseen_words = config.sweep.member_unseen_words
-    # Fewer images per word than a single run's: the summary pools them over members, where the
-    # members' spread counts as much as their images, so a member's images can be fewer at little
-    # cost to the pooled interval (sqrt((tau^2 + .25/n_member) / (tau^2 + .25/n_single))).
-    c.evaluate.num_samples = config.sweep.member_samples
-    # man and woman only check the conditioning (nearly all read as their own gender) and the controls'
-    # shares pool over members: a quarter and a half of a single run's images are enough pooled.
-    c.evaluate.num_samples_man_woman = config.sweep.member_samples_man_woman
-    c.evaluate.num_samples_unseen = config.sweep.member_samples_controls
+    for field, sweep_field in MEMBER_EVALUATION.items():
+        c.evaluate[field] = config.sweep[sweep_field]
     c.workdir = member.workdir
     c.train.keep_period = keep_period(c.train, c.sweep.checkpoints_over_training)
     return c
@@ -321,6 +328,9 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
         raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
     grid = members(config, sweep_dir)
     check_member_recipes(config, grid)  # before anything is made: a member trained otherwise stops the sweep at once
+    if grid:  # the members' evaluation, before they train
+        evaluation_words.check_settings(member_config(config, grid[0]),
+                                        set_by={f: f"sweep.{s}" for f, s in MEMBER_EVALUATION.items()})
     mine = grid[member_index::of]
     log(f"sweep {sweep_dir}: {len(grid)} members ({len(config.sweep.train_seeds)} training seeds x "
         f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
