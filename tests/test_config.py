@@ -45,6 +45,26 @@ def test_toy_and_tiny_derive_from_base():
         assert "ml_collections.ConfigDict()" not in open(f"{REPO}/{path}").read()  # deltas only
 
 
+def test_out_of_range_names_each_wrong_field_and_skips_the_ones_a_config_lacks():
+    config = configuration.parse(["--config=configs/toy.py", "--config.evaluate.num_samples=0",
+                                  "--config.study.margin=0.0"]).config
+    wrong = configuration.out_of_range(
+        config, at_least={"evaluate.num_samples": 1, "evaluate.steps": 0, "evaluate.not_a_field": 5},
+        above={"study.margin": 0, "study.stretch_margin": 0}, names={"evaluate.num_samples": "sweep.member_samples"})
+    assert wrong == ["sweep.member_samples is 0; it must be at least 1", "study.margin is 0.0; it must be above 0"]
+    assert configuration.out_of_range(config) == []
+
+
+def test_the_shipped_configs_evaluation_and_study_settings_pass_their_checks():
+    from configs import base, tiny, toy
+    from jaxdiff.measurement import evaluation_words
+    from jaxdiff.studies import arms
+
+    for config in (base.get_config(), toy.get_config(), tiny.get_config()):
+        evaluation_words.check_settings(config)
+        assert configuration.out_of_range(config, arms.STUDY_AT_LEAST, arms.STUDY_ABOVE) == []
+
+
 @pytest.mark.slow
 def test_cli_unknown_key_is_one_line_exit_2():
     result = run_cli("jaxdiff.train", "--config=configs/tiny.py", "--config.model.channelz=3")

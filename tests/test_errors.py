@@ -20,7 +20,7 @@ from jaxdiff import sample
 from jaxdiff.common import cli
 from jaxdiff.data import embed
 from jaxdiff.measurement import evaluate
-from jaxdiff.studies import experiment, sweep
+from jaxdiff.studies import arms, experiment, sweep
 from jaxdiff.training import checkpoints, train, workdirs
 
 
@@ -129,10 +129,13 @@ def test_sweep_refuses_aggregate_with_train_only_before_making_anything(tmp_path
     (experiment.main, ["--config.evaluate.num_samples=0", "--config.evaluate.num_unseen_words=10000"],
      ["evaluate.num_samples is 0; it must be at least 1", "evaluate.num_unseen_words is 10000; bolukbasi.json has"]),
     (sweep.main, ["--config.sweep.member_samples=0"], ["sweep.member_samples is 0; it must be at least 1"]),
+    (arms.main, ["--config.study.images=0", "--config.study.margin=-1", "--config.evaluate.guidance=-2"],
+     ["study.images is 0; it must be at least 1", "study.margin is -1.0; it must be above 0",
+      "evaluate.guidance is -2.0; it must be at least 0"]),
 ])
 def test_a_wrong_evaluation_setting_stops_a_job_before_it_trains(main, overrides, needles, tmp_path, capfd):
-    """The main job and the sweep evaluate after training: their evaluation settings are checked first, before
-    the dataset or a run directory is made, not after the training's minutes."""
+    """The main job, the sweep and the arms study draw images after training: their settings for it are checked
+    first, before the dataset, a classifier or a run directory is made, not after the training's minutes."""
     workdir, data_dir = str(tmp_path / "run"), str(tmp_path / "portraits")
     code, out, err = call(main, train_args(workdir, data_dir, *overrides), capfd)
     assert_one_line_error(code, err, *needles)

@@ -7,7 +7,7 @@ Each call parses into a fresh `FlagValues`, so `main(argv)` can run many times i
 
 import json
 import os
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import ml_collections
 from absl import flags
@@ -64,3 +64,25 @@ def load(workdir: str) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(saved)
     config.lock()
     return config
+
+
+def out_of_range(config: ml_collections.ConfigDict, at_least: Mapping[str, float] | None = None,
+                 above: Mapping[str, float] | None = None, names: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with the numeric fields named by dotted path ("evaluate.steps"), one phrase each: below
+    its `at_least` bound or not above its `above` bound. A field the config lacks (a run saved before it
+    existed) is skipped; `names` names the field that sets a path where another does."""
+    def value(path: str):
+        node = config
+        for part in path.split("."):
+            if part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def name(path: str) -> str:
+        return (names or {}).get(path, path)
+
+    wrong = [f"{name(path)} is {value(path)}; it must be at least {bound}" for path, bound in (at_least or {}).items()
+             if value(path) is not None and value(path) < bound]
+    return wrong + [f"{name(path)} is {value(path)}; it must be above {bound}" for path, bound in (above or {}).items()
+                    if value(path) is not None and value(path) <= bound]

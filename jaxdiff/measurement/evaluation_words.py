@@ -2,14 +2,34 @@
 spread over the gender score, and the controls (null, a random vector, hard-debiased nurse and
 philosopher), each with its projected vector and gender scores."""
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from jaxdiff.core import conditioning, sampling
 from jaxdiff.data import embed, vectors
 from jaxdiff.data.classes import CONTRAST_WORDS, SEED_EVAL_WORDS, TRAIN_WORDS
+from jaxdiff.common import configuration
 from jaxdiff.common.errors import UserError
+
+
+# The evaluation's fields with a least value, and those that set how its images are drawn (a study that draws
+# its own images checks these alone).
+EVALUATION_AT_LEAST = {"evaluate.num_samples": 1, "evaluate.num_samples_man_woman": 1, "evaluate.num_samples_unseen": 1,
+                       "evaluate.num_unseen_words": 0, "evaluate.bootstrap_resamples": 1}
+DRAWING_AT_LEAST = {"evaluate.steps": 0, "evaluate.guidance": 0}  # steps 0: sample.steps, else the sampler's own
+
+
+def check_drawing(config: Any, wrong: Sequence[str] = ()) -> None:
+    """How the evaluation draws its images (sampler, steps, guidance), checked, with whatever else the caller
+    found `wrong`: one UserError naming every wrong field, or nothing."""
+    wrong = list(wrong) + configuration.out_of_range(config, DRAWING_AT_LEAST)
+    try:
+        sampling.check_sampler(config.evaluate.sampler)
+    except UserError as error:
+        wrong.append(f"evaluate.sampler: {error}")
+    if wrong:
+        raise UserError("; ".join(wrong))
 
 
 def check_settings(config: Any, set_by: Mapping[str, str] | None = None) -> None:
@@ -19,21 +39,12 @@ def check_settings(config: Any, set_by: Mapping[str, str] | None = None) -> None
     does (a sweep's members). The unseen-word count is checked against bolukbasi.json's professions; a
     table whose vectors lack some is checked again when the words are picked."""
     e = config.evaluate
-    name = lambda field: (set_by or {}).get(field, f"evaluate.{field}")  # noqa: E731
-    wrong = [f"{name(field)} is {e[field]}; it must be at least {least}"
-             for field, least in (("num_samples", 1), ("num_samples_man_woman", 1), ("num_samples_unseen", 1),
-                                  ("num_unseen_words", 0), ("steps", 0), ("guidance", 0), ("bootstrap_resamples", 1))
-             if field in e and e[field] < least]
+    wrong = configuration.out_of_range(config, EVALUATION_AT_LEAST, names=set_by)
     professions = [p[0] for p in vectors.bolukbasi_gender()["professions"] if p[0] not in TRAIN_WORDS]
     if e.num_unseen_words > len(professions):
-        wrong.append(f"{name('num_unseen_words')} is {e.num_unseen_words}; bolukbasi.json has {len(professions)} "
-                     f"unseen professions")
-    try:
-        sampling.check_sampler(e.sampler)
-    except UserError as error:
-        wrong.append(f"{name('sampler')}: {error}")
-    if wrong:
-        raise UserError("; ".join(wrong))
+        unseen = (set_by or {}).get("evaluate.num_unseen_words", "evaluate.num_unseen_words")
+        wrong.append(f"{unseen} is {e.num_unseen_words}; bolukbasi.json has {len(professions)} unseen professions")
+    check_drawing(config, wrong)
 
 
 def pick_unseen_words(table: embed.EmbeddingTable, directions: embed.GenderDirections, count: int) -> list[str]:

@@ -38,7 +38,7 @@ from absl import flags as absl_flags
 from jaxdiff.common import configuration, files
 from jaxdiff.core import parallel
 from jaxdiff.data import embed, portraits
-from jaxdiff.measurement import calibration, classifier, records
+from jaxdiff.measurement import calibration, classifier, evaluation_words, records
 from jaxdiff.studies import arms_analysis, arms_report, sweep
 from jaxdiff.training import checkpoints, train, workdirs
 from jaxdiff.data.classes import TRAIN_WORDS
@@ -52,6 +52,10 @@ READERS = ("primary", "second")  # the two classifiers, in the records' column o
 # NOISE_STRIDE * DRAW_ORDER.index(w) + j, whatever the number of images asked for.
 DRAW_ORDER = ("philosopher", "person", "nurse", "man", "woman")
 NOISE_STRIDE = 1_000_000
+# The study's fields with a least value, and those that must be positive.
+STUDY_AT_LEAST = {"study.pairs": 1, "study.images": 1, "study.images_person": 1, "study.images_man_woman": 1,
+                  "study.images_over_training": 1, "study.calibration_per_class": 1}
+STUDY_ABOVE = {"study.margin": 0, "study.stretch_margin": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +93,8 @@ def members(config: ml_collections.ConfigDict, study_dir: str) -> list[ArmMember
                         f"study.secondary_arms")
     if not 0 <= s.control_pairs <= s.pairs:
         raise UserError(f"study.control_pairs={s.control_pairs} must lie between 0 and study.pairs={s.pairs}")
+    # The study's counts and margins, and how its images are drawn, before a classifier or a member is trained.
+    evaluation_words.check_drawing(config, configuration.out_of_range(config, STUDY_AT_LEAST, STUDY_ABOVE))
 
     def member(pair: int, arm: str, primary: bool) -> ArmMember:
         return ArmMember(pair, arm, int(s.first_seed) + pair, primary,

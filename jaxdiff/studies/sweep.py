@@ -126,7 +126,7 @@ def ensure_classifier(config: ml_collections.ConfigDict, sweep_dir: str, log: Ca
         with files.exclusive(os.path.join(sweep_dir, CLASSIFIER_LOCK), "the sweep's attribute classifier", log, poll_s):
             loaded = classifier.load(sweep_dir, config)  # trained by another invocation while this one waited
             if loaded is None:
-                log(f"training the attribute classifier once for the whole sweep, in {sweep_dir}")
+                log(f"training the attribute classifier once for every member, in {sweep_dir}")
                 params, accuracy = classifier.train(config, log=log)
                 if parallel.is_main_process():
                     classifier.save(sweep_dir, params, accuracy)
@@ -330,7 +330,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     check_member_recipes(config, grid)  # before anything is made: a member trained otherwise stops the sweep at once
     if grid:  # the members' evaluation, before they train
         evaluation_words.check_settings(member_config(config, grid[0]),
-                                        set_by={f: f"sweep.{s}" for f, s in MEMBER_EVALUATION.items()})
+                                        set_by={f"evaluate.{f}": f"sweep.{s}" for f, s in MEMBER_EVALUATION.items()})
     mine = grid[member_index::of]
     log(f"sweep {sweep_dir}: {len(grid)} members ({len(config.sweep.train_seeds)} training seeds x "
         f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
