@@ -129,9 +129,11 @@ def test_sweep_refuses_aggregate_with_train_only_before_making_anything(tmp_path
     (experiment.main, ["--config.evaluate.num_samples=0", "--config.evaluate.num_unseen_words=10000"],
      ["evaluate.num_samples is 0; it must be at least 1", "evaluate.num_unseen_words is 10000; bolukbasi.json has"]),
     (sweep.main, ["--config.sweep.member_samples=0"], ["sweep.member_samples is 0; it must be at least 1"]),
-    (arms.main, ["--config.study.images=0", "--config.study.margin=-1", "--config.evaluate.guidance=-2"],
+    (sweep.main, ["--config.sweep.num_unseen_words=5000", "--config.sample.spacing=cubic"],
+     ["sweep.num_unseen_words is 5000; bolukbasi.json has", "sample.spacing is 'cubic'; choose one of quadratic"]),
+    (arms.main, ["--config.study.images=0", "--config.study.margin=-1", "--config.evaluate.steps=5000"],
      ["study.images is 0; it must be at least 1", "study.margin is -1.0; it must be above 0",
-      "evaluate.guidance is -2.0; it must be at least 0"]),
+      "evaluate.steps (sample.steps where it is 0) is 5000; it must be in [1, 1000]"]),
 ])
 def test_a_wrong_evaluation_setting_stops_a_job_before_it_trains(main, overrides, needles, tmp_path, capfd):
     """The main job, the sweep and the arms study draw images after training: their settings for it are checked

@@ -13,38 +13,49 @@ from jaxdiff.common import configuration
 from jaxdiff.common.errors import UserError
 
 
-# The evaluation's fields with a least value, and those that set how its images are drawn (a study that draws
-# its own images checks these alone).
+# The evaluation's fields with a least value (a study that draws its own images checks only check_drawing's).
 EVALUATION_AT_LEAST = {"evaluate.num_samples": 1, "evaluate.num_samples_man_woman": 1, "evaluate.num_samples_unseen": 1,
-                       "evaluate.num_unseen_words": 0, "evaluate.bootstrap_resamples": 1}
-DRAWING_AT_LEAST = {"evaluate.steps": 0, "evaluate.guidance": 0}  # steps 0: sample.steps, else the sampler's own
+                       "evaluate.num_unseen_words": 0}
 
 
 def check_drawing(config: Any, wrong: Sequence[str] = ()) -> None:
-    """How the evaluation draws its images (sampler, steps, guidance), checked, with whatever else the caller
+    """How the evaluation draws its images (sampler, steps, spacing), checked, with whatever else the caller
     found `wrong`: one UserError naming every wrong field, or nothing."""
-    wrong = list(wrong) + configuration.out_of_range(config, DRAWING_AT_LEAST)
+    wrong = list(wrong)
+    e, s = config.evaluate, config.sample
+    sampler = e.sampler or s.sampler  # an empty evaluate.sampler means sample.sampler, as the sampler reads it
     try:
-        sampling.check_sampler(config.evaluate.sampler)
+        sampling.check_sampler(sampler)
     except UserError as error:
         wrong.append(f"evaluate.sampler: {error}")
+    else:
+        steps, limit = e.get("steps") or sampling.steps_for(s, sampler), config.diffusion.num_timesteps
+        if not 1 <= steps <= limit:
+            wrong.append(f"evaluate.steps (sample.steps where it is 0) is {steps}; it must be in [1, {limit}], "
+                         f"diffusion.num_timesteps")
+    if s.spacing not in sampling.SPACINGS:
+        wrong.append(f"sample.spacing is {s.spacing!r}; choose one of {', '.join(sampling.SPACINGS)}")
     if wrong:
         raise UserError("; ".join(wrong))
+
+
+def too_many_unseen(count: Any, field: str) -> list[str]:
+    """[the phrase saying so] where `count` unseen professions exceed bolukbasi.json's, else []. A table whose
+    vectors lack some is checked again when the words are picked."""
+    professions = [p[0] for p in vectors.bolukbasi_gender()["professions"] if p[0] not in TRAIN_WORDS]
+    if count is None or count <= len(professions):
+        return []
+    return [f"{field} is {count}; bolukbasi.json has {len(professions)} unseen professions"]
 
 
 def check_settings(config: Any, set_by: Mapping[str, str] | None = None) -> None:
     """The evaluation's settings (config.evaluate) that can be checked without a trained run, checked: a
     UserError naming each wrong field and what it must be, so that a job which trains first stops in a
     second rather than after training. `set_by` names the field that sets an evaluate field where another
-    does (a sweep's members). The unseen-word count is checked against bolukbasi.json's professions; a
-    table whose vectors lack some is checked again when the words are picked."""
-    e = config.evaluate
-    wrong = configuration.out_of_range(config, EVALUATION_AT_LEAST, names=set_by)
-    professions = [p[0] for p in vectors.bolukbasi_gender()["professions"] if p[0] not in TRAIN_WORDS]
-    if e.num_unseen_words > len(professions):
-        unseen = (set_by or {}).get("evaluate.num_unseen_words", "evaluate.num_unseen_words")
-        wrong.append(f"{unseen} is {e.num_unseen_words}; bolukbasi.json has {len(professions)} unseen professions")
-    check_drawing(config, wrong)
+    does (a sweep's members)."""
+    name = (set_by or {}).get("evaluate.num_unseen_words", "evaluate.num_unseen_words")
+    check_drawing(config, configuration.out_of_range(config, EVALUATION_AT_LEAST, names=set_by)
+                  + too_many_unseen(config.evaluate.num_unseen_words, name))
 
 
 def pick_unseen_words(table: embed.EmbeddingTable, directions: embed.GenderDirections, count: int) -> list[str]:

@@ -52,8 +52,9 @@ READERS = ("primary", "second")  # the two classifiers, in the records' column o
 # NOISE_STRIDE * DRAW_ORDER.index(w) + j, whatever the number of images asked for.
 DRAW_ORDER = ("philosopher", "person", "nurse", "man", "woman")
 NOISE_STRIDE = 1_000_000
-# The study's fields with a least value, and those that must be positive.
-STUDY_AT_LEAST = {"study.pairs": 1, "study.images": 1, "study.images_person": 1, "study.images_man_woman": 1,
+# The study's fields with a least value (0 images of person, or of man and woman, draws none of them), and
+# those that must be positive.
+STUDY_AT_LEAST = {"study.pairs": 1, "study.images": 1, "study.images_person": 0, "study.images_man_woman": 0,
                   "study.images_over_training": 1, "study.calibration_per_class": 1}
 STUDY_ABOVE = {"study.margin": 0, "study.stretch_margin": 0}
 

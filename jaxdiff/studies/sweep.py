@@ -328,7 +328,9 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
         raise UserError(f"--member {member_index} --of {of}: need 0 <= member < of")
     grid = members(config, sweep_dir)
     check_member_recipes(config, grid)  # before anything is made: a member trained otherwise stops the sweep at once
-    if grid:  # the members' evaluation, before they train
+    if grid:  # the members' evaluation and probes, before they train
+        evaluation_words.check_drawing(config, evaluation_words.too_many_unseen(config.sweep.num_unseen_words,
+                                                                                "sweep.num_unseen_words"))
         evaluation_words.check_settings(member_config(config, grid[0]),
                                         set_by={f"evaluate.{f}": f"sweep.{s}" for f, s in MEMBER_EVALUATION.items()})
     mine = grid[member_index::of]
