@@ -39,30 +39,35 @@ def check_drawing(config: Any, wrong: Sequence[str] = ()) -> None:
         raise UserError("; ".join(wrong))
 
 
+def unseen_professions() -> list[str]:
+    """bolukbasi.json's professions that are not trained on, in its order (an evaluation picks among those its
+    table holds)."""
+    return [p[0] for p in vectors.bolukbasi_gender()["professions"] if p[0] not in TRAIN_WORDS]
+
+
 def too_many_unseen(count: Any, field: str) -> list[str]:
     """[the phrase saying so] where `count` unseen professions exceed bolukbasi.json's, else []. A table whose
     vectors lack some is checked again when the words are picked."""
-    professions = [p[0] for p in vectors.bolukbasi_gender()["professions"] if p[0] not in TRAIN_WORDS]
-    if count is None or count <= len(professions):
+    available = len(unseen_professions())
+    if count is None or count <= available:
         return []
-    return [f"{field} is {count}; bolukbasi.json has {len(professions)} unseen professions"]
+    return [f"{field} is {count}; bolukbasi.json has {available} unseen professions"]
 
 
-def check_settings(config: Any, set_by: Mapping[str, str] | None = None) -> None:
-    """The evaluation's settings (config.evaluate) that can be checked without a trained run, checked: a
-    UserError naming each wrong field and what it must be, so that a job which trains first stops in a
-    second rather than after training. `set_by` names the field that sets an evaluate field where another
-    does (a sweep's members)."""
+def check_settings(config: Any, set_by: Mapping[str, str] | None = None, wrong: Sequence[str] = ()) -> None:
+    """The evaluation's settings (config.evaluate) that can be checked without a trained run, checked, with
+    whatever else the caller found `wrong`: a UserError naming each wrong field and what it must be, so that
+    a job which trains first stops in a second rather than after training. `set_by` names the field that
+    sets an evaluate field where another does (a sweep's members)."""
     name = (set_by or {}).get("evaluate.num_unseen_words", "evaluate.num_unseen_words")
-    check_drawing(config, configuration.out_of_range(config, EVALUATION_AT_LEAST, names=set_by)
-                  + too_many_unseen(config.evaluate.num_unseen_words, name))
+    check_drawing(config, [*wrong, *configuration.out_of_range(config, EVALUATION_AT_LEAST, names=set_by),
+                           *too_many_unseen(config.evaluate.num_unseen_words, name)])
 
 
 def pick_unseen_words(table: embed.EmbeddingTable, directions: embed.GenderDirections, count: int) -> list[str]:
     """`count` professions of bolukbasi.json that were never trained on, evenly spread over the
     she-he score (raw space) from the most male-leaning to the most female-leaning."""
-    professions = [p[0] for p in vectors.bolukbasi_gender()["professions"]]
-    candidates = [w for w in professions if w in table and w not in TRAIN_WORDS]
+    candidates = [w for w in unseen_professions() if w in table]
     if len(candidates) < count:
         raise UserError(f"evaluate.num_unseen_words {count} exceeds the {len(candidates)} unseen professions in the table")
     scored = sorted(candidates, key=lambda w: float(table.raw_vector(w) @ directions.she_he_raw))  # unit vectors

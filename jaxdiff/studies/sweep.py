@@ -329,10 +329,10 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_dir: str, member_index: i
     grid = members(config, sweep_dir)
     check_member_recipes(config, grid)  # before anything is made: a member trained otherwise stops the sweep at once
     if grid:  # the members' evaluation and probes, before they train
-        evaluation_words.check_drawing(config, evaluation_words.too_many_unseen(config.sweep.num_unseen_words,
-                                                                                "sweep.num_unseen_words"))
-        evaluation_words.check_settings(member_config(config, grid[0]),
-                                        set_by={f"evaluate.{f}": f"sweep.{s}" for f, s in MEMBER_EVALUATION.items()})
+        set_by = {f"evaluate.{field}": f"sweep.{sweep_field}" for field, sweep_field in MEMBER_EVALUATION.items()}
+        evaluation_words.check_settings(
+            member_config(config, grid[0]), set_by,
+            wrong=evaluation_words.too_many_unseen(config.sweep.num_unseen_words, "sweep.num_unseen_words"))
     mine = grid[member_index::of]
     log(f"sweep {sweep_dir}: {len(grid)} members ({len(config.sweep.train_seeds)} training seeds x "
         f"{len(config.sweep.embed_seeds)} projection seeds); this invocation runs {len(mine)}")
